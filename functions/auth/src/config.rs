@@ -1,0 +1,93 @@
+//! auth's configuration, from the environment (documented in `.env.example`).
+
+use runwarden_platform::config::{
+    optional_secret, optional_var, parse_value, port, required_secret, required_var, var_parsed,
+};
+use runwarden_platform::{ConfigError, Environment};
+use secrecy::SecretString;
+use url::Url;
+
+pub const DEFAULT_PORT: u16 = 8081;
+pub const GOOGLE_ISSUER: &str = "https://accounts.google.com";
+
+#[derive(Debug)]
+pub struct Config {
+    pub env: Environment,
+    pub port: u16,
+    pub database_url: SecretString,
+    /// Ed25519 PKCS#8 PEM. Required in production; development generates one per start.
+    pub signing_key: Option<SecretString>,
+    pub signing_key_id: String,
+    pub trusted_proxy_hops: usize,
+    pub hash_concurrency: usize,
+    pub google: Option<GoogleConfig>,
+    pub project: Option<String>,
+}
+
+/// Google sign-in. Every endpoint is configuration so tests can run their own provider.
+#[derive(Debug, Clone)]
+pub struct GoogleConfig {
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub redirect_url: Url,
+    pub issuer: String,
+    pub auth_url: Url,
+    pub token_url: Url,
+    pub jwks_url: Url,
+}
+
+impl GoogleConfig {
+    /// Google documents both spellings of its issuer.
+    pub fn accepted_issuers(&self) -> Vec<String> {
+        if self.issuer == GOOGLE_ISSUER {
+            vec![GOOGLE_ISSUER.into(), "accounts.google.com".into()]
+        } else {
+            vec![self.issuer.clone()]
+        }
+    }
+}
+
+fn url_var(name: &'static str, default: &str) -> Result<Url, ConfigError> {
+    let raw = optional_var(name).unwrap_or_else(|| default.to_owned());
+    parse_value(name, &raw)
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let env = Environment::from_env()?;
+        let signing_key = if env.is_production() {
+            Some(required_secret("AUTH_SIGNING_KEY")?)
+        } else {
+            optional_secret("AUTH_SIGNING_KEY")
+        };
+        let signing_key_id = if env.is_production() {
+            required_var("AUTH_SIGNING_KEY_ID")?
+        } else {
+            optional_var("AUTH_SIGNING_KEY_ID").unwrap_or_else(|| "dev".into())
+        };
+        let google = match optional_var("GOOGLE_OAUTH_CLIENT_ID") {
+            None => None,
+            Some(client_id) => Some(GoogleConfig {
+                client_id,
+                client_secret: required_secret("GOOGLE_OAUTH_CLIENT_SECRET")?,
+                redirect_url: parse_value("GOOGLE_OAUTH_REDIRECT_URL", &required_var("GOOGLE_OAUTH_REDIRECT_URL")?)?,
+                issuer: optional_var("GOOGLE_OIDC_ISSUER").unwrap_or_else(|| GOOGLE_ISSUER.into()),
+                auth_url: url_var("GOOGLE_OIDC_AUTH_URL", "https://accounts.google.com/o/oauth2/v2/auth")?,
+                token_url: url_var("GOOGLE_OIDC_TOKEN_URL", "https://oauth2.googleapis.com/token")?,
+                jwks_url: url_var("GOOGLE_OIDC_JWKS_URL", "https://www.googleapis.com/oauth2/v3/certs")?,
+            }),
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Ok(Self {
+            env,
+            port: port(DEFAULT_PORT)?,
+            database_url: required_secret("DATABASE_URL")?,
+            signing_key,
+            signing_key_id,
+            trusted_proxy_hops: var_parsed("TRUSTED_PROXY_HOPS", 0)?,
+            hash_concurrency: var_parsed("AUTH_HASH_CONCURRENCY", cores)?,
+            google,
+            project: optional_var("GOOGLE_CLOUD_PROJECT"),
+        })
+    }
+}

@@ -1,0 +1,99 @@
+//! auth's errors and how each answers. 4xx carry a safe detail and a stable code; internal
+//! causes are logged once, here, and never sent.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use runwarden_platform::Problem;
+use runwarden_tenancy::TenancyError;
+
+use crate::password::PasswordRejection;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("{detail}")]
+    Invalid { code: &'static str, detail: String },
+    #[error("weak password: {0}")]
+    Password(#[from] PasswordRejection),
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("unauthenticated")]
+    Unauthenticated,
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("not found")]
+    NotFound,
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
+    #[error("throttled for {0}s")]
+    Throttled(u64),
+    #[error("unavailable")]
+    Unavailable,
+    #[error("not configured: {0}")]
+    NotConfigured(&'static str),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+pub type AuthResult<T> = Result<T, AuthError>;
+
+impl AuthError {
+    pub fn invalid(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::Invalid { code, detail: detail.into() }
+    }
+
+    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::Conflict { code, detail: detail.into() }
+    }
+}
+
+impl From<sqlx::Error> for AuthError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => Self::Unavailable,
+            other => Self::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+impl From<TenancyError> for AuthError {
+    fn from(e: TenancyError) -> Self {
+        match e {
+            TenancyError::NotFound => Self::NotFound,
+            TenancyError::Forbidden { .. } => Self::Forbidden(e.to_string()),
+            TenancyError::UnknownRole => Self::invalid("invalid_role", "unknown role"),
+        }
+    }
+}
+
+impl From<runwarden_tokens::TokenError> for AuthError {
+    fn from(_: runwarden_tokens::TokenError) -> Self {
+        Self::Unauthenticated
+    }
+}
+
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        let problem = match self {
+            Self::Invalid { code, detail } => Problem::bad_request(code, detail),
+            Self::Password(rejection) => Problem::bad_request("weak_password", rejection.to_string()),
+            Self::InvalidCredentials => Problem::new(StatusCode::UNAUTHORIZED, "invalid_credentials")
+                .detail("email or password is incorrect"),
+            Self::Unauthenticated => Problem::unauthorized(),
+            Self::Forbidden(detail) => Problem::forbidden(detail),
+            Self::NotFound => Problem::not_found(),
+            Self::Conflict { code, detail } => Problem::conflict(code, detail),
+            Self::Throttled(seconds) => Problem::too_many_requests(seconds),
+            Self::Unavailable => {
+                tracing::warn!("database unavailable");
+                Problem::unavailable()
+            }
+            Self::NotConfigured(what) => Problem::new(StatusCode::NOT_FOUND, "not_configured")
+                .detail(format!("{what} is not configured")),
+            Self::Internal(e) => {
+                tracing::error!(error = format!("{e:#}"), "internal error");
+                Problem::internal()
+            }
+        };
+        problem.into_response()
+    }
+}

@@ -1,0 +1,106 @@
+//! Who is calling. The access token is verified here, and its session and the caller's
+//! membership are read from the database on every request, never trusted from the token.
+
+use axum::extract::{FromRequestParts, RawPathParams};
+use axum::http::header;
+use axum::http::request::Parts;
+use runwarden_tenancy::{OrgContext, OrgId, Principal, Role, begin_org_tx, begin_user_tx};
+use runwarden_tokens::AccessClaims;
+use sqlx::{Postgres, Transaction};
+
+use crate::AppState;
+use crate::error::{AuthError, AuthResult};
+
+/// Verifies the `Authorization: Bearer` access token's signature and claims only.
+fn bearer_principal(parts: &Parts, state: &AppState) -> AuthResult<Principal> {
+    let value = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(AuthError::Unauthenticated)?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or(AuthError::Unauthenticated)?;
+    let claims: AccessClaims = state.verifier.verify(token.trim())?;
+    Ok(Principal {
+        user_id: claims.sub.parse().map_err(|_| AuthError::Unauthenticated)?,
+        session_id: claims.sid.parse().map_err(|_| AuthError::Unauthenticated)?,
+    })
+}
+
+/// A signed-in user whose session is live, with a transaction that sees the user's rows.
+pub struct LiveUser {
+    pub principal: Principal,
+    pub tx: Transaction<'static, Postgres>,
+}
+
+impl FromRequestParts<AppState> for LiveUser {
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let principal = bearer_principal(parts, state)?;
+        let mut tx = begin_user_tx(&state.pool, principal.user_id).await?;
+        let live: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sessions
+                             WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > now())",
+        )
+        .bind(principal.session_id)
+        .bind(principal.user_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        crate::sessions::require_live(live)?;
+        Ok(Self { principal, tx })
+    }
+}
+
+/// A live user acting in `/v1/orgs/{org}`: a member, with their current role, and a
+/// transaction scoped to that org for row-level security. Not a member: 404.
+pub struct OrgAccess {
+    pub ctx: OrgContext,
+    pub tx: Transaction<'static, Postgres>,
+}
+
+impl OrgAccess {
+    pub fn require(&self, role: Role) -> AuthResult<()> {
+        self.ctx.require(role)?;
+        Ok(())
+    }
+}
+
+/// Parses an id from the path. A malformed id is just another id that does not exist.
+pub fn path_id<T: std::str::FromStr>(raw: &str) -> AuthResult<T> {
+    raw.parse().map_err(|_| AuthError::NotFound)
+}
+
+impl FromRequestParts<AppState> for OrgAccess {
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let principal = bearer_principal(parts, state)?;
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| AuthError::NotFound)?;
+        let raw_org = params
+            .iter()
+            .find(|(name, _)| *name == "org")
+            .map(|(_, value)| value)
+            .ok_or(AuthError::NotFound)?;
+        let org: OrgId = path_id(raw_org)?;
+        let mut tx = begin_org_tx(&state.pool, org, Some(principal.user_id)).await?;
+        let (live, role): (bool, Option<Role>) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM sessions
+                             WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > now()),
+                    (SELECT m.role FROM memberships m JOIN orgs o ON o.id = m.org_id
+                      WHERE m.org_id = $3 AND m.user_id = $2 AND o.terminated_at IS NULL)",
+        )
+        .bind(principal.session_id)
+        .bind(principal.user_id)
+        .bind(org)
+        .fetch_one(&mut *tx)
+        .await?;
+        crate::sessions::require_live(live)?;
+        let ctx = OrgContext::resolve(principal, org, role)?;
+        Ok(Self { ctx, tx })
+    }
+}

@@ -1,0 +1,94 @@
+//! auth: users, passwords, sessions, JWTs, Google sign-in, organizations, members, roles.
+//!
+//! `App::build` wires configuration into a served router; `router` is the same routes
+//! without a socket, for in-process tests and the benchmarks.
+
+pub mod config;
+pub mod email;
+pub mod error;
+pub mod extract;
+pub mod google;
+pub mod orgs;
+pub mod password;
+pub mod routes;
+pub mod secret_token;
+pub mod sessions;
+pub mod throttle;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use runwarden_platform::request::TrustedProxyHops;
+use runwarden_platform::server::{self, Limits};
+use runwarden_tokens::{TokenSigner, TokenVerifier};
+use secrecy::ExposeSecret;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub signer: Arc<TokenSigner>,
+    pub verifier: TokenVerifier,
+    pub hasher: password::Hasher,
+    pub google: Option<Arc<google::GoogleSignIn>>,
+}
+
+impl AppState {
+    pub fn new(pool: PgPool, signer: TokenSigner, hash_concurrency: usize, google: Option<config::GoogleConfig>) -> Self {
+        let verifier = signer.verifier();
+        Self {
+            pool,
+            signer: Arc::new(signer),
+            verifier,
+            hasher: password::Hasher::new(hash_concurrency),
+            google: google.map(|g| Arc::new(google::GoogleSignIn::new(g))),
+        }
+    }
+}
+
+/// Every auth route, with the platform's shared layers.
+pub fn router(state: AppState, hops: TrustedProxyHops, limits: &Limits) -> Router {
+    server::app(routes::router(state), limits, hops)
+}
+
+pub struct App {
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+}
+
+impl App {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let signer = match &config.signing_key {
+            Some(pem) => TokenSigner::from_pem(&config.signing_key_id, pem.expose_secret())
+                .context("AUTH_SIGNING_KEY is not a valid Ed25519 PKCS#8 PEM key")?,
+            None => {
+                tracing::warn!("AUTH_SIGNING_KEY is not set: using a throwaway key (development only)");
+                TokenSigner::generate(&config.signing_key_id)
+            }
+        };
+        let options = runwarden_store::connect_options(&config.database_url)?;
+        let pool = runwarden_store::pool(options, &runwarden_store::PoolSettings::default());
+        let state = AppState::new(pool, signer, config.hash_concurrency, config.google.clone());
+        let limits = Limits::default();
+        let router = router(state, TrustedProxyHops(config.trusted_proxy_hops), &limits);
+        let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], config.port)))
+            .await
+            .with_context(|| format!("binding port {}", config.port))?;
+        Ok(Self { listener, router, limits })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        tracing::info!(addr = %self.local_addr()?, "auth listening");
+        server::serve(self.listener, self.router, &self.limits, server::shutdown_signal()).await
+    }
+}

@@ -1,0 +1,190 @@
+//! Sign-up, login, refresh, logout, `/v1/me` and the JWKS.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use runwarden_platform::extract::Json as Body;
+use runwarden_platform::request::RequestMeta;
+use runwarden_tenancy::{OrgId, UserId, set_tenant};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::email::Email;
+use crate::error::{AuthError, AuthResult};
+use crate::extract::LiveUser;
+use crate::password::{self, NewPassword};
+use crate::sessions::{self, Rotation};
+use crate::{AppState, throttle};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignupRequest {
+    email: String,
+    password: SecretString,
+    #[serde(default)]
+    org_name: Option<String>,
+}
+
+pub async fn signup(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    Body(body): Body<SignupRequest>,
+) -> AuthResult<impl IntoResponse> {
+    let email = Email::parse(&body.email)?;
+    let password = NewPassword::parse(body.password, &[email.local_part()])?;
+    let org_name = match body.org_name.as_deref() {
+        Some(name) => crate::orgs::parse_org_name(name)?,
+        None => format!("{}'s organization", email.local_part()),
+    };
+    // Hash before looking the email up, so a taken address answers no faster.
+    let hash = state.hasher.hash(&password).await?;
+
+    let user = UserId::new();
+    let org = OrgId::new();
+    let mut tx = state.pool.begin().await?;
+    set_tenant(&mut tx, Some(org), Some(user)).await?;
+    let inserted = sqlx::query("INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3) ON CONFLICT (email) DO NOTHING")
+        .bind(user)
+        .bind(email.as_str())
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if inserted == 0 {
+        return Err(AuthError::conflict("email_taken", "an account with this email already exists"));
+    }
+    create_personal_org(&mut tx, &meta, org, user, &org_name).await?;
+    let mut tokens = sessions::start(&mut tx, &state.signer, user).await?;
+    tx.commit().await?;
+    tokens.org_id = Some(org);
+    tracing::info!(user.id = %user, org.id = %org, "signed up");
+    Ok((StatusCode::CREATED, Json(tokens)))
+}
+
+/// A new user's own org: trial plan, the user its Owner. Both changes are audited.
+pub(crate) async fn create_personal_org(
+    tx: &mut sqlx::PgConnection,
+    meta: &RequestMeta,
+    org: OrgId,
+    user: UserId,
+    name: &str,
+) -> AuthResult<()> {
+    super::orgs::insert_org(tx, meta, org, user, name).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    email: String,
+    password: SecretString,
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    Body(body): Body<LoginRequest>,
+) -> AuthResult<impl IntoResponse> {
+    // Malformed input is refused before any lookup or hashing, the same way for every account.
+    let email = Email::parse(&body.email).map_err(|_| AuthError::InvalidCredentials)?;
+    if body.password.expose_secret().chars().count() > password::MAX_CHARS {
+        return Err(AuthError::InvalidCredentials);
+    }
+    let account_key = throttle::account_key(&email);
+    let ip_key = throttle::ip_key(meta.ip);
+    let keys: Vec<String> = std::iter::once(account_key.clone()).chain(ip_key.clone()).collect();
+
+    let mut conn = state.pool.acquire().await?;
+    if let Some(seconds) = throttle::blocked_for(&mut conn, &keys).await? {
+        return Err(AuthError::Throttled(seconds));
+    }
+    let found: Option<(UserId, Option<String>)> =
+        sqlx::query_as("SELECT id, password_hash FROM users WHERE email = $1")
+            .bind(email.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+    drop(conn); // do not hold a connection while hashing
+    let (user, hash) = found.map_or((None, None), |(id, hash)| (Some(id), hash));
+    let ok = state.hasher.verify(&body.password, hash).await?;
+
+    let mut tx = state.pool.begin().await?;
+    let Some(user) = user.filter(|_| ok) else {
+        throttle::record_failure(&mut tx, &account_key, throttle::ACCOUNT).await?;
+        if let Some(ip_key) = &ip_key {
+            throttle::record_failure(&mut tx, ip_key, throttle::IP).await?;
+        }
+        tx.commit().await?;
+        tracing::info!(security_event = "login_failed", "login failed");
+        return Err(AuthError::InvalidCredentials);
+    };
+    throttle::clear(&mut tx, &account_key).await?;
+    let tokens = sessions::start(&mut tx, &state.signer, user).await?;
+    tx.commit().await?;
+    tracing::info!(user.id = %user, "logged in");
+    Ok(Json(tokens))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    refresh_token: SecretString,
+}
+
+pub async fn refresh(State(state): State<AppState>, Body(body): Body<RefreshRequest>) -> AuthResult<impl IntoResponse> {
+    let presented = body.refresh_token.expose_secret();
+    if !presented.starts_with("rt_") || presented.len() > 128 {
+        return Err(AuthError::Unauthenticated);
+    }
+    let mut tx = state.pool.begin().await?;
+    let rotation = sessions::rotate(&mut tx, &state.signer, presented).await?;
+    tx.commit().await?;
+    match rotation {
+        Rotation::Rotated(tokens) => Ok(Json(tokens)),
+        Rotation::ReuseDetected { session, user } => {
+            tracing::warn!(
+                security_event = "refresh_reuse_detected",
+                user.id = %user,
+                session.id = %session,
+                "a used refresh token was presented again; its session is revoked"
+            );
+            Err(AuthError::Unauthenticated)
+        }
+        Rotation::Invalid => Err(AuthError::Unauthenticated),
+    }
+}
+
+pub async fn logout(State(_): State<AppState>, user: LiveUser) -> AuthResult<StatusCode> {
+    let LiveUser { principal, mut tx } = user;
+    sessions::revoke(&mut tx, principal.session_id, "logout").await?;
+    tx.commit().await?;
+    tracing::info!(user.id = %principal.user_id, "logged out");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn me(State(_): State<AppState>, user: LiveUser) -> AuthResult<impl IntoResponse> {
+    let LiveUser { principal, mut tx } = user;
+    let (email, orgs): (String, sqlx::types::Json<serde_json::Value>) = sqlx::query_as(
+        "SELECT u.email,
+                coalesce(json_agg(json_build_object('org_id', o.id, 'name', o.name, 'role', m.role)
+                                  ORDER BY m.created_at, m.org_id) FILTER (WHERE o.id IS NOT NULL),
+                         '[]'::json)
+           FROM users u
+           LEFT JOIN memberships m ON m.user_id = u.id
+           LEFT JOIN orgs o ON o.id = m.org_id AND o.terminated_at IS NULL
+          WHERE u.id = $1
+          GROUP BY u.id",
+    )
+    .bind(principal.user_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Json(serde_json::json!({
+        "user_id": principal.user_id,
+        "email": email,
+        "orgs": orgs.0,
+    })))
+}
+
+pub async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
+    Json(state.signer.jwks())
+}

@@ -1,0 +1,89 @@
+//! auth's HTTP surface. `ROUTES` is the one list of what is served: the router, the
+//! OpenAPI document and the role-matrix and tenancy tests are all checked against it.
+
+mod account;
+mod google;
+mod invitations;
+mod members;
+mod orgs;
+
+use axum::Router;
+use axum::routing::{get, patch, post};
+use runwarden_events::AuditEvent;
+use runwarden_platform::request::RequestMeta;
+use runwarden_tenancy::Role;
+
+use crate::AppState;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    /// Any signed-in user.
+    User,
+    /// A member of the org in the path with at least this role.
+    Org(Role),
+}
+
+/// (method, path, access). For member routes the rules also depend on the target's role
+/// (see `orgs.rs`); the role here is the least any call needs.
+pub const ROUTES: &[(&str, &str, Access)] = &[
+    ("POST", "/v1/auth/signup", Access::Public),
+    ("POST", "/v1/auth/login", Access::Public),
+    ("POST", "/v1/auth/refresh", Access::Public),
+    ("POST", "/v1/auth/logout", Access::User),
+    ("GET", "/v1/auth/google/start", Access::Public),
+    ("GET", "/v1/auth/google/callback", Access::Public),
+    ("GET", "/v1/me", Access::User),
+    ("GET", "/.well-known/jwks.json", Access::Public),
+    ("GET", "/openapi.json", Access::Public),
+    ("POST", "/v1/orgs", Access::User),
+    ("GET", "/v1/orgs/{org}", Access::Org(Role::Viewer)),
+    ("PATCH", "/v1/orgs/{org}", Access::Org(Role::Admin)),
+    ("GET", "/v1/orgs/{org}/members", Access::Org(Role::Viewer)),
+    ("PATCH", "/v1/orgs/{org}/members/{user}", Access::Org(Role::Admin)),
+    ("DELETE", "/v1/orgs/{org}/members/{user}", Access::Org(Role::Admin)),
+    ("POST", "/v1/orgs/{org}/invitations", Access::Org(Role::Admin)),
+    ("POST", "/v1/invitations/{token}/accept", Access::User),
+];
+
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/auth/signup", post(account::signup))
+        .route("/v1/auth/login", post(account::login))
+        .route("/v1/auth/refresh", post(account::refresh))
+        .route("/v1/auth/logout", post(account::logout))
+        .route("/v1/auth/google/start", get(google::start))
+        .route("/v1/auth/google/callback", get(google::callback))
+        .route("/v1/me", get(account::me))
+        .route("/.well-known/jwks.json", get(account::jwks))
+        .route("/openapi.json", get(openapi))
+        .route("/v1/orgs", post(orgs::create))
+        .route("/v1/orgs/{org}", get(orgs::show).patch(orgs::update))
+        .route("/v1/orgs/{org}/members", get(members::list))
+        .route("/v1/orgs/{org}/members/{user}", patch(members::change_role).delete(members::remove))
+        .route("/v1/orgs/{org}/invitations", post(invitations::create))
+        .route("/v1/invitations/{token}/accept", post(invitations::accept))
+        .with_state(state)
+}
+
+async fn openapi() -> impl axum::response::IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+/// An audit event by a user, carrying the request's id, IP and user agent.
+fn user_event(
+    meta: &RequestMeta,
+    org: runwarden_tenancy::OrgId,
+    user: runwarden_tenancy::UserId,
+    action: &str,
+    target: runwarden_events::Target,
+) -> AuditEvent {
+    AuditEvent::new(org, runwarden_events::Actor::user(user), action, target).with_request(
+        meta.request_id.clone(),
+        meta.ip,
+        meta.user_agent.clone(),
+    )
+}

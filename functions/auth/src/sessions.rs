@@ -1,0 +1,132 @@
+//! Sessions and refresh-token rotation.
+//!
+//! A session lives at most 24 hours from sign-in; rotation never extends it. Every refresh
+//! marks the presented token used and issues its successor. Presenting a used token means
+//! it was stolen or replayed: the whole session (the token family) is revoked.
+
+use chrono::{DateTime, Duration, Utc};
+use runwarden_tenancy::{SessionId, UserId};
+use runwarden_tokens::{AccessClaims, TokenKind, TokenSigner};
+use serde::Serialize;
+use sqlx::PgConnection;
+
+use crate::error::{AuthError, AuthResult};
+use crate::secret_token;
+
+pub const SESSION_LIFETIME: Duration = Duration::hours(24);
+
+/// What sign-up, login, refresh and Google sign-in return.
+#[derive(Debug, Serialize)]
+pub struct TokenPair {
+    pub user_id: UserId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<runwarden_tenancy::OrgId>,
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub refresh_expires_in: i64,
+}
+
+fn pair(
+    signer: &TokenSigner,
+    user: UserId,
+    session: SessionId,
+    refresh_token: String,
+    expires_at: DateTime<Utc>,
+) -> AuthResult<TokenPair> {
+    let now = Utc::now();
+    let access_token = signer.sign(&AccessClaims::new(user, session, now.timestamp()))?;
+    Ok(TokenPair {
+        user_id: user,
+        org_id: None,
+        access_token,
+        refresh_token,
+        token_type: "Bearer",
+        expires_in: AccessClaims::LIFETIME.as_secs(),
+        refresh_expires_in: (expires_at - now).num_seconds().max(0),
+    })
+}
+
+async fn insert_refresh_token(conn: &mut PgConnection, session: SessionId) -> AuthResult<String> {
+    let token = secret_token::generate("rt_");
+    sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($1, $2)")
+        .bind(secret_token::hash(&token))
+        .bind(session)
+        .execute(conn)
+        .await?;
+    Ok(token)
+}
+
+/// Starts a session for a user who just proved who they are.
+pub async fn start(conn: &mut PgConnection, signer: &TokenSigner, user: UserId) -> AuthResult<TokenPair> {
+    let session = SessionId::new();
+    let expires_at: DateTime<Utc> = sqlx::query_scalar(
+        "INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, now() + $3) RETURNING expires_at",
+    )
+    .bind(session)
+    .bind(user)
+    .bind(SESSION_LIFETIME)
+    .fetch_one(&mut *conn)
+    .await?;
+    let refresh = insert_refresh_token(conn, session).await?;
+    pair(signer, user, session, refresh, expires_at)
+}
+
+pub enum Rotation {
+    Rotated(TokenPair),
+    /// A used token came back: the family is now revoked.
+    ReuseDetected { session: SessionId, user: UserId },
+    Invalid,
+}
+
+pub async fn rotate(conn: &mut PgConnection, signer: &TokenSigner, presented: &str) -> AuthResult<Rotation> {
+    let hash = secret_token::hash(presented);
+    // Concurrent rotations of one token serialize on its row: exactly one sees `used_at IS NULL`.
+    let live: Option<(SessionId, UserId, DateTime<Utc>)> = sqlx::query_as(
+        "UPDATE refresh_tokens rt SET used_at = now()
+           FROM sessions s
+          WHERE rt.token_hash = $1 AND rt.used_at IS NULL
+            AND s.id = rt.session_id AND s.revoked_at IS NULL AND s.expires_at > now()
+      RETURNING s.id, s.user_id, s.expires_at",
+    )
+    .bind(&hash)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some((session, user, expires_at)) = live {
+        let refresh = insert_refresh_token(conn, session).await?;
+        return Ok(Rotation::Rotated(pair(signer, user, session, refresh, expires_at)?));
+    }
+    let reused: Option<(SessionId, UserId)> = sqlx::query_as(
+        "UPDATE sessions s SET revoked_at = coalesce(s.revoked_at, now()),
+                revoked_reason = coalesce(s.revoked_reason, 'refresh_reuse'), updated_at = now()
+           FROM refresh_tokens rt
+          WHERE rt.token_hash = $1 AND rt.used_at IS NOT NULL AND s.id = rt.session_id
+      RETURNING s.id, s.user_id",
+    )
+    .bind(&hash)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(match reused {
+        Some((session, user)) => Rotation::ReuseDetected { session, user },
+        None => Rotation::Invalid,
+    })
+}
+
+pub async fn revoke(conn: &mut PgConnection, session: SessionId, reason: &str) -> AuthResult<()> {
+    sqlx::query(
+        "UPDATE sessions SET revoked_at = now(), revoked_reason = $2, updated_at = now()
+          WHERE id = $1 AND revoked_at IS NULL",
+    )
+    .bind(session)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Fails unless the session is live and belongs to the user: the check every
+/// authenticated request makes, so logout and revocation apply at once.
+pub fn require_live(found: bool) -> AuthResult<()> {
+    if found { Ok(()) } else { Err(AuthError::Unauthenticated) }
+}
