@@ -70,11 +70,23 @@ impl Config {
             Some(client_id) => Some(GoogleConfig {
                 client_id,
                 client_secret: required_secret("GOOGLE_OAUTH_CLIENT_SECRET")?,
-                redirect_url: parse_value("GOOGLE_OAUTH_REDIRECT_URL", &required_var("GOOGLE_OAUTH_REDIRECT_URL")?)?,
+                redirect_url: parse_value(
+                    "GOOGLE_OAUTH_REDIRECT_URL",
+                    &required_var("GOOGLE_OAUTH_REDIRECT_URL")?,
+                )?,
                 issuer: optional_var("GOOGLE_OIDC_ISSUER").unwrap_or_else(|| GOOGLE_ISSUER.into()),
-                auth_url: url_var("GOOGLE_OIDC_AUTH_URL", "https://accounts.google.com/o/oauth2/v2/auth")?,
-                token_url: url_var("GOOGLE_OIDC_TOKEN_URL", "https://oauth2.googleapis.com/token")?,
-                jwks_url: url_var("GOOGLE_OIDC_JWKS_URL", "https://www.googleapis.com/oauth2/v3/certs")?,
+                auth_url: url_var(
+                    "GOOGLE_OIDC_AUTH_URL",
+                    "https://accounts.google.com/o/oauth2/v2/auth",
+                )?,
+                token_url: url_var(
+                    "GOOGLE_OIDC_TOKEN_URL",
+                    "https://oauth2.googleapis.com/token",
+                )?,
+                jwks_url: url_var(
+                    "GOOGLE_OIDC_JWKS_URL",
+                    "https://www.googleapis.com/oauth2/v3/certs",
+                )?,
             }),
         };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -38,18 +38,26 @@ pub type AuthResult<T> = Result<T, AuthError>;
 
 impl AuthError {
     pub fn invalid(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::Invalid { code, detail: detail.into() }
+        Self::Invalid {
+            code,
+            detail: detail.into(),
+        }
     }
 
     pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::Conflict { code, detail: detail.into() }
+        Self::Conflict {
+            code,
+            detail: detail.into(),
+        }
     }
 }
 
 impl From<sqlx::Error> for AuthError {
     fn from(e: sqlx::Error) -> Self {
         match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => Self::Unavailable,
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                Self::Unavailable
+            }
             other => Self::Internal(anyhow::Error::new(other)),
         }
     }
@@ -75,9 +83,13 @@ impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
         let problem = match self {
             Self::Invalid { code, detail } => Problem::bad_request(code, detail),
-            Self::Password(rejection) => Problem::bad_request("weak_password", rejection.to_string()),
-            Self::InvalidCredentials => Problem::new(StatusCode::UNAUTHORIZED, "invalid_credentials")
-                .detail("email or password is incorrect"),
+            Self::Password(rejection) => {
+                Problem::bad_request("weak_password", rejection.to_string())
+            }
+            Self::InvalidCredentials => {
+                Problem::new(StatusCode::UNAUTHORIZED, "invalid_credentials")
+                    .detail("email or password is incorrect")
+            }
             Self::Unauthenticated => Problem::unauthorized(),
             Self::Forbidden(detail) => Problem::forbidden(detail),
             Self::NotFound => Problem::not_found(),

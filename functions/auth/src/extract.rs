@@ -38,7 +38,10 @@ pub struct LiveUser {
 impl FromRequestParts<AppState> for LiveUser {
     type Rejection = AuthError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let principal = bearer_principal(parts, state)?;
         let mut tx = begin_user_tx(&state.pool, principal.user_id).await?;
         let live: bool = sqlx::query_scalar(
@@ -76,7 +79,10 @@ pub fn path_id<T: std::str::FromStr>(raw: &str) -> AuthResult<T> {
 impl FromRequestParts<AppState> for OrgAccess {
     type Rejection = AuthError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let principal = bearer_principal(parts, state)?;
         let params = RawPathParams::from_request_parts(parts, state)
             .await

@@ -58,7 +58,11 @@ struct TokenResponse {
 }
 
 fn rejected(reason: &'static str) -> AuthError {
-    tracing::warn!(security_event = "sso_rejected", reason, "Google sign-in rejected");
+    tracing::warn!(
+        security_event = "sso_rejected",
+        reason,
+        "Google sign-in rejected"
+    );
     AuthError::Unauthenticated
 }
 
@@ -69,7 +73,11 @@ impl GoogleSignIn {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("the HTTP client builds");
-        Self { config, http, keys: RwLock::new(KeyCache::default()) }
+        Self {
+            config,
+            http,
+            keys: RwLock::new(KeyCache::default()),
+        }
     }
 
     pub fn authorization_url(&self, state: &str, nonce: &str, code_challenge: &str) -> Url {
@@ -105,12 +113,20 @@ impl GoogleSignIn {
         if !response.status().is_success() {
             return Err(rejected("code exchange refused"));
         }
-        let body: TokenResponse = response.json().await.map_err(|_| rejected("token response unreadable"))?;
+        let body: TokenResponse = response
+            .json()
+            .await
+            .map_err(|_| rejected("token response unreadable"))?;
         Ok(body.id_token)
     }
 
-    pub async fn verify_id_token(&self, id_token: &str, expected_nonce: &str) -> AuthResult<GoogleIdentity> {
-        let header = jsonwebtoken::decode_header(id_token).map_err(|_| rejected("malformed id token"))?;
+    pub async fn verify_id_token(
+        &self,
+        id_token: &str,
+        expected_nonce: &str,
+    ) -> AuthResult<GoogleIdentity> {
+        let header =
+            jsonwebtoken::decode_header(id_token).map_err(|_| rejected("malformed id token"))?;
         if header.alg != Algorithm::RS256 {
             return Err(rejected("id token algorithm"));
         }
@@ -138,14 +154,15 @@ impl GoogleSignIn {
         if !nonce_ok {
             return Err(rejected("nonce mismatch"));
         }
-        let verified = matches!(
-            claims.email_verified,
-            Some(serde_json::Value::Bool(true))
-        ) || matches!(&claims.email_verified, Some(serde_json::Value::String(s)) if s == "true");
+        let verified = matches!(claims.email_verified, Some(serde_json::Value::Bool(true)))
+            || matches!(&claims.email_verified, Some(serde_json::Value::String(s)) if s == "true");
         if !verified {
             return Err(rejected("email not verified"));
         }
-        let email = claims.email.as_deref().ok_or_else(|| rejected("no email"))?;
+        let email = claims
+            .email
+            .as_deref()
+            .ok_or_else(|| rejected("no email"))?;
         Ok(GoogleIdentity {
             issuer: claims.iss,
             subject: claims.sub,
@@ -160,13 +177,19 @@ impl GoogleSignIn {
             if let Some(key) = cache.keys.get(kid).filter(|_| fresh) {
                 return Ok(key.clone());
             }
-            if cache.fetched_at.is_some_and(|t| t.elapsed() < REFETCH_INTERVAL) {
+            if cache
+                .fetched_at
+                .is_some_and(|t| t.elapsed() < REFETCH_INTERVAL)
+            {
                 return Err(rejected("unknown kid"));
             }
         }
         let mut cache = self.keys.write().await;
         // Another request may have refreshed the cache while we waited for the lock.
-        if !cache.fetched_at.is_some_and(|t| t.elapsed() < REFETCH_INTERVAL) {
+        if !cache
+            .fetched_at
+            .is_some_and(|t| t.elapsed() < REFETCH_INTERVAL)
+        {
             let jwks: JwkSet = self
                 .http
                 .get(self.config.jwks_url.clone())
@@ -180,10 +203,16 @@ impl GoogleSignIn {
             cache.keys = jwks
                 .keys
                 .iter()
-                .filter_map(|jwk| Some((jwk.common.key_id.clone()?, DecodingKey::from_jwk(jwk).ok()?)))
+                .filter_map(|jwk| {
+                    Some((jwk.common.key_id.clone()?, DecodingKey::from_jwk(jwk).ok()?))
+                })
                 .collect();
             cache.fetched_at = Some(Instant::now());
         }
-        cache.keys.get(kid).cloned().ok_or_else(|| rejected("unknown kid"))
+        cache
+            .keys
+            .get(kid)
+            .cloned()
+            .ok_or_else(|| rejected("unknown kid"))
     }
 }

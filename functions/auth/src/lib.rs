@@ -39,7 +39,12 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(pool: PgPool, signer: TokenSigner, hash_concurrency: usize, google: Option<config::GoogleConfig>) -> Self {
+    pub fn new(
+        pool: PgPool,
+        signer: TokenSigner,
+        hash_concurrency: usize,
+        google: Option<config::GoogleConfig>,
+    ) -> Self {
         let verifier = signer.verifier();
         Self {
             pool,
@@ -68,7 +73,9 @@ impl App {
             Some(pem) => TokenSigner::from_pem(&config.signing_key_id, pem.expose_secret())
                 .context("AUTH_SIGNING_KEY is not a valid Ed25519 PKCS#8 PEM key")?,
             None => {
-                tracing::warn!("AUTH_SIGNING_KEY is not set: using a throwaway key (development only)");
+                tracing::warn!(
+                    "AUTH_SIGNING_KEY is not set: using a throwaway key (development only)"
+                );
                 TokenSigner::generate(&config.signing_key_id)
             }
         };
@@ -80,7 +87,11 @@ impl App {
         let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], config.port)))
             .await
             .with_context(|| format!("binding port {}", config.port))?;
-        Ok(Self { listener, router, limits })
+        Ok(Self {
+            listener,
+            router,
+            limits,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -89,6 +100,12 @@ impl App {
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         tracing::info!(addr = %self.local_addr()?, "auth listening");
-        server::serve(self.listener, self.router, &self.limits, server::shutdown_signal()).await
+        server::serve(
+            self.listener,
+            self.router,
+            &self.limits,
+            server::shutdown_signal(),
+        )
+        .await
     }
 }

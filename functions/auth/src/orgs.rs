@@ -16,7 +16,9 @@ fn owner_only() -> AuthError {
 /// May `actor` change a member from `current` to `new`?
 pub fn check_role_change(actor: Role, current: Role, new: Role) -> AuthResult<()> {
     if actor < Role::Admin {
-        return Err(AuthError::Forbidden("this action needs the admin role or higher".into()));
+        return Err(AuthError::Forbidden(
+            "this action needs the admin role or higher".into(),
+        ));
     }
     if (current == Role::Owner || new == Role::Owner) && actor != Role::Owner {
         return Err(owner_only());
@@ -30,7 +32,9 @@ pub fn check_removal(actor: Role, is_self: bool, target: Role) -> AuthResult<()>
         return Ok(());
     }
     if actor < Role::Admin {
-        return Err(AuthError::Forbidden("this action needs the admin role or higher".into()));
+        return Err(AuthError::Forbidden(
+            "this action needs the admin role or higher".into(),
+        ));
     }
     if target == Role::Owner && actor != Role::Owner {
         return Err(owner_only());
@@ -41,7 +45,9 @@ pub fn check_removal(actor: Role, is_self: bool, target: Role) -> AuthResult<()>
 /// May `actor` invite someone as `role`?
 pub fn check_invitation(actor: Role, role: Role) -> AuthResult<()> {
     if actor < Role::Admin {
-        return Err(AuthError::Forbidden("this action needs the admin role or higher".into()));
+        return Err(AuthError::Forbidden(
+            "this action needs the admin role or higher".into(),
+        ));
     }
     if role == Role::Owner && actor != Role::Owner {
         return Err(owner_only());
@@ -50,9 +56,16 @@ pub fn check_invitation(actor: Role, role: Role) -> AuthResult<()> {
 }
 
 /// Refuses a change that would leave the org with no owner.
-pub fn check_owners_remain(owners_before: i64, target_was_owner: bool, target_stays_owner: bool) -> AuthResult<()> {
+pub fn check_owners_remain(
+    owners_before: i64,
+    target_was_owner: bool,
+    target_stays_owner: bool,
+) -> AuthResult<()> {
     if target_was_owner && !target_stays_owner && owners_before <= 1 {
-        return Err(AuthError::conflict("last_owner", "the last owner cannot be removed or demoted"));
+        return Err(AuthError::conflict(
+            "last_owner",
+            "the last owner cannot be removed or demoted",
+        ));
     }
     Ok(())
 }
@@ -61,7 +74,10 @@ pub fn parse_org_name(raw: &str) -> AuthResult<String> {
     let name = raw.trim();
     let chars = name.chars().count();
     if chars == 0 || chars > 100 || name.chars().any(char::is_control) {
-        return Err(AuthError::invalid("invalid_name", "name must be 1 to 100 printable characters"));
+        return Err(AuthError::invalid(
+            "invalid_name",
+            "name must be 1 to 100 printable characters",
+        ));
     }
     Ok(name.to_owned())
 }
@@ -84,7 +100,11 @@ mod tests {
             (Viewer, Viewer, Viewer, false),
             (Owner, Owner, Admin, true),
         ] {
-            assert_eq!(check_role_change(actor, current, new).is_ok(), allowed, "{actor} {current}->{new}");
+            assert_eq!(
+                check_role_change(actor, current, new).is_ok(),
+                allowed,
+                "{actor} {current}->{new}"
+            );
         }
     }
 

@@ -82,9 +82,16 @@ fn is_weak(raw: &str, context: &[&str]) -> bool {
         }
     }
     // Runs along the digits, the alphabet or a keyboard row, either way ("123456789012").
-    const RUNS: &[&str] = &["012345678901234567890123456789", "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz", "qwertyuiopasdfghjklzxcvbnmqwertyuiopasdfghjklzxcvbnm"];
+    const RUNS: &[&str] = &[
+        "012345678901234567890123456789",
+        "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz",
+        "qwertyuiopasdfghjklzxcvbnmqwertyuiopasdfghjklzxcvbnm",
+    ];
     let reversed: String = lower.chars().rev().collect();
-    if RUNS.iter().any(|run| run.contains(lower.as_str()) || run.contains(reversed.as_str())) {
+    if RUNS
+        .iter()
+        .any(|run| run.contains(lower.as_str()) || run.contains(reversed.as_str()))
+    {
         return true;
     }
     // Built from the product's or the user's own name.
@@ -105,7 +112,8 @@ pub struct Hasher {
 
 impl Hasher {
     pub fn new(concurrency: usize) -> Self {
-        let params = Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None).expect("valid Argon2 parameters");
+        let params = Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None)
+            .expect("valid Argon2 parameters");
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
         let dummy_hash = argon2
@@ -132,15 +140,22 @@ impl Hasher {
     }
 
     /// True only when `hash` exists and matches. Runs a full verification either way.
-    pub async fn verify(&self, password: &SecretString, hash: Option<String>) -> anyhow::Result<bool> {
+    pub async fn verify(
+        &self,
+        password: &SecretString,
+        hash: Option<String>,
+    ) -> anyhow::Result<bool> {
         let password = password.clone();
         let (hash, real) = match hash {
             Some(h) => (h, true),
             None => (self.dummy_hash.as_ref().clone(), false),
         };
         self.run(move |argon2| {
-            let parsed = PasswordHash::new(&hash).map_err(|e| anyhow::anyhow!("stored hash unreadable: {e}"))?;
-            let ok = argon2.verify_password(password.expose_secret().as_bytes(), &parsed).is_ok();
+            let parsed = PasswordHash::new(&hash)
+                .map_err(|e| anyhow::anyhow!("stored hash unreadable: {e}"))?;
+            let ok = argon2
+                .verify_password(password.expose_secret().as_bytes(), &parsed)
+                .is_ok();
             Ok(ok && real)
         })
         .await?
@@ -153,9 +168,11 @@ impl Hasher {
         let _permit = self.permits.acquire().await?;
         let argon2 = self.argon2.clone();
         let span = tracing::Span::current();
-        Ok(tokio::task::spawn_blocking(move || span.in_scope(|| work(&argon2)))
-            .instrument(tracing::Span::current())
-            .await?)
+        Ok(
+            tokio::task::spawn_blocking(move || span.in_scope(|| work(&argon2)))
+                .instrument(tracing::Span::current())
+                .await?,
+        )
     }
 }
 
@@ -169,13 +186,21 @@ mod tests {
 
     #[test]
     fn length_is_counted_in_characters() {
-        assert_eq!(parse("elevenchars").err(), Some(PasswordRejection::TooShort));
+        assert_eq!(
+            parse("elevenchars").err(),
+            Some(PasswordRejection::TooShort)
+        );
         assert!(parse("twelve-chars").is_ok());
         assert!(parse(&"ñ".repeat(12)).is_err_and(|e| e == PasswordRejection::Weak));
         assert!(parse("correct horse battery").is_ok());
         assert!(parse("🦀 crabs are 🦀 great").is_ok());
-        assert_eq!(parse(&"ab1".repeat(43)).err(), Some(PasswordRejection::TooLong));
-        let max: String = (0..128).map(|i| char::from(b'a' + (i * 7 % 26) as u8)).collect();
+        assert_eq!(
+            parse(&"ab1".repeat(43)).err(),
+            Some(PasswordRejection::TooLong)
+        );
+        let max: String = (0..128)
+            .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
+            .collect();
         assert!(parse(&max).is_ok());
         let over = format!("{max}x");
         assert_eq!(parse(&over).err(), Some(PasswordRejection::TooLong));
@@ -214,7 +239,12 @@ mod tests {
         assert!(salt_b64.len() >= 22, "salt is at least 16 bytes");
         let secret = SecretString::from("a perfectly fine passphrase");
         assert!(hasher.verify(&secret, Some(h1.clone())).await.unwrap());
-        assert!(!hasher.verify(&SecretString::from("A perfectly fine passphrase"), Some(h1)).await.unwrap());
+        assert!(
+            !hasher
+                .verify(&SecretString::from("A perfectly fine passphrase"), Some(h1))
+                .await
+                .unwrap()
+        );
         assert!(!hasher.verify(&secret, None).await.unwrap());
     }
 }

@@ -17,7 +17,9 @@ pub fn random_b64(bytes: usize) -> String {
 }
 
 pub fn hash(token: &str) -> Vec<u8> {
-    digest::digest(&digest::SHA256, token.as_bytes()).as_ref().to_vec()
+    digest::digest(&digest::SHA256, token.as_bytes())
+        .as_ref()
+        .to_vec()
 }
 
 /// The PKCE S256 challenge of a verifier (RFC 7636).

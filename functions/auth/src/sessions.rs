@@ -58,7 +58,11 @@ async fn insert_refresh_token(conn: &mut PgConnection, session: SessionId) -> Au
 }
 
 /// Starts a session for a user who just proved who they are.
-pub async fn start(conn: &mut PgConnection, signer: &TokenSigner, user: UserId) -> AuthResult<TokenPair> {
+pub async fn start(
+    conn: &mut PgConnection,
+    signer: &TokenSigner,
+    user: UserId,
+) -> AuthResult<TokenPair> {
     let session = SessionId::new();
     sqlx::query("INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, now() + $3)")
         .bind(session)
@@ -67,17 +71,30 @@ pub async fn start(conn: &mut PgConnection, signer: &TokenSigner, user: UserId) 
         .execute(&mut *conn)
         .await?;
     let refresh = insert_refresh_token(conn, session).await?;
-    pair(signer, user, session, refresh, SESSION_LIFETIME.num_seconds())
+    pair(
+        signer,
+        user,
+        session,
+        refresh,
+        SESSION_LIFETIME.num_seconds(),
+    )
 }
 
 pub enum Rotation {
     Rotated(TokenPair),
     /// A used token came back: the family is now revoked.
-    ReuseDetected { session: SessionId, user: UserId },
+    ReuseDetected {
+        session: SessionId,
+        user: UserId,
+    },
     Invalid,
 }
 
-pub async fn rotate(conn: &mut PgConnection, signer: &TokenSigner, presented: &str) -> AuthResult<Rotation> {
+pub async fn rotate(
+    conn: &mut PgConnection,
+    signer: &TokenSigner,
+    presented: &str,
+) -> AuthResult<Rotation> {
     let hash = secret_token::hash(presented);
     // Concurrent rotations of one token serialize on its row: exactly one sees `used_at IS NULL`.
     let live: Option<(SessionId, UserId, i64)> = sqlx::query_as(
@@ -92,7 +109,13 @@ pub async fn rotate(conn: &mut PgConnection, signer: &TokenSigner, presented: &s
     .await?;
     if let Some((session, user, remaining_secs)) = live {
         let refresh = insert_refresh_token(conn, session).await?;
-        return Ok(Rotation::Rotated(pair(signer, user, session, refresh, remaining_secs)?));
+        return Ok(Rotation::Rotated(pair(
+            signer,
+            user,
+            session,
+            refresh,
+            remaining_secs,
+        )?));
     }
     let reused: Option<(SessionId, UserId)> = sqlx::query_as(
         "UPDATE sessions s SET revoked_at = coalesce(s.revoked_at, now()),
@@ -125,5 +148,9 @@ pub async fn revoke(conn: &mut PgConnection, session: SessionId, reason: &str) -
 /// Fails unless the session is live and belongs to the user: the check every
 /// authenticated request makes, so logout and revocation apply at once.
 pub fn require_live(found: bool) -> AuthResult<()> {
-    if found { Ok(()) } else { Err(AuthError::Unauthenticated) }
+    if found {
+        Ok(())
+    } else {
+        Err(AuthError::Unauthenticated)
+    }
 }

@@ -17,9 +17,17 @@ pub struct Rule {
 }
 
 /// Five wrong passwords on one account, then 30 s, doubling up to 15 minutes.
-pub const ACCOUNT: Rule = Rule { threshold: 5, base_delay_secs: 30.0, max_delay_secs: 900.0 };
+pub const ACCOUNT: Rule = Rule {
+    threshold: 5,
+    base_delay_secs: 30.0,
+    max_delay_secs: 900.0,
+};
 /// A stuffing source trying many accounts: 50 failures, then 60 s, doubling up to 1 hour.
-pub const IP: Rule = Rule { threshold: 50, base_delay_secs: 60.0, max_delay_secs: 3600.0 };
+pub const IP: Rule = Rule {
+    threshold: 50,
+    base_delay_secs: 60.0,
+    max_delay_secs: 3600.0,
+};
 /// Failures are counted in this window.
 const WINDOW_SECS: f64 = 900.0;
 

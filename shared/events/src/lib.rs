@@ -140,9 +140,14 @@ mod tests {
     #[test]
     fn serializes_the_documented_shape() {
         let org = OrgId::new();
-        let event = AuditEvent::new(org, Actor::user("u-1"), "member.role_change", Target::new("user", "u-2"))
-            .with_request(Some("req-1".into()), Some("1.2.3.4".parse().unwrap()), None)
-            .with_details(serde_json::json!({"from": "member", "to": "admin"}));
+        let event = AuditEvent::new(
+            org,
+            Actor::user("u-1"),
+            "member.role_change",
+            Target::new("user", "u-2"),
+        )
+        .with_request(Some("req-1".into()), Some("1.2.3.4".parse().unwrap()), None)
+        .with_details(serde_json::json!({"from": "member", "to": "admin"}));
         let json = serde_json::to_value(&event).unwrap();
         assert_eq!(json["org_id"], org.to_string());
         assert_eq!(json["actor"]["kind"], "user");

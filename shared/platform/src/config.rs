@@ -73,10 +73,12 @@ where
     T: FromStr,
     T::Err: fmt::Display,
 {
-    raw.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
-        name,
-        reason: e.to_string(),
-    })
+    raw.trim()
+        .parse()
+        .map_err(|e: T::Err| ConfigError::Invalid {
+            name,
+            reason: e.to_string(),
+        })
 }
 
 /// The port a function listens on: `PORT` on Cloud Run, the function's default locally.

@@ -28,13 +28,13 @@ where
 
 fn json_problem(rejection: &JsonRejection) -> Problem {
     match rejection {
-        JsonRejection::MissingJsonContentType(_) => Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-        )
-        .detail("expected Content-Type: application/json"),
+        JsonRejection::MissingJsonContentType(_) => {
+            Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+                .detail("expected Content-Type: application/json")
+        }
         JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large").detail("request body is too large")
+            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+                .detail("request body is too large")
         }
         JsonRejection::JsonDataError(e) => {
             // serde's message names the field and the expectation; it never echoes values

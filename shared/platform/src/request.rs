@@ -49,7 +49,11 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// The address the nearest untrusted party connected from.
-pub fn client_ip(headers: &HeaderMap, peer: Option<IpAddr>, hops: TrustedProxyHops) -> Option<IpAddr> {
+pub fn client_ip(
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+    hops: TrustedProxyHops,
+) -> Option<IpAddr> {
     if hops.0 == 0 {
         return peer;
     }
@@ -90,14 +94,24 @@ mod tests {
         // The client sent "6.6.6.6"; our one trusted proxy appended the real address.
         let ip = client_ip(&xff("6.6.6.6, 1.2.3.4"), None, TrustedProxyHops(1));
         assert_eq!(ip, Some("1.2.3.4".parse().unwrap()));
-        let ip = client_ip(&xff("6.6.6.6, 1.2.3.4, 35.1.1.1"), None, TrustedProxyHops(2));
+        let ip = client_ip(
+            &xff("6.6.6.6, 1.2.3.4, 35.1.1.1"),
+            None,
+            TrustedProxyHops(2),
+        );
         assert_eq!(ip, Some("1.2.3.4".parse().unwrap()));
     }
 
     #[test]
     fn garbage_falls_back_to_the_peer() {
         let peer: IpAddr = "127.0.0.1".parse().unwrap();
-        assert_eq!(client_ip(&xff("nonsense"), Some(peer), TrustedProxyHops(1)), Some(peer));
-        assert_eq!(client_ip(&HeaderMap::new(), Some(peer), TrustedProxyHops(1)), Some(peer));
+        assert_eq!(
+            client_ip(&xff("nonsense"), Some(peer), TrustedProxyHops(1)),
+            Some(peer)
+        );
+        assert_eq!(
+            client_ip(&HeaderMap::new(), Some(peer), TrustedProxyHops(1)),
+            Some(peer)
+        );
     }
 }

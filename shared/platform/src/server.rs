@@ -57,7 +57,9 @@ pub fn app(routes: Router, limits: &Limits, hops: TrustedProxyHops) -> Router {
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(move |req, next| time_limit(timeout, req, next)))
+        .layer(middleware::from_fn(move |req, next| {
+            time_limit(timeout, req, next)
+        }))
         .layer(RequestBodyLimitLayer::new(limits.body_bytes))
         .layer(axum::extract::DefaultBodyLimit::max(limits.body_bytes))
         .layer(middleware::from_fn(problem_for_bare_errors))
@@ -124,7 +126,10 @@ async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
     let is_problem = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(crate::problem::CONTENT_TYPE.as_bytes()));
+        .is_some_and(|v| {
+            v.as_bytes()
+                .starts_with(crate::problem::CONTENT_TYPE.as_bytes())
+        });
     if is_problem {
         return response;
     }

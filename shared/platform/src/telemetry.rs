@@ -262,7 +262,10 @@ mod tests {
         assert_eq!(line["request_id"], "r-1");
         assert_eq!(line["org.id"], "o-1");
         assert_eq!(line["duration_ms"], 12);
-        assert_eq!(line["logging.googleapis.com/trace"], "projects/proj/traces/abc123");
+        assert_eq!(
+            line["logging.googleapis.com/trace"],
+            "projects/proj/traces/abc123"
+        );
         assert!(line["time"].as_str().unwrap().contains('T'));
     }
 
@@ -286,14 +289,19 @@ mod tests {
     #[test]
     fn parses_trace_headers() {
         let mut h = axum::http::HeaderMap::new();
-        h.insert("x-cloud-trace-context", "105445aa7843bc8bf206b12000100000/1;o=1".parse().unwrap());
+        h.insert(
+            "x-cloud-trace-context",
+            "105445aa7843bc8bf206b12000100000/1;o=1".parse().unwrap(),
+        );
         assert_eq!(
             trace_ids(&h),
             Some(("105445aa7843bc8bf206b12000100000".into(), Some("1".into())))
         );
         h.insert(
             "traceparent",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                .parse()
+                .unwrap(),
         );
         assert_eq!(trace_ids(&h).unwrap().0, "4bf92f3577b34da6a3ce929d0e0e4736");
         let mut bad = axum::http::HeaderMap::new();

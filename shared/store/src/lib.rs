@@ -74,7 +74,10 @@ mod tests {
     fn unix_socket_urls_select_the_socket_directory() {
         let url = SecretString::from("postgres://runwarden_auth@/runwarden?host=/cloudsql/p:r:i");
         let options = connect_options(&url).unwrap();
-        assert_eq!(options.get_socket(), Some(&std::path::PathBuf::from("/cloudsql/p:r:i")));
+        assert_eq!(
+            options.get_socket(),
+            Some(&std::path::PathBuf::from("/cloudsql/p:r:i"))
+        );
         assert_eq!(options.get_database(), Some("runwarden"));
         assert_eq!(options.get_username(), "runwarden_auth");
     }

@@ -247,7 +247,11 @@ mod tests {
         for held in Role::ALL {
             let ctx = OrgContext::resolve(principal(), OrgId::new(), Some(held)).unwrap();
             for needed in Role::ALL {
-                assert_eq!(ctx.require(needed).is_ok(), held >= needed, "{held} vs {needed}");
+                assert_eq!(
+                    ctx.require(needed).is_ok(),
+                    held >= needed,
+                    "{held} vs {needed}"
+                );
             }
         }
     }

@@ -12,13 +12,11 @@ pub async fn set_tenant(
     org: Option<OrgId>,
     user: Option<UserId>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "SELECT set_config('app.org_id', $1, true), set_config('app.user_id', $2, true)",
-    )
-    .bind(org.map(|o| o.to_string()).unwrap_or_default())
-    .bind(user.map(|u| u.to_string()).unwrap_or_default())
-    .execute(conn)
-    .await?;
+    sqlx::query("SELECT set_config('app.org_id', $1, true), set_config('app.user_id', $2, true)")
+        .bind(org.map(|o| o.to_string()).unwrap_or_default())
+        .bind(user.map(|u| u.to_string()).unwrap_or_default())
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

@@ -121,21 +121,26 @@ pub struct TokenSigner {
 
 impl std::fmt::Debug for TokenSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenSigner").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("TokenSigner")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
 impl TokenSigner {
     /// From a PKCS#8 PEM Ed25519 private key (`openssl genpkey -algorithm ed25519`).
     pub fn from_pem(kid: &str, pem: &str) -> Result<Self, TokenError> {
-        let der = pem_to_der(pem).ok_or_else(|| TokenError::BadKey("not a PEM private key".into()))?;
+        let der =
+            pem_to_der(pem).ok_or_else(|| TokenError::BadKey("not a PEM private key".into()))?;
         Self::from_pkcs8_der(kid, &der)
     }
 
     pub fn from_pkcs8_der(kid: &str, der: &[u8]) -> Result<Self, TokenError> {
         use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
         if kid.is_empty() || kid.len() > 64 {
-            return Err(TokenError::BadKey("key id must be 1 to 64 characters".into()));
+            return Err(TokenError::BadKey(
+                "key id must be 1 to 64 characters".into(),
+            ));
         }
         let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
             .map_err(|_| TokenError::BadKey("not an Ed25519 PKCS#8 key".into()))?;
@@ -188,7 +193,9 @@ impl TokenSigner {
 
     /// The JWKS auth publishes at `/.well-known/jwks.json`.
     pub fn jwks(&self) -> JwkSet {
-        JwkSet { keys: vec![self.jwk()] }
+        JwkSet {
+            keys: vec![self.jwk()],
+        }
     }
 
     /// A verifier that trusts exactly this signer's public key.
@@ -230,7 +237,8 @@ impl TokenVerifier {
     pub fn from_jwks(jwks: &JwkSet) -> Result<Self, TokenError> {
         let mut keys = HashMap::new();
         for jwk in &jwks.keys {
-            let (Some(kid), AlgorithmParameters::OctetKeyPair(p)) = (&jwk.common.key_id, &jwk.algorithm)
+            let (Some(kid), AlgorithmParameters::OctetKeyPair(p)) =
+                (&jwk.common.key_id, &jwk.algorithm)
             else {
                 continue;
             };
@@ -274,14 +282,18 @@ impl TokenVerifier {
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
         validation.set_audience(&[K::AUDIENCE]);
         validation.set_issuer(&[ISSUER]);
-        let data = jsonwebtoken::decode::<serde_json::Value>(token, key, &validation).map_err(|e| {
-            match e.kind() {
+        let data = jsonwebtoken::decode::<serde_json::Value>(token, key, &validation).map_err(
+            |e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Invalid,
-            }
-        })?;
+            },
+        )?;
         // jsonwebtoken never checks `iat`; a token from the future is forged or mis-clocked.
-        let iat = data.claims.get("iat").and_then(serde_json::Value::as_i64).ok_or(TokenError::Invalid)?;
+        let iat = data
+            .claims
+            .get("iat")
+            .and_then(serde_json::Value::as_i64)
+            .ok_or(TokenError::Invalid)?;
         if iat > now + LEEWAY.as_secs() as i64 {
             return Err(TokenError::Invalid);
         }

@@ -72,7 +72,10 @@ fn jwt01_alg_none_in_any_case_is_rejected() {
             URL_SAFE_NO_PAD.encode(header.to_string()),
             URL_SAFE_NO_PAD.encode(access_claims().to_string())
         );
-        assert!(verifier(&f).verify::<AccessClaims>(&token).is_err(), "{alg}");
+        assert!(
+            verifier(&f).verify::<AccessClaims>(&token).is_err(),
+            "{alg}"
+        );
     }
 }
 
@@ -81,7 +84,10 @@ fn jwt02_hs256_keyed_with_the_public_key_is_rejected() {
     let f = Forger::new("k1");
     let jwk = serde_json::to_value(f.signer.jwk()).unwrap();
     let public_x = jwk["x"].as_str().unwrap().to_owned();
-    for secret in [public_x.as_bytes().to_vec(), URL_SAFE_NO_PAD.decode(&public_x).unwrap()] {
+    for secret in [
+        public_x.as_bytes().to_vec(),
+        URL_SAFE_NO_PAD.decode(&public_x).unwrap(),
+    ] {
         let header = json!({"alg": "HS256", "typ": "at+jwt", "kid": "k1"});
         let input = format!(
             "{}.{}",
@@ -91,26 +97,41 @@ fn jwt02_hs256_keyed_with_the_public_key_is_rejected() {
         let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &secret);
         let tag = aws_lc_rs::hmac::sign(&key, input.as_bytes());
         let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()));
-        assert_eq!(verifier(&f).verify::<AccessClaims>(&token), Err(TokenError::Algorithm));
+        assert_eq!(
+            verifier(&f).verify::<AccessClaims>(&token),
+            Err(TokenError::Algorithm)
+        );
     }
 }
 
 #[test]
 fn jwt03_tampered_claims_or_a_foreign_key_are_rejected() {
     let f = Forger::new("k1");
-    let token = f.signer.sign(&AccessClaims::new("user-1", "s", now())).unwrap();
+    let token = f
+        .signer
+        .sign(&AccessClaims::new("user-1", "s", now()))
+        .unwrap();
     // Swap the payload, keep the signature.
     let mut parts: Vec<&str> = token.split('.').collect();
     let mut claims = access_claims();
     claims["sub"] = json!("someone-else");
     let forged_payload = URL_SAFE_NO_PAD.encode(claims.to_string());
     parts[1] = &forged_payload;
-    assert_eq!(verifier(&f).verify::<AccessClaims>(&parts.join(".")), Err(TokenError::Invalid));
+    assert_eq!(
+        verifier(&f).verify::<AccessClaims>(&parts.join(".")),
+        Err(TokenError::Invalid)
+    );
 
     // Same kid, different key (e.g. the staging key).
     let other = Forger::new("k1");
-    let foreign = other.signer.sign(&AccessClaims::new("user-1", "s", now())).unwrap();
-    assert_eq!(verifier(&f).verify::<AccessClaims>(&foreign), Err(TokenError::Invalid));
+    let foreign = other
+        .signer
+        .sign(&AccessClaims::new("user-1", "s", now()))
+        .unwrap();
+    assert_eq!(
+        verifier(&f).verify::<AccessClaims>(&foreign),
+        Err(TokenError::Invalid)
+    );
 }
 
 #[test]
@@ -119,7 +140,10 @@ fn jwt03_duplicate_claims_are_rejected() {
     let c = access_claims();
     let payload = format!(
         r#"{{"iss":"{}","sub":"user-1","sub":"admin","aud":"{}","exp":{},"iat":{},"jti":"j","sid":"s"}}"#,
-        ISSUER, AccessClaims::AUDIENCE, c["exp"], c["iat"]
+        ISSUER,
+        AccessClaims::AUDIENCE,
+        c["exp"],
+        c["iat"]
     );
     let input = format!(
         "{}.{}",
@@ -137,10 +161,16 @@ fn jwt05_kid_is_only_a_map_lookup() {
     for kid in ["../../dev/null", "' OR 1=1--", &"x".repeat(10_000), "k2"] {
         let header = json!({"alg": "EdDSA", "typ": "at+jwt", "kid": kid});
         let token = f.raw(&header, &access_claims());
-        assert!(verifier(&f).verify::<AccessClaims>(&token).is_err(), "{kid:.20}");
+        assert!(
+            verifier(&f).verify::<AccessClaims>(&token).is_err(),
+            "{kid:.20}"
+        );
     }
     let no_kid = f.raw(&json!({"alg": "EdDSA", "typ": "at+jwt"}), &access_claims());
-    assert_eq!(verifier(&f).verify::<AccessClaims>(&no_kid), Err(TokenError::UnknownKey));
+    assert_eq!(
+        verifier(&f).verify::<AccessClaims>(&no_kid),
+        Err(TokenError::UnknownKey)
+    );
 }
 
 #[test]
@@ -151,9 +181,13 @@ fn jwt06_keys_in_the_header_are_refused() {
     let with_jwk = json!({"alg": "EdDSA", "typ": "at+jwt", "kid": "k1", "jwk": jwk});
     let token = attacker.raw(&with_jwk, &access_claims());
     assert!(verifier(&f).verify::<AccessClaims>(&token).is_err());
-    let with_jku = json!({"alg": "EdDSA", "typ": "at+jwt", "kid": "k1", "jku": "http://127.0.0.1:9/jwks"});
+    let with_jku =
+        json!({"alg": "EdDSA", "typ": "at+jwt", "kid": "k1", "jku": "http://127.0.0.1:9/jwks"});
     let token = f.raw(&with_jku, &access_claims());
-    assert_eq!(verifier(&f).verify::<AccessClaims>(&token), Err(TokenError::HeaderKeys));
+    assert_eq!(
+        verifier(&f).verify::<AccessClaims>(&token),
+        Err(TokenError::HeaderKeys)
+    );
 }
 
 #[test]
@@ -161,20 +195,37 @@ fn jwt07_missing_or_string_time_claims_are_rejected() {
     let f = Forger::new("k1");
     let mut no_exp = access_claims();
     no_exp.as_object_mut().unwrap().remove("exp");
-    assert!(verifier(&f).verify::<AccessClaims>(&f.raw(&f.header("at+jwt"), &no_exp)).is_err());
+    assert!(
+        verifier(&f)
+            .verify::<AccessClaims>(&f.raw(&f.header("at+jwt"), &no_exp))
+            .is_err()
+    );
 
     let mut string_exp = access_claims();
     string_exp["exp"] = json!("9999999999");
-    assert!(verifier(&f).verify::<AccessClaims>(&f.raw(&f.header("at+jwt"), &string_exp)).is_err());
+    assert!(
+        verifier(&f)
+            .verify::<AccessClaims>(&f.raw(&f.header("at+jwt"), &string_exp))
+            .is_err()
+    );
 
     let mut string_nbf = access_claims();
     string_nbf["nbf"] = json!("99999999999");
-    assert!(verifier(&f).verify::<AccessClaims>(&f.raw(&f.header("at+jwt"), &string_nbf)).is_err());
+    assert!(
+        verifier(&f)
+            .verify::<AccessClaims>(&f.raw(&f.header("at+jwt"), &string_nbf))
+            .is_err()
+    );
 
     for claim in ["iat", "iss", "aud", "sub"] {
         let mut c = access_claims();
         c.as_object_mut().unwrap().remove(claim);
-        assert!(verifier(&f).verify::<AccessClaims>(&f.raw(&f.header("at+jwt"), &c)).is_err(), "{claim}");
+        assert!(
+            verifier(&f)
+                .verify::<AccessClaims>(&f.raw(&f.header("at+jwt"), &c))
+                .is_err(),
+            "{claim}"
+        );
     }
 }
 
@@ -187,19 +238,33 @@ fn jwt08_leeway_nbf_and_future_iat() {
         c["iat"] = json!(now() + iat_offset);
         f.raw(&f.header("at+jwt"), &c)
     };
-    assert_eq!(verifier(&f).verify::<AccessClaims>(&at(-31, -3631)), Err(TokenError::Expired));
+    assert_eq!(
+        verifier(&f).verify::<AccessClaims>(&at(-31, -3631)),
+        Err(TokenError::Expired)
+    );
     assert!(verifier(&f).verify::<AccessClaims>(&at(-29, -3629)).is_ok());
-    assert_eq!(verifier(&f).verify::<AccessClaims>(&at(3600, 120)), Err(TokenError::Invalid));
+    assert_eq!(
+        verifier(&f).verify::<AccessClaims>(&at(3600, 120)),
+        Err(TokenError::Invalid)
+    );
 
     let mut future_nbf = access_claims();
     future_nbf["nbf"] = json!(now() + 3600);
-    assert!(verifier(&f).verify::<AccessClaims>(&f.raw(&f.header("at+jwt"), &future_nbf)).is_err());
+    assert!(
+        verifier(&f)
+            .verify::<AccessClaims>(&f.raw(&f.header("at+jwt"), &future_nbf))
+            .is_err()
+    );
 }
 
 #[test]
 fn jwt09_audience_and_issuer_are_pinned() {
     let f = Forger::new("k1");
-    let bad_auds = [json!("runwarden-media"), json!(["runwarden-api", "x"]), json!("x")];
+    let bad_auds = [
+        json!("runwarden-media"),
+        json!(["runwarden-api", "x"]),
+        json!("x"),
+    ];
     for aud in bad_auds {
         let mut c = access_claims();
         c["aud"] = aud.clone();
@@ -208,7 +273,11 @@ fn jwt09_audience_and_issuer_are_pinned() {
     }
     let mut c = access_claims();
     c["iss"] = json!("https://evil");
-    assert!(verifier(&f).verify::<AccessClaims>(&f.raw(&f.header("at+jwt"), &c)).is_err());
+    assert!(
+        verifier(&f)
+            .verify::<AccessClaims>(&f.raw(&f.header("at+jwt"), &c))
+            .is_err()
+    );
 }
 
 #[test]
@@ -216,10 +285,17 @@ fn jwt10_typ_header_must_match_exactly() {
     let f = Forger::new("k1");
     for typ in ["media+jwt", "JWT", "AT+JWT", ""] {
         let token = f.raw(&f.header(typ), &access_claims());
-        assert_eq!(verifier(&f).verify::<AccessClaims>(&token), Err(TokenError::WrongType), "{typ}");
+        assert_eq!(
+            verifier(&f).verify::<AccessClaims>(&token),
+            Err(TokenError::WrongType),
+            "{typ}"
+        );
     }
     let no_typ = f.raw(&json!({"alg": "EdDSA", "kid": "k1"}), &access_claims());
-    assert_eq!(verifier(&f).verify::<AccessClaims>(&no_typ), Err(TokenError::WrongType));
+    assert_eq!(
+        verifier(&f).verify::<AccessClaims>(&no_typ),
+        Err(TokenError::WrongType)
+    );
 }
 
 #[test]
@@ -237,7 +313,10 @@ fn jwt12_jwt15_each_kind_is_rejected_by_the_other_validator() {
         scope: "events".into(),
     };
     let media_token = f.signer.sign(&media).unwrap();
-    let access_token = f.signer.sign(&AccessClaims::new("user-1", "s", now())).unwrap();
+    let access_token = f
+        .signer
+        .sign(&AccessClaims::new("user-1", "s", now()))
+        .unwrap();
     assert!(verifier(&f).verify::<MediaClaims>(&media_token).is_ok());
     assert!(verifier(&f).verify::<AccessClaims>(&media_token).is_err());
     assert!(verifier(&f).verify::<MediaClaims>(&access_token).is_err());
@@ -252,7 +331,15 @@ fn jwt12_jwt15_each_kind_is_rejected_by_the_other_validator() {
 #[test]
 fn garbage_is_malformed_not_a_panic() {
     let f = Forger::new("k1");
-    for token in ["", "a", "a.b", "a.b.c", "....", &"A".repeat(5000), "rt_abcdef"] {
+    for token in [
+        "",
+        "a",
+        "a.b",
+        "a.b.c",
+        "....",
+        &"A".repeat(5000),
+        "rt_abcdef",
+    ] {
         assert!(verifier(&f).verify::<AccessClaims>(token).is_err());
     }
 }
@@ -266,11 +353,19 @@ fn jwks_publishes_only_the_public_key() {
     assert_eq!(key["crv"], "Ed25519");
     assert_eq!(key["kid"], "k1");
     assert!(key.get("d").is_none());
-    assert_eq!(URL_SAFE_NO_PAD.decode(key["x"].as_str().unwrap()).unwrap(), f.pair.public_key().as_ref());
+    assert_eq!(
+        URL_SAFE_NO_PAD.decode(key["x"].as_str().unwrap()).unwrap(),
+        f.pair.public_key().as_ref()
+    );
     // A verifier built from the published JSON accepts the signer's tokens.
     let parsed: Jwks = serde_json::from_value(jwks).unwrap();
     let token = f.signer.sign(&AccessClaims::new("u", "s", now())).unwrap();
-    assert!(TokenVerifier::from_jwks(&parsed).unwrap().verify::<AccessClaims>(&token).is_ok());
+    assert!(
+        TokenVerifier::from_jwks(&parsed)
+            .unwrap()
+            .verify::<AccessClaims>(&token)
+            .is_ok()
+    );
 }
 
 #[test]

@@ -52,7 +52,10 @@ pub async fn signup(
         .await?
         .rows_affected();
     if inserted == 0 {
-        return Err(AuthError::conflict("email_taken", "an account with this email already exists"));
+        return Err(AuthError::conflict(
+            "email_taken",
+            "an account with this email already exists",
+        ));
     }
     create_personal_org(&mut tx, &meta, org, user, &org_name).await?;
     let mut tokens = sessions::start(&mut tx, &state.signer, user).await?;
@@ -92,7 +95,9 @@ pub async fn login(
     }
     let account_key = throttle::account_key(&email);
     let ip_key = throttle::ip_key(meta.ip);
-    let keys: Vec<String> = std::iter::once(account_key.clone()).chain(ip_key.clone()).collect();
+    let keys: Vec<String> = std::iter::once(account_key.clone())
+        .chain(ip_key.clone())
+        .collect();
 
     let mut conn = state.pool.acquire().await?;
     if let Some(seconds) = throttle::blocked_for(&mut conn, &keys).await? {
@@ -130,7 +135,10 @@ pub struct RefreshRequest {
     refresh_token: SecretString,
 }
 
-pub async fn refresh(State(state): State<AppState>, Body(body): Body<RefreshRequest>) -> AuthResult<impl IntoResponse> {
+pub async fn refresh(
+    State(state): State<AppState>,
+    Body(body): Body<RefreshRequest>,
+) -> AuthResult<impl IntoResponse> {
     let presented = body.refresh_token.expose_secret();
     if !presented.starts_with("rt_") || presented.len() > 128 {
         return Err(AuthError::Unauthenticated);

@@ -24,11 +24,17 @@ const COOKIE_PATH: &str = "/v1/auth/google";
 const FLOW_LIFETIME_SECS: i64 = 600;
 
 fn invalid_state() -> AuthError {
-    AuthError::invalid("invalid_state", "the sign-in attempt is unknown, expired or already used")
+    AuthError::invalid(
+        "invalid_state",
+        "the sign-in attempt is unknown, expired or already used",
+    )
 }
 
 pub async fn start(State(state): State<AppState>) -> AuthResult<Response> {
-    let google = state.google.as_ref().ok_or(AuthError::NotConfigured("Google sign-in"))?;
+    let google = state
+        .google
+        .as_ref()
+        .ok_or(AuthError::NotConfigured("Google sign-in"))?;
     let flow_state = secret_token::random_b64(32);
     let binding = secret_token::random_b64(32);
     let nonce = secret_token::random_b64(32);
@@ -48,14 +54,19 @@ pub async fn start(State(state): State<AppState>) -> AuthResult<Response> {
     .bind(FLOW_LIFETIME_SECS as f64)
     .execute(&mut *conn)
     .await?;
-    let url = google.authorization_url(&flow_state, &nonce, &secret_token::pkce_challenge(&verifier));
+    let url = google.authorization_url(
+        &flow_state,
+        &nonce,
+        &secret_token::pkce_challenge(&verifier),
+    );
     let cookie = format!(
         "{COOKIE}={binding}; Path={COOKIE_PATH}; Max-Age={FLOW_LIFETIME_SECS}; HttpOnly; Secure; SameSite=Lax"
     );
     let mut response = Redirect::to(url.as_str()).into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(anyhow::Error::new)?);
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(anyhow::Error::new)?,
+    );
     Ok(response)
 }
 
@@ -83,12 +94,20 @@ pub async fn callback(
     headers: HeaderMap,
     query: Result<Query<CallbackQuery>, axum::extract::rejection::QueryRejection>,
 ) -> AuthResult<Response> {
-    let google = state.google.as_ref().ok_or(AuthError::NotConfigured("Google sign-in"))?;
+    let google = state
+        .google
+        .as_ref()
+        .ok_or(AuthError::NotConfigured("Google sign-in"))?;
     let Query(query) = query.map_err(|_| invalid_state())?;
     if query.error.is_some() {
-        return Err(AuthError::invalid("sso_denied", "the provider did not authorize the sign-in"));
+        return Err(AuthError::invalid(
+            "sso_denied",
+            "the provider did not authorize the sign-in",
+        ));
     }
-    let (Some(code), Some(flow_state), Some(binding)) = (query.code, query.state, cookie_value(&headers)) else {
+    let (Some(code), Some(flow_state), Some(binding)) =
+        (query.code, query.state, cookie_value(&headers))
+    else {
         return Err(invalid_state());
     };
     // Single use: the attempt is deleted as it is read, and only with the matching cookie.
@@ -108,11 +127,16 @@ pub async fn callback(
     let (tokens, created) = sign_in(&state, &meta, &identity).await?;
 
     let clear = format!("{COOKIE}=; Path={COOKIE_PATH}; Max-Age=0; HttpOnly; Secure; SameSite=Lax");
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     let mut response = (status, Json(tokens)).into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, HeaderValue::from_str(&clear).map_err(anyhow::Error::new)?);
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&clear).map_err(anyhow::Error::new)?,
+    );
     Ok(response)
 }
 
@@ -122,19 +146,21 @@ async fn sign_in(
     identity: &GoogleIdentity,
 ) -> AuthResult<(sessions::TokenPair, bool)> {
     let mut tx = state.pool.begin().await?;
-    let known: Option<UserId> =
-        sqlx::query_scalar("SELECT user_id FROM user_identities WHERE issuer = $1 AND subject = $2")
-            .bind(&identity.issuer)
-            .bind(&identity.subject)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let known: Option<UserId> = sqlx::query_scalar(
+        "SELECT user_id FROM user_identities WHERE issuer = $1 AND subject = $2",
+    )
+    .bind(&identity.issuer)
+    .bind(&identity.subject)
+    .fetch_optional(&mut *tx)
+    .await?;
     let (user, org, created) = match known {
         Some(user) => (user, None, false),
         None => {
-            let existing: Option<UserId> = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
-                .bind(identity.email.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
+            let existing: Option<UserId> =
+                sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+                    .bind(identity.email.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
             let (user, org, created) = match existing {
                 Some(user) => {
                     tracing::info!(security_event = "sso_linked", user.id = %user, "Google identity linked by verified email");

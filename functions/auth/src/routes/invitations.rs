@@ -32,7 +32,11 @@ pub struct CreateInvitation {
     role: Role,
 }
 
-pub async fn create(meta: RequestMeta, access: OrgAccess, Body(body): Body<CreateInvitation>) -> AuthResult<impl IntoResponse> {
+pub async fn create(
+    meta: RequestMeta,
+    access: OrgAccess,
+    Body(body): Body<CreateInvitation>,
+) -> AuthResult<impl IntoResponse> {
     let OrgAccess { ctx, mut tx } = access;
     ctx.require(Role::Admin)?;
     orgs::check_invitation(ctx.role, body.role)?;
@@ -52,10 +56,16 @@ pub async fn create(meta: RequestMeta, access: OrgAccess, Body(body): Body<Creat
     .bind(INVITATION_LIFETIME)
     .fetch_one(&mut *tx)
     .await?;
-    user_event(&meta, ctx.org_id, ctx.principal.user_id, "invitation.create", Target::new("invitation", id))
-        .with_details(serde_json::json!({"email": email.as_str(), "role": body.role}))
-        .record(&mut tx)
-        .await?;
+    user_event(
+        &meta,
+        ctx.org_id,
+        ctx.principal.user_id,
+        "invitation.create",
+        Target::new("invitation", id),
+    )
+    .with_details(serde_json::json!({"email": email.as_str(), "role": body.role}))
+    .record(&mut tx)
+    .await?;
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,
@@ -103,7 +113,9 @@ pub async fn accept(
         .await?;
     if email != invited_email {
         // Dropping the transaction rolls back: the invitation stays usable by its invitee.
-        return Err(AuthError::Forbidden("this invitation is for another email address".into()));
+        return Err(AuthError::Forbidden(
+            "this invitation is for another email address".into(),
+        ));
     }
     let added = sqlx::query(
         "INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, $3)
@@ -116,15 +128,30 @@ pub async fn accept(
     .await?
     .rows_affected();
     if added == 0 {
-        return Err(AuthError::conflict("already_member", "you are already a member of this organization"));
+        return Err(AuthError::conflict(
+            "already_member",
+            "you are already a member of this organization",
+        ));
     }
-    user_event(&meta, org, principal.user_id, "invitation.accept", Target::new("invitation", id))
-        .record(&mut tx)
-        .await?;
-    user_event(&meta, org, principal.user_id, "member.add", Target::new("user", principal.user_id))
-        .with_details(serde_json::json!({"role": role}))
-        .record(&mut tx)
-        .await?;
+    user_event(
+        &meta,
+        org,
+        principal.user_id,
+        "invitation.accept",
+        Target::new("invitation", id),
+    )
+    .record(&mut tx)
+    .await?;
+    user_event(
+        &meta,
+        org,
+        principal.user_id,
+        "member.add",
+        Target::new("user", principal.user_id),
+    )
+    .with_details(serde_json::json!({"role": role}))
+    .record(&mut tx)
+    .await?;
     tx.commit().await?;
     Ok(Json(serde_json::json!({"org_id": org, "role": role})))
 }

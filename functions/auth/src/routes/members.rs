@@ -35,14 +35,21 @@ pub struct Page {
     cursor: Option<String>,
 }
 
-pub async fn list(access: OrgAccess, page: Result<Query<Page>, axum::extract::rejection::QueryRejection>) -> AuthResult<impl IntoResponse> {
+pub async fn list(
+    access: OrgAccess,
+    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> AuthResult<impl IntoResponse> {
     let OrgAccess { ctx, mut tx } = access;
     ctx.require(Role::Viewer)?;
-    let Query(page) = page.map_err(|_| AuthError::invalid("invalid_query", "unknown or malformed query parameter"))?;
+    let Query(page) = page
+        .map_err(|_| AuthError::invalid("invalid_query", "unknown or malformed query parameter"))?;
     let limit = page.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let after: Option<UserId> = match page.cursor.as_deref() {
         None | Some("") => None,
-        Some(c) => Some(c.parse().map_err(|_| AuthError::invalid("invalid_cursor", "cursor is not valid"))?),
+        Some(c) => Some(
+            c.parse()
+                .map_err(|_| AuthError::invalid("invalid_cursor", "cursor is not valid"))?,
+        ),
     };
     let mut items: Vec<Member> = sqlx::query_as(
         "SELECT m.user_id, u.email, m.role, m.created_at AS joined_at
@@ -63,17 +70,20 @@ pub async fn list(access: OrgAccess, page: Result<Query<Page>, axum::extract::re
     } else {
         None
     };
-    Ok(Json(serde_json::json!({"items": items, "next_cursor": next_cursor})))
+    Ok(Json(
+        serde_json::json!({"items": items, "next_cursor": next_cursor}),
+    ))
 }
 
 /// Locks the org's owner rows and counts them, so two concurrent demotions cannot both
 /// see "another owner remains".
 async fn lock_owners(tx: &mut PgConnection, org: OrgId) -> AuthResult<i64> {
-    let owners: Vec<(UserId,)> =
-        sqlx::query_as("SELECT user_id FROM memberships WHERE org_id = $1 AND role = 'owner' FOR UPDATE")
-            .bind(org)
-            .fetch_all(tx)
-            .await?;
+    let owners: Vec<(UserId,)> = sqlx::query_as(
+        "SELECT user_id FROM memberships WHERE org_id = $1 AND role = 'owner' FOR UPDATE",
+    )
+    .bind(org)
+    .fetch_all(tx)
+    .await?;
     Ok(owners.len() as i64)
 }
 
@@ -112,13 +122,21 @@ pub async fn change_role(
             .bind(body.role)
             .execute(&mut *tx)
             .await?;
-        user_event(&meta, ctx.org_id, ctx.principal.user_id, "member.role_change", Target::new("user", target))
-            .with_details(serde_json::json!({"from": current, "to": body.role}))
-            .record(&mut tx)
-            .await?;
+        user_event(
+            &meta,
+            ctx.org_id,
+            ctx.principal.user_id,
+            "member.role_change",
+            Target::new("user", target),
+        )
+        .with_details(serde_json::json!({"from": current, "to": body.role}))
+        .record(&mut tx)
+        .await?;
     }
     tx.commit().await?;
-    Ok(Json(serde_json::json!({"user_id": target, "role": body.role})))
+    Ok(Json(
+        serde_json::json!({"user_id": target, "role": body.role}),
+    ))
 }
 
 pub async fn remove(
@@ -141,10 +159,16 @@ pub async fn remove(
         .bind(target)
         .execute(&mut *tx)
         .await?;
-    user_event(&meta, ctx.org_id, ctx.principal.user_id, "member.remove", Target::new("user", target))
-        .with_details(serde_json::json!({"role": current}))
-        .record(&mut tx)
-        .await?;
+    user_event(
+        &meta,
+        ctx.org_id,
+        ctx.principal.user_id,
+        "member.remove",
+        Target::new("user", target),
+    )
+    .with_details(serde_json::json!({"role": current}))
+    .record(&mut tx)
+    .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

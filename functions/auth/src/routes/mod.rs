@@ -41,9 +41,21 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/v1/orgs/{org}", Access::Org(Role::Viewer)),
     ("PATCH", "/v1/orgs/{org}", Access::Org(Role::Admin)),
     ("GET", "/v1/orgs/{org}/members", Access::Org(Role::Viewer)),
-    ("PATCH", "/v1/orgs/{org}/members/{user}", Access::Org(Role::Admin)),
-    ("DELETE", "/v1/orgs/{org}/members/{user}", Access::Org(Role::Admin)),
-    ("POST", "/v1/orgs/{org}/invitations", Access::Org(Role::Admin)),
+    (
+        "PATCH",
+        "/v1/orgs/{org}/members/{user}",
+        Access::Org(Role::Admin),
+    ),
+    (
+        "DELETE",
+        "/v1/orgs/{org}/members/{user}",
+        Access::Org(Role::Admin),
+    ),
+    (
+        "POST",
+        "/v1/orgs/{org}/invitations",
+        Access::Org(Role::Admin),
+    ),
     ("POST", "/v1/invitations/{token}/accept", Access::User),
 ];
 
@@ -63,14 +75,20 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orgs", post(orgs::create))
         .route("/v1/orgs/{org}", get(orgs::show).patch(orgs::update))
         .route("/v1/orgs/{org}/members", get(members::list))
-        .route("/v1/orgs/{org}/members/{user}", patch(members::change_role).delete(members::remove))
+        .route(
+            "/v1/orgs/{org}/members/{user}",
+            patch(members::change_role).delete(members::remove),
+        )
         .route("/v1/orgs/{org}/invitations", post(invitations::create))
         .route("/v1/invitations/{token}/accept", post(invitations::accept))
         .with_state(state)
 }
 
 async fn openapi() -> impl axum::response::IntoResponse {
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI)
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
 }
 
 /// An audit event by a user, carrying the request's id, IP and user agent.

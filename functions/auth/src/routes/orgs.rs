@@ -81,10 +81,12 @@ pub async fn create(
 }
 
 async fn fetch(tx: &mut PgConnection, org: OrgId) -> AuthResult<Org> {
-    Ok(sqlx::query_as("SELECT id, name, plan, created_at, updated_at FROM orgs WHERE id = $1")
-        .bind(org)
-        .fetch_one(tx)
-        .await?)
+    Ok(
+        sqlx::query_as("SELECT id, name, plan, created_at, updated_at FROM orgs WHERE id = $1")
+            .bind(org)
+            .fetch_one(tx)
+            .await?,
+    )
 }
 
 pub async fn show(access: OrgAccess) -> AuthResult<impl IntoResponse> {
@@ -103,7 +105,11 @@ pub struct UpdateOrg {
     name: String,
 }
 
-pub async fn update(meta: RequestMeta, access: OrgAccess, Body(body): Body<UpdateOrg>) -> AuthResult<impl IntoResponse> {
+pub async fn update(
+    meta: RequestMeta,
+    access: OrgAccess,
+    Body(body): Body<UpdateOrg>,
+) -> AuthResult<impl IntoResponse> {
     let OrgAccess { ctx, mut tx } = access;
     ctx.require(Role::Admin)?;
     let name = parse_org_name(&body.name)?;
@@ -112,10 +118,16 @@ pub async fn update(meta: RequestMeta, access: OrgAccess, Body(body): Body<Updat
         .bind(&name)
         .execute(&mut *tx)
         .await?;
-    user_event(&meta, ctx.org_id, ctx.principal.user_id, "org.update", Target::new("org", ctx.org_id))
-        .with_details(serde_json::json!({"fields": ["name"]}))
-        .record(&mut tx)
-        .await?;
+    user_event(
+        &meta,
+        ctx.org_id,
+        ctx.principal.user_id,
+        "org.update",
+        Target::new("org", ctx.org_id),
+    )
+    .with_details(serde_json::json!({"fields": ["name"]}))
+    .record(&mut tx)
+    .await?;
     let org = fetch(&mut tx, ctx.org_id).await?;
     tx.commit().await?;
     Ok(Json(org))

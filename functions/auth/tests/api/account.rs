@@ -7,11 +7,18 @@ use sqlx::postgres::PgConnectOptions;
 use crate::helpers::{PASSWORD, spawn_app, unique_email};
 
 #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
-async fn signup_creates_user_trial_org_owner_membership_and_audit_events(_: sqlx::postgres::PgPoolOptions, options: PgConnectOptions) {
+async fn signup_creates_user_trial_org_owner_membership_and_audit_events(
+    _: sqlx::postgres::PgPoolOptions,
+    options: PgConnectOptions,
+) {
     let app = spawn_app(options).await;
     let email = unique_email("alice");
     let (status, body) = app
-        .post("/v1/auth/signup", None, json!({"email": email.to_uppercase(), "password": PASSWORD}))
+        .post(
+            "/v1/auth/signup",
+            None,
+            json!({"email": email.to_uppercase(), "password": PASSWORD}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["token_type"], "Bearer");
@@ -45,7 +52,9 @@ async fn signup_creates_user_trial_org_owner_membership_and_audit_events(_: sqlx
     assert!(!dump.contains(PASSWORD) && !dump.contains("argon2") && !dump.contains("rt_"));
 
     // The access token works at once.
-    let (status, me) = app.get("/v1/me", body["access_token"].as_str().unwrap()).await;
+    let (status, me) = app
+        .get("/v1/me", body["access_token"].as_str().unwrap())
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(me["email"], email);
     assert_eq!(me["orgs"][0]["org_id"], org);
@@ -53,15 +62,19 @@ async fn signup_creates_user_trial_org_owner_membership_and_audit_events(_: sqlx
 }
 
 #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
-async fn auth01_hashes_are_argon2id_owasp_and_salted(_: sqlx::postgres::PgPoolOptions, options: PgConnectOptions) {
+async fn auth01_hashes_are_argon2id_owasp_and_salted(
+    _: sqlx::postgres::PgPoolOptions,
+    options: PgConnectOptions,
+) {
     let app = spawn_app(options).await;
     let a = app.signup("a").await;
     let b = app.signup("b").await;
-    let hashes: Vec<String> = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ANY($1::uuid[])")
-        .bind(vec![a.user_id.clone(), b.user_id.clone()])
-        .fetch_all(&app.admin)
-        .await
-        .unwrap();
+    let hashes: Vec<String> =
+        sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ANY($1::uuid[])")
+            .bind(vec![a.user_id.clone(), b.user_id.clone()])
+            .fetch_all(&app.admin)
+            .await
+            .unwrap();
     assert_eq!(hashes.len(), 2);
     for h in &hashes {
         assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
@@ -83,37 +96,71 @@ async fn auth02_auth03_password_rules(_: sqlx::postgres::PgPoolOptions, options:
     ];
     for (password, expected) in cases {
         let (status, body) = app
-            .post("/v1/auth/signup", None, json!({"email": unique_email("p"), "password": password}))
+            .post(
+                "/v1/auth/signup",
+                None,
+                json!({"email": unique_email("p"), "password": password}),
+            )
             .await;
         assert_eq!(status, expected, "{password}: {body}");
         if expected == StatusCode::BAD_REQUEST {
             assert_eq!(body["code"], "weak_password");
         }
     }
-    let long: String = (0..129).map(|i| char::from(b'a' + (i * 7 % 26) as u8)).collect();
-    let (status, _) = app.post("/v1/auth/signup", None, json!({"email": unique_email("p"), "password": long})).await;
+    let long: String = (0..129)
+        .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
+        .collect();
+    let (status, _) = app
+        .post(
+            "/v1/auth/signup",
+            None,
+            json!({"email": unique_email("p"), "password": long}),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // A 1 MB password is refused by the body limit before Argon2 could run.
     let huge = "x".repeat(1024 * 1024);
     let (status, headers, _) = app
-        .call_raw(Method::POST, "/v1/auth/login", None, Some(json!({"email": "a@b.co", "password": huge})))
+        .call_raw(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            Some(json!({"email": "a@b.co", "password": huge})),
+        )
         .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(headers["content-type"], "application/problem+json");
 
     // No truncation: only the exact password logs in.
     let email = unique_email("exact");
-    let hundred: String = (0..100).map(|i| char::from(b'a' + (i * 11 % 26) as u8)).collect();
-    let (status, _) = app.post("/v1/auth/signup", None, json!({"email": email, "password": hundred})).await;
+    let hundred: String = (0..100)
+        .map(|i| char::from(b'a' + (i * 11 % 26) as u8))
+        .collect();
+    let (status, _) = app
+        .post(
+            "/v1/auth/signup",
+            None,
+            json!({"email": email, "password": hundred}),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED);
-    assert_eq!(app.login(&email, &hundred[..72]).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(app.login(&email, &hundred.to_uppercase()).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.login(&email, &hundred[..72]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.login(&email, &hundred.to_uppercase()).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(app.login(&email, &hundred).await.0, StatusCode::OK);
 }
 
 #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
-async fn login_returns_the_same_token_fields(_: sqlx::postgres::PgPoolOptions, options: PgConnectOptions) {
+async fn login_returns_the_same_token_fields(
+    _: sqlx::postgres::PgPoolOptions,
+    options: PgConnectOptions,
+) {
     let app = spawn_app(options).await;
     let s = app.signup("login").await;
     let (status, body) = app.login(&s.email.to_uppercase(), PASSWORD).await;
@@ -127,11 +174,19 @@ async fn login_returns_the_same_token_fields(_: sqlx::postgres::PgPoolOptions, o
 }
 
 #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
-async fn auth07_unknown_email_and_wrong_password_answer_identically(_: sqlx::postgres::PgPoolOptions, options: PgConnectOptions) {
+async fn auth07_unknown_email_and_wrong_password_answer_identically(
+    _: sqlx::postgres::PgPoolOptions,
+    options: PgConnectOptions,
+) {
     let app = spawn_app(options).await;
     let s = app.signup("enum").await;
     let (_, _, wrong) = app
-        .call_raw(Method::POST, "/v1/auth/login", None, Some(json!({"email": s.email, "password": "wrong password here"})))
+        .call_raw(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            Some(json!({"email": s.email, "password": "wrong password here"})),
+        )
         .await;
     let (status, _, unknown) = app
         .call_raw(
@@ -144,11 +199,17 @@ async fn auth07_unknown_email_and_wrong_password_answer_identically(_: sqlx::pos
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(wrong, unknown);
     let (status, body) = app.login("not-an-email", "whatever whatever").await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_credentials")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_credentials"))
+    );
 }
 
 #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
-async fn auth09_sso_only_user_cannot_password_login(_: sqlx::postgres::PgPoolOptions, options: PgConnectOptions) {
+async fn auth09_sso_only_user_cannot_password_login(
+    _: sqlx::postgres::PgPoolOptions,
+    options: PgConnectOptions,
+) {
     let app = spawn_app(options).await;
     let email = unique_email("sso");
     sqlx::query("INSERT INTO users (id, email) VALUES (gen_random_uuid(), $1)")
@@ -161,15 +222,30 @@ async fn auth09_sso_only_user_cannot_password_login(_: sqlx::postgres::PgPoolOpt
 }
 
 #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
-async fn signup_with_a_taken_email_conflicts(_: sqlx::postgres::PgPoolOptions, options: PgConnectOptions) {
+async fn signup_with_a_taken_email_conflicts(
+    _: sqlx::postgres::PgPoolOptions,
+    options: PgConnectOptions,
+) {
     let app = spawn_app(options).await;
     let s = app.signup("dup").await;
-    let (status, body) = app.post("/v1/auth/signup", None, json!({"email": s.email, "password": PASSWORD})).await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("email_taken")));
+    let (status, body) = app
+        .post(
+            "/v1/auth/signup",
+            None,
+            json!({"email": s.email, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("email_taken"))
+    );
 }
 
 #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
-async fn bad_bodies_are_problem_json_4xx(_: sqlx::postgres::PgPoolOptions, options: PgConnectOptions) {
+async fn bad_bodies_are_problem_json_4xx(
+    _: sqlx::postgres::PgPoolOptions,
+    options: PgConnectOptions,
+) {
     let app = spawn_app(options).await;
     let (status, headers, _) = app
         .client
@@ -183,12 +259,30 @@ async fn bad_bodies_are_problem_json_4xx(_: sqlx::postgres::PgPoolOptions, optio
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(headers["content-type"], "application/problem+json");
     let (status, body) = app
-        .post("/v1/auth/signup", None, json!({"email": unique_email("x"), "password": PASSWORD, "role": "owner"}))
+        .post(
+            "/v1/auth/signup",
+            None,
+            json!({"email": unique_email("x"), "password": PASSWORD, "role": "owner"}),
+        )
         .await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_body")));
-    let (status, body) = app.post("/v1/auth/signup", None, json!({"email": "nope", "password": PASSWORD})).await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_email")));
-    let (status, _, _) = app.call_raw(Method::PUT, "/v1/auth/login", None, None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_body"))
+    );
+    let (status, body) = app
+        .post(
+            "/v1/auth/signup",
+            None,
+            json!({"email": "nope", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_email"))
+    );
+    let (status, _, _) = app
+        .call_raw(Method::PUT, "/v1/auth/login", None, None)
+        .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     let (status, headers, _) = app.call_raw(Method::GET, "/nope", None, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -199,11 +293,17 @@ async fn bad_bodies_are_problem_json_4xx(_: sqlx::postgres::PgPoolOptions, optio
 }
 
 #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
-async fn auth05_repeated_failures_throttle_the_account_with_retry_after(_: sqlx::postgres::PgPoolOptions, options: PgConnectOptions) {
+async fn auth05_repeated_failures_throttle_the_account_with_retry_after(
+    _: sqlx::postgres::PgPoolOptions,
+    options: PgConnectOptions,
+) {
     let app = spawn_app(options).await;
     let s = app.signup("brute").await;
     for _ in 0..5 {
-        assert_eq!(app.login(&s.email, "wrong password here").await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            app.login(&s.email, "wrong password here").await.0,
+            StatusCode::UNAUTHORIZED
+        );
     }
     // From rotating IPs too: the account counter is what blocks.
     let response = app
@@ -215,7 +315,11 @@ async fn auth05_repeated_failures_throttle_the_account_with_retry_after(_: sqlx:
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=30).contains(&retry), "{retry}");
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["code"], "rate_limited");
@@ -227,15 +331,19 @@ async fn auth05_repeated_failures_throttle_the_account_with_retry_after(_: sqlx:
         .unwrap();
     assert_eq!(app.login(&s.email, PASSWORD).await.0, StatusCode::OK);
     // A success clears the account's counter.
-    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM auth_throttle WHERE key LIKE 'account:%'")
-        .fetch_one(&app.admin)
-        .await
-        .unwrap();
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM auth_throttle WHERE key LIKE 'account:%'")
+            .fetch_one(&app.admin)
+            .await
+            .unwrap();
     assert_eq!(left, 0);
 }
 
 #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
-async fn auth06_one_ip_trying_many_accounts_is_throttled(_: sqlx::postgres::PgPoolOptions, options: PgConnectOptions) {
+async fn auth06_one_ip_trying_many_accounts_is_throttled(
+    _: sqlx::postgres::PgPoolOptions,
+    options: PgConnectOptions,
+) {
     let app = spawn_app(options).await;
     let victim = app.signup("victim").await;
     let attempt = |email: String| {
@@ -252,9 +360,15 @@ async fn auth06_one_ip_trying_many_accounts_is_throttled(_: sqlx::postgres::PgPo
         }
     };
     for _ in 0..50 {
-        assert_eq!(attempt(unique_email("stuffed")).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            attempt(unique_email("stuffed")).await,
+            StatusCode::UNAUTHORIZED
+        );
     }
-    assert_eq!(attempt(unique_email("stuffed")).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        attempt(unique_email("stuffed")).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     // The same IP is blocked even for a correct password; another client IP is not.
     let blocked = app
         .client

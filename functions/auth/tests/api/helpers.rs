@@ -3,7 +3,6 @@
 //! test also runs under row-level security.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use reqwest::{Method, StatusCode};
 use runwarden_auth::config::GoogleConfig;
@@ -22,8 +21,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// A superuser pool on the same database, to inspect rows behind the app's back.
     pub admin: PgPool,
-    /// A signer with the app's own private key, to forge tokens the app would accept.
-    pub signer: Arc<TokenSigner>,
+    /// The app's own Ed25519 private key (PKCS#8), to forge tokens it would accept.
     pub signing_key_der: Vec<u8>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -63,7 +61,11 @@ pub async fn spawn_app_with(
     google: Option<GoogleConfig>,
     hops: TrustedProxyHops,
 ) -> TestApp {
-    let admin = PgPoolOptions::new().max_connections(4).connect_with(options.clone()).await.unwrap();
+    let admin = PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(options.clone())
+        .await
+        .unwrap();
     let runtime = PgPoolOptions::new()
         .max_connections(20)
         .connect_with(options.username(runwarden_store::roles::AUTH))
@@ -71,7 +73,6 @@ pub async fn spawn_app_with(
         .unwrap();
     let der = generate_key_der();
     let app_signer = TokenSigner::from_pkcs8_der("test-key", &der).unwrap();
-    let signer = Arc::new(TokenSigner::from_pkcs8_der("test-key", &der).unwrap());
     let state = AppState::new(runtime, app_signer, 4, google);
     let limits = Limits::default();
     let app = router(state, hops, &limits);
@@ -86,9 +87,11 @@ pub async fn spawn_app_with(
     });
     TestApp {
         addr,
-        client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
         admin,
-        signer,
         signing_key_der: der,
         shutdown: Some(tx),
     }
@@ -104,7 +107,13 @@ impl TestApp {
     }
 
     /// Sends a request and returns status and JSON body (Null when empty or not JSON).
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let (status, _, body) = self.call_raw(method, path, token, body).await;
         (status, serde_json::from_str(&body).unwrap_or(Value::Null))
     }
@@ -140,7 +149,11 @@ impl TestApp {
     pub async fn signup(&self, prefix: &str) -> Session {
         let email = unique_email(prefix);
         let (status, body) = self
-            .post("/v1/auth/signup", None, json!({"email": email, "password": PASSWORD}))
+            .post(
+                "/v1/auth/signup",
+                None,
+                json!({"email": email, "password": PASSWORD}),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         Session {
@@ -153,7 +166,12 @@ impl TestApp {
     }
 
     pub async fn login(&self, email: &str, password: &str) -> (StatusCode, Value) {
-        self.post("/v1/auth/login", None, json!({"email": email, "password": password})).await
+        self.post(
+            "/v1/auth/login",
+            None,
+            json!({"email": email, "password": password}),
+        )
+        .await
     }
 
     /// Invites `member` into `owner`'s org with `role` and accepts as `member`.
@@ -168,7 +186,11 @@ impl TestApp {
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let token = body["token"].as_str().unwrap();
         let (status, body) = self
-            .post(&format!("/v1/invitations/{token}/accept"), Some(&member.access), json!({}))
+            .post(
+                &format!("/v1/invitations/{token}/accept"),
+                Some(&member.access),
+                json!({}),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
@@ -202,7 +224,12 @@ impl Team {
         app.add_member(&owner, &admin, "admin").await;
         app.add_member(&owner, &member, "member").await;
         app.add_member(&owner, &viewer, "viewer").await;
-        Team { owner, admin, member, viewer }
+        Team {
+            owner,
+            admin,
+            member,
+            viewer,
+        }
     }
 
     pub fn org(&self) -> &str {

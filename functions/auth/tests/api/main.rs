@@ -3,3 +3,7 @@
 mod helpers;
 
 mod account;
+mod invitations;
+mod roles;
+mod sessions;
+mod tenancy;
