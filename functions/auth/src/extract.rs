@@ -64,13 +64,6 @@ pub struct OrgAccess {
     pub tx: Transaction<'static, Postgres>,
 }
 
-impl OrgAccess {
-    pub fn require(&self, role: Role) -> AuthResult<()> {
-        self.ctx.require(role)?;
-        Ok(())
-    }
-}
-
 /// Parses an id from the path. A malformed id is just another id that does not exist.
 pub fn path_id<T: std::str::FromStr>(raw: &str) -> AuthResult<T> {
     raw.parse().map_err(|_| AuthError::NotFound)

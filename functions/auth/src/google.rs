@@ -186,9 +186,9 @@ impl GoogleSignIn {
         }
         let mut cache = self.keys.write().await;
         // Another request may have refreshed the cache while we waited for the lock.
-        if !cache
+        if cache
             .fetched_at
-            .is_some_and(|t| t.elapsed() < REFETCH_INTERVAL)
+            .is_none_or(|t| t.elapsed() >= REFETCH_INTERVAL)
         {
             let jwks: JwkSet = self
                 .http

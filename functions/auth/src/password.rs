@@ -77,7 +77,7 @@ fn is_weak(raw: &str, context: &[&str]) -> bool {
     // One short unit repeated ("abcabcabcabc", "passwordpassword").
     let chars: Vec<char> = lower.chars().collect();
     for unit in 1..=chars.len() / 2 {
-        if chars.len() % unit == 0 && chars.chunks(unit).all(|c| c == &chars[..unit]) {
+        if chars.len().is_multiple_of(unit) && chars.chunks(unit).all(|c| c == &chars[..unit]) {
             return true;
         }
     }
