@@ -303,3 +303,22 @@ impl TokenVerifier {
 
 #[cfg(test)]
 mod tests;
+
+/// Builds a verifier from auth's published JWKS (`{AUTH_URL}/.well-known/jwks.json`): how
+/// every function other than auth learns the public key, at start-up.
+pub async fn fetch_verifier(
+    client: &reqwest::Client,
+    jwks_url: &str,
+) -> Result<TokenVerifier, TokenError> {
+    let jwks: JwkSet = client
+        .get(jwks_url)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| TokenError::BadKey(format!("JWKS unreachable: {}", e.without_url())))?
+        .json()
+        .await
+        .map_err(|_| TokenError::BadKey("JWKS is not a JSON key set".into()))?;
+    TokenVerifier::from_jwks(&jwks)
+}

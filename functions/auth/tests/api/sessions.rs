@@ -282,16 +282,11 @@ async fn token_confusion_and_tampering_are_all_401(_: PgPoolOptions, options: Pg
 async fn jwks_publishes_the_verifying_key(_: PgPoolOptions, options: PgConnectOptions) {
     let app = spawn_app(options).await;
     let s = app.signup("jwks").await;
-    let jwks: runwarden_tokens::Jwks = app
-        .client
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let verifier = runwarden_tokens::TokenVerifier::from_jwks(&jwks).unwrap();
+    // How every other function learns auth's public key.
+    let verifier =
+        runwarden_tokens::fetch_verifier(&app.client, &app.url("/.well-known/jwks.json"))
+            .await
+            .unwrap();
     let claims: AccessClaims = verifier.verify(&s.access).unwrap();
     assert_eq!(claims.sub, s.user_id);
     assert_eq!(
