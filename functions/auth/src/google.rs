@@ -44,7 +44,6 @@ pub struct GoogleIdentity {
 
 #[derive(Deserialize)]
 struct IdTokenClaims {
-    iss: String,
     sub: String,
     email: Option<String>,
     #[serde(default)]
@@ -164,7 +163,9 @@ impl GoogleSignIn {
             .as_deref()
             .ok_or_else(|| rejected("no email"))?;
         Ok(GoogleIdentity {
-            issuer: claims.iss,
+            // One spelling per provider, whichever Google sent, so (issuer, subject) stays
+            // one identity. Validation above already pinned `iss` to the accepted spellings.
+            issuer: self.config.issuer.clone(),
             subject: claims.sub,
             email: Email::parse(email).map_err(|_| rejected("unusable email"))?,
         })

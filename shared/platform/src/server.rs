@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::{ConnectInfo, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -143,8 +143,8 @@ async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
     Problem::new(status, code).into_response()
 }
 
-/// One access-log line per request. The path is logged without its query string, which
-/// may carry a media token.
+/// One access-log line per request. It names the matched route template, never the raw
+/// path or query: paths carry invitation tokens and queries carry media tokens.
 async fn log_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id = request
@@ -154,13 +154,18 @@ async fn log_request(request: Request, next: Next) -> Response {
         .unwrap_or_default()
         .to_owned();
     let (trace_id, span_id) = crate::telemetry::trace_ids(request.headers()).unzip();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,
         trace_id = trace_id,
         span_id = span_id.flatten(),
         http.method = %request.method(),
-        http.path = %request.uri().path(),
+        http.route = %route,
     );
     async move {
         let response = next.run(request).await;

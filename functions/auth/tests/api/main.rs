@@ -3,7 +3,10 @@
 mod helpers;
 
 mod account;
+mod exposure;
+mod google;
 mod invitations;
+mod openapi;
 mod roles;
 mod sessions;
 mod tenancy;
