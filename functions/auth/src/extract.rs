@@ -4,7 +4,7 @@
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::header;
 use axum::http::request::Parts;
-use runwarden_tenancy::{OrgContext, OrgId, Principal, Role, begin_org_tx, begin_user_tx};
+use runwarden_tenancy::{OrgContext, OrgId, Principal, Role};
 use runwarden_tokens::AccessClaims;
 use sqlx::{Postgres, Transaction};
 
@@ -43,18 +43,43 @@ impl FromRequestParts<AppState> for LiveUser {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let principal = bearer_principal(parts, state)?;
-        let mut tx = begin_user_tx(&state.pool, principal.user_id).await?;
-        let live: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM sessions
-                             WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > now())",
-        )
-        .bind(principal.session_id)
-        .bind(principal.user_id)
-        .fetch_one(&mut *tx)
-        .await?;
+        let mut tx = state.pool.begin().await?;
+        let (live, _) = enter(&mut tx, principal, None).await?;
         crate::sessions::require_live(live)?;
         Ok(Self { principal, tx })
     }
+}
+
+/// A verified access token whose session has not been checked yet: for handlers that check
+/// it in their own single statement (`GET /v1/me`).
+pub struct AccessToken(pub Principal);
+
+impl FromRequestParts<AppState> for AccessToken {
+    type Rejection = AuthError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        bearer_principal(parts, state).map(Self)
+    }
+}
+
+/// Sets the tenant settings for this transaction and reads the session's liveness and the
+/// caller's role in `org`, in one round trip (`auth_enter` in the migrations).
+async fn enter(
+    tx: &mut sqlx::PgConnection,
+    principal: Principal,
+    org: Option<OrgId>,
+) -> AuthResult<(bool, Option<Role>)> {
+    Ok(
+        sqlx::query_as("SELECT session_live, member_role FROM auth_enter($1, $2, $3)")
+            .bind(principal.session_id)
+            .bind(principal.user_id)
+            .bind(org)
+            .fetch_one(tx)
+            .await?,
+    )
 }
 
 /// A live user acting in `/v1/orgs/{org}`: a member, with their current role, and a
@@ -86,18 +111,8 @@ impl FromRequestParts<AppState> for OrgAccess {
             .map(|(_, value)| value)
             .ok_or(AuthError::NotFound)?;
         let org: OrgId = path_id(raw_org)?;
-        let mut tx = begin_org_tx(&state.pool, org, Some(principal.user_id)).await?;
-        let (live, role): (bool, Option<Role>) = sqlx::query_as(
-            "SELECT EXISTS (SELECT 1 FROM sessions
-                             WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > now()),
-                    (SELECT m.role FROM memberships m JOIN orgs o ON o.id = m.org_id
-                      WHERE m.org_id = $3 AND m.user_id = $2 AND o.terminated_at IS NULL)",
-        )
-        .bind(principal.session_id)
-        .bind(principal.user_id)
-        .bind(org)
-        .fetch_one(&mut *tx)
-        .await?;
+        let mut tx = state.pool.begin().await?;
+        let (live, role) = enter(&mut tx, principal, Some(org)).await?;
         crate::sessions::require_live(live)?;
         let ctx = OrgContext::resolve(principal, org, role)?;
         Ok(Self { ctx, tx })

@@ -4,11 +4,14 @@
 //! passwords compiled by Royce Williams), lower-cased.
 
 use std::collections::HashSet;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::PasswordHash;
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
 use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
@@ -101,42 +104,106 @@ fn is_weak(raw: &str, context: &[&str]) -> bool {
 }
 
 /// Argon2id with at most as many hashes in flight as cores, so a login storm queues
-/// instead of exhausting memory (each hash holds 19 MiB).
+/// instead of exhausting memory. Each hash needs 19 MiB of work memory; those buffers are
+/// kept and reused (at most one per permit) rather than allocated per hash, which keeps the
+/// process's peak memory at a few buffers and spares every hash 19 MiB of page faults.
 #[derive(Clone)]
 pub struct Hasher {
-    argon2: Argon2<'static>,
+    params: Params,
     permits: Arc<Semaphore>,
+    scratch: Arc<Mutex<Vec<Vec<Block>>>>,
     /// Verified against when the account does not exist, so unknown emails cost the same.
     dummy_hash: Arc<String>,
 }
 
+const SALT_BYTES: usize = 16;
+const OUTPUT_BYTES: usize = 32;
+
+fn owasp_params() -> Params {
+    Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, Some(OUTPUT_BYTES))
+        .expect("valid Argon2 parameters")
+}
+
+/// Runs Argon2id into `out`, using `memory` when it has the right size.
+fn argon2id(
+    params: &Params,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+    memory: &mut [Block],
+) -> anyhow::Result<()> {
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let result = if memory.len() == params.block_count() {
+        argon2.hash_password_into_with_memory(password, salt, out, memory)
+    } else {
+        // A hash stored with other parameters: a one-off buffer, the pool stays uniform.
+        argon2.hash_password_into(password, salt, out)
+    };
+    result.map_err(|e| anyhow::anyhow!("argon2 failed: {e}"))
+}
+
+/// The PHC string form (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`) that every Argon2
+/// implementation reads.
+fn phc_string(params: &Params, salt: &[u8], hash: &[u8]) -> String {
+    format!(
+        "$argon2id$v=19$m={},t={},p={}${}${}",
+        params.m_cost(),
+        params.t_cost(),
+        params.p_cost(),
+        STANDARD_NO_PAD.encode(salt),
+        STANDARD_NO_PAD.encode(hash)
+    )
+}
+
+fn hash_with(params: &Params, password: &[u8], memory: &mut [Block]) -> anyhow::Result<String> {
+    let mut salt = [0u8; SALT_BYTES];
+    aws_lc_rs::rand::fill(&mut salt).map_err(|_| anyhow::anyhow!("no system randomness"))?;
+    let mut out = [0u8; OUTPUT_BYTES];
+    argon2id(params, password, &salt, &mut out, memory)?;
+    Ok(phc_string(params, &salt, &out))
+}
+
+fn verify_with(stored: &str, password: &[u8], memory: &mut [Block]) -> anyhow::Result<bool> {
+    let parsed =
+        PasswordHash::new(stored).map_err(|e| anyhow::anyhow!("stored hash unreadable: {e}"))?;
+    if parsed.algorithm.as_str() != "argon2id" {
+        anyhow::bail!("stored hash is not argon2id");
+    }
+    let params =
+        Params::try_from(&parsed).map_err(|e| anyhow::anyhow!("stored hash parameters: {e}"))?;
+    let mut salt_buf = [0u8; 64];
+    let salt = parsed
+        .salt
+        .ok_or_else(|| anyhow::anyhow!("stored hash has no salt"))?
+        .decode_b64(&mut salt_buf)
+        .map_err(|e| anyhow::anyhow!("stored salt unreadable: {e}"))?;
+    let expected = parsed
+        .hash
+        .ok_or_else(|| anyhow::anyhow!("stored hash has no output"))?;
+    let mut out = vec![0u8; expected.len()];
+    argon2id(&params, password, salt, &mut out, memory)?;
+    Ok(bool::from(out.as_slice().ct_eq(expected.as_bytes())))
+}
+
 impl Hasher {
     pub fn new(concurrency: usize) -> Self {
-        let params = Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None)
-            .expect("valid Argon2 parameters");
-        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-        let dummy_hash = argon2
-            .hash_password(b"runwarden-dummy-password", &salt)
-            .expect("hashing works")
-            .to_string();
+        let params = owasp_params();
+        let mut memory = vec![Block::default(); params.block_count()];
+        let dummy_hash =
+            hash_with(&params, b"runwarden-dummy-password", &mut memory).expect("hashing works");
         Self {
-            argon2,
+            params,
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            scratch: Arc::new(Mutex::new(vec![memory])),
             dummy_hash: Arc::new(dummy_hash),
         }
     }
 
     pub async fn hash(&self, password: &NewPassword) -> anyhow::Result<String> {
         let password = password.secret().clone();
-        self.run(move |argon2| {
-            let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-            argon2
-                .hash_password(password.expose_secret().as_bytes(), &salt)
-                .map(|h| h.to_string())
-                .map_err(|e| anyhow::anyhow!("argon2 hash failed: {e}"))
-        })
-        .await?
+        let params = self.params.clone();
+        self.run(move |memory| hash_with(&params, password.expose_secret().as_bytes(), memory))
+            .await?
     }
 
     /// True only when `hash` exists and matches. Runs a full verification either way.
@@ -150,29 +217,34 @@ impl Hasher {
             Some(h) => (h, true),
             None => (self.dummy_hash.as_ref().clone(), false),
         };
-        self.run(move |argon2| {
-            let parsed = PasswordHash::new(&hash)
-                .map_err(|e| anyhow::anyhow!("stored hash unreadable: {e}"))?;
-            let ok = argon2
-                .verify_password(password.expose_secret().as_bytes(), &parsed)
-                .is_ok();
-            Ok(ok && real)
-        })
-        .await?
+        let ok = self
+            .run(move |memory| verify_with(&hash, password.expose_secret().as_bytes(), memory))
+            .await??;
+        Ok(ok && real)
     }
 
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Argon2<'static>) -> T + Send + 'static,
+        work: impl FnOnce(&mut [Block]) -> T + Send + 'static,
     ) -> anyhow::Result<T> {
         let _permit = self.permits.acquire().await?;
-        let argon2 = self.argon2.clone();
+        let mut memory = self
+            .scratch
+            .lock()
+            .map_err(|_| anyhow::anyhow!("hash memory pool poisoned"))?
+            .pop()
+            .unwrap_or_else(|| vec![Block::default(); self.params.block_count()]);
         let span = tracing::Span::current();
-        Ok(
-            tokio::task::spawn_blocking(move || span.in_scope(|| work(&argon2)))
-                .instrument(tracing::Span::current())
-                .await?,
-        )
+        let (result, memory) = tokio::task::spawn_blocking(move || {
+            let result = span.in_scope(|| work(&mut memory));
+            (result, memory)
+        })
+        .instrument(tracing::Span::current())
+        .await?;
+        if let Ok(mut pool) = self.scratch.lock() {
+            pool.push(memory);
+        }
+        Ok(result)
     }
 }
 
@@ -246,5 +318,47 @@ mod tests {
                 .unwrap()
         );
         assert!(!hasher.verify(&secret, None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn hashes_interoperate_with_the_argon2_crates_own_format() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _, SaltString};
+        let hasher = Hasher::new(1);
+        let ours = hasher
+            .hash(&parse("a perfectly fine passphrase").unwrap())
+            .await
+            .unwrap();
+        let reference = Argon2::new(Algorithm::Argon2id, Version::V0x13, owasp_params());
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(
+            reference
+                .verify_password(b"a perfectly fine passphrase", &parsed)
+                .is_ok()
+        );
+        assert!(
+            reference
+                .verify_password(b"another passphrase!", &parsed)
+                .is_err()
+        );
+
+        // A hash made elsewhere, with other (stronger) parameters, still verifies.
+        let stronger = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(32 * 1024, 3, 1, None).unwrap(),
+        );
+        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+        let theirs = stronger
+            .hash_password(b"legacy passphrase ok", &salt)
+            .unwrap()
+            .to_string();
+        let secret = SecretString::from("legacy passphrase ok");
+        assert!(hasher.verify(&secret, Some(theirs.clone())).await.unwrap());
+        assert!(
+            !hasher
+                .verify(&SecretString::from("legacy passphrase no"), Some(theirs))
+                .await
+                .unwrap()
+        );
     }
 }

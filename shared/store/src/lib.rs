@@ -49,7 +49,22 @@ impl Default for PoolSettings {
 }
 
 pub fn connect_options(url: &SecretString) -> Result<PgConnectOptions, StoreError> {
-    PgConnectOptions::from_str(url.expose_secret()).map_err(|_| StoreError::InvalidUrl)
+    let url = url.expose_secret();
+    let rest = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+        .ok_or(StoreError::InvalidUrl)?;
+    // libpq accepts an empty host (`user@/db?host=/cloudsql/...`), the form Cloud SQL
+    // documents for its socket; sqlx's URL parser does not, so name a placeholder host that
+    // the `host` query parameter then replaces with the socket directory.
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let normalized = if authority.is_empty() || authority.ends_with('@') {
+        format!("postgres://{authority}localhost{}", &rest[authority_end..])
+    } else {
+        format!("postgres://{rest}")
+    };
+    PgConnectOptions::from_str(&normalized).map_err(|_| StoreError::InvalidUrl)
 }
 
 /// A lazily connecting pool: the process starts even while the database is briefly away,
@@ -80,6 +95,24 @@ mod tests {
         );
         assert_eq!(options.get_database(), Some("runwarden"));
         assert_eq!(options.get_username(), "runwarden_auth");
+    }
+
+    #[test]
+    fn tcp_urls_and_socket_urls_without_a_user_parse() {
+        let tcp = connect_options(&SecretString::from(
+            "postgres://runwarden_auth@127.0.0.1:5432/runwarden",
+        ))
+        .unwrap();
+        assert_eq!((tcp.get_host(), tcp.get_port()), ("127.0.0.1", 5432));
+        assert_eq!(tcp.get_socket(), None);
+        let socket = connect_options(&SecretString::from(
+            "postgresql:///runwarden?host=/var/run/postgresql",
+        ))
+        .unwrap();
+        assert_eq!(
+            socket.get_socket(),
+            Some(&std::path::PathBuf::from("/var/run/postgresql"))
+        );
     }
 
     #[test]

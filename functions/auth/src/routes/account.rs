@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::email::Email;
 use crate::error::{AuthError, AuthResult};
-use crate::extract::LiveUser;
+use crate::extract::{AccessToken, LiveUser};
 use crate::password::{self, NewPassword};
 use crate::sessions::{self, Rotation};
 use crate::{AppState, throttle};
@@ -169,23 +169,18 @@ pub async fn logout(State(_): State<AppState>, user: LiveUser) -> AuthResult<Sta
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn me(State(_): State<AppState>, user: LiveUser) -> AuthResult<impl IntoResponse> {
-    let LiveUser { principal, mut tx } = user;
-    let (email, orgs): (String, sqlx::types::Json<serde_json::Value>) = sqlx::query_as(
-        "SELECT u.email,
-                coalesce(json_agg(json_build_object('org_id', o.id, 'name', o.name, 'role', m.role)
-                                  ORDER BY m.created_at, m.org_id) FILTER (WHERE o.id IS NOT NULL),
-                         '[]'::json)
-           FROM users u
-           LEFT JOIN memberships m ON m.user_id = u.id
-           LEFT JOIN orgs o ON o.id = m.org_id AND o.terminated_at IS NULL
-          WHERE u.id = $1
-          GROUP BY u.id",
-    )
-    .bind(principal.user_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    tx.commit().await?;
+/// The hot path: one statement checks the session and reads the user and memberships.
+pub async fn me(
+    State(state): State<AppState>,
+    AccessToken(principal): AccessToken,
+) -> AuthResult<impl IntoResponse> {
+    let found: Option<(String, sqlx::types::Json<serde_json::Value>)> =
+        sqlx::query_as("SELECT email, orgs FROM auth_me($1, $2)")
+            .bind(principal.session_id)
+            .bind(principal.user_id)
+            .fetch_optional(&state.pool)
+            .await?;
+    let (email, orgs) = found.ok_or(AuthError::Unauthenticated)?;
     Ok(Json(serde_json::json!({
         "user_id": principal.user_id,
         "email": email,
