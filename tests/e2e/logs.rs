@@ -1,0 +1,204 @@
+//! No secrets in logs: drive auth through a whole session (sign-up, login, refresh, a reused
+//! refresh token, /v1/me, logout, a revoked token, a wrong password) and read everything it
+//! wrote. Every stdout line is a Cloud Logging JSON object; no password, token, password
+//! hash or signing key appears anywhere in stdout or stderr.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use runwarden_e2e::{
+    AUTH_ROLE, Api, PASSWORD, Reply, TestDb, Tokens, generate_signing_key_pem, pem_body_lines,
+    start_auth, unique_email,
+};
+use serde_json::{Value, json};
+
+const WRONG_PASSWORD: &str = "definitely not the right passphrase";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_structured_json_and_never_contain_secrets() {
+    let db = TestDb::create().await;
+    let pem = generate_signing_key_pem();
+    let mut auth = start_auth(
+        &db.url_as(AUTH_ROLE),
+        &[
+            ("RUNWARDEN_ENV", "production"),
+            ("AUTH_SIGNING_KEY", &pem),
+            ("AUTH_SIGNING_KEY_ID", "e2e-logs"),
+            ("RUST_LOG", "info"),
+        ],
+    )
+    .await;
+    let api = Api::new(auth.base_url());
+    let email = unique_email("logs");
+    let mut replies: Vec<(&str, Reply)> = Vec::new();
+    let mut tokens: Vec<Tokens> = Vec::new();
+
+    let signup = api.signup(&email, PASSWORD).await;
+    assert_eq!(signup.status, 201, "signup: {}", signup.text);
+    tokens.push(Tokens::from_reply(&signup));
+    replies.push(("signup", signup));
+
+    let login = api.login(&email, PASSWORD).await;
+    assert_eq!(login.status, 200, "login: {}", login.text);
+    let session = Tokens::from_reply(&login);
+    tokens.push(session.clone());
+    replies.push(("login", login));
+
+    let refreshed = api.refresh(&session.refresh).await;
+    assert_eq!(refreshed.status, 200, "refresh: {}", refreshed.text);
+    let current = Tokens::from_reply(&refreshed);
+    tokens.push(current.clone());
+    replies.push(("refresh", refreshed));
+
+    let me = api.get("/v1/me", Some(&current.access)).await;
+    assert_eq!(me.status, 200, "me: {}", me.text);
+    assert_eq!(me.json["email"], email.as_str());
+    replies.push(("me", me));
+
+    let logout = api
+        .post("/v1/auth/logout", Some(&current.access), &json!({}))
+        .await;
+    assert_eq!(logout.status, 204, "logout: {}", logout.text);
+    replies.push(("logout", logout));
+
+    // A revoked access token and a reused refresh token: both refused, both logged about.
+    let revoked = api.get("/v1/me", Some(&current.access)).await;
+    assert_eq!(revoked.status, 401, "me after logout: {}", revoked.text);
+    replies.push(("me after logout", revoked));
+    let reused = api.refresh(&session.refresh).await;
+    assert_eq!(reused.status, 401, "reused refresh token: {}", reused.text);
+    replies.push(("reused refresh", reused));
+
+    let failed = api.login(&email, WRONG_PASSWORD).await;
+    assert_eq!(failed.status, 401, "wrong password: {}", failed.text);
+    replies.push(("failed login", failed));
+
+    // Stop it so every line is written, then read everything.
+    auth.terminate();
+    let status = auth
+        .wait_exit(Duration::from_secs(10))
+        .await
+        .expect("auth exits after SIGTERM");
+    assert!(status.success(), "auth exit status {status}");
+    let stdout = auth.stdout();
+    let stderr = auth.stderr();
+
+    // Every line is a Cloud Logging JSON object.
+    let mut lines: Vec<Value> = Vec::new();
+    for (n, line) in stdout
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let value: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("stdout line {} is not JSON ({e}): {line}", n + 1));
+        assert!(
+            value.is_object(),
+            "stdout line {} is not an object: {line}",
+            n + 1
+        );
+        for field in ["severity", "message", "time"] {
+            let present = value[field].as_str().is_some_and(|s| !s.is_empty());
+            assert!(
+                present,
+                "stdout line {} lacks a string `{field}`: {line}",
+                n + 1
+            );
+        }
+        let severity = value["severity"].as_str().unwrap_or_default();
+        assert!(
+            [
+                "DEBUG",
+                "INFO",
+                "NOTICE",
+                "WARNING",
+                "ERROR",
+                "CRITICAL",
+                "ALERT",
+                "EMERGENCY"
+            ]
+            .contains(&severity),
+            "stdout line {} has a severity Cloud Logging does not know: {line}",
+            n + 1
+        );
+        lines.push(value);
+    }
+
+    // One access line per request, each with the request id the client saw.
+    let access: Vec<&Value> = lines.iter().filter(|l| l["message"] == "request").collect();
+    assert!(
+        access.len() >= replies.len(),
+        "expected at least {} access-log lines (one per request), found {}:\n{stdout}",
+        replies.len(),
+        access.len()
+    );
+    let logged_ids: BTreeSet<&str> = access
+        .iter()
+        .map(|l| {
+            l["request_id"]
+                .as_str()
+                .filter(|id| !id.is_empty())
+                .unwrap_or_else(|| panic!("access-log line without a request_id: {l}"))
+        })
+        .collect();
+    for (what, reply) in &replies {
+        let id = reply
+            .request_id()
+            .unwrap_or_else(|| panic!("{what}: response without x-request-id"));
+        assert!(
+            logged_ids.contains(id),
+            "{what}: request id {id} not found in the access log:\n{stdout}"
+        );
+    }
+    assert!(
+        lines.iter().any(|l| l["security_event"] == "login_failed"),
+        "the failed login is logged as a security event:\n{stdout}"
+    );
+
+    // And nothing secret anywhere, in stdout or stderr.
+    let mut secrets: Vec<(String, String)> = vec![
+        ("the password".into(), PASSWORD.into()),
+        ("the wrong password".into(), WRONG_PASSWORD.into()),
+        ("an Argon2 hash".into(), "$argon2".into()),
+    ];
+    for (i, t) in tokens.iter().enumerate() {
+        secrets.push((format!("access token #{i}"), t.access.clone()));
+        let signature = t.access.rsplit('.').next().unwrap_or_default();
+        assert!(
+            signature.len() >= 40,
+            "access token #{i} is a JWS: {}",
+            t.access
+        );
+        secrets.push((
+            format!("the signature of access token #{i}"),
+            signature.to_owned(),
+        ));
+        secrets.push((format!("refresh token #{i}"), t.refresh.clone()));
+        let random = t.refresh.trim_start_matches("rt_");
+        assert!(
+            random.len() >= 20,
+            "refresh token #{i} carries enough randomness: {}",
+            t.refresh
+        );
+        secrets.push((
+            format!("the random part of refresh token #{i}"),
+            random.to_owned(),
+        ));
+    }
+    let body = pem_body_lines(&pem);
+    assert!(!body.is_empty());
+    secrets.push(("the signing key PEM body".into(), body.concat()));
+    for (i, line) in body.iter().enumerate() {
+        secrets.push((
+            format!("line {i} of the signing key PEM body"),
+            line.clone(),
+        ));
+    }
+    for (what, secret) in &secrets {
+        for (stream, text) in [("stdout", &stdout), ("stderr", &stderr)] {
+            if let Some(line) = text.lines().find(|l| l.contains(secret.as_str())) {
+                panic!("{what} appears in auth's {stream}: {line}");
+            }
+        }
+    }
+}
