@@ -1,5 +1,5 @@
 //! No secrets in logs: drive auth through a whole session (sign-up, login, refresh, a reused
-//! refresh token, /v1/me, logout, a revoked token, a wrong password) and read everything it
+//! refresh token, /v1/me, an invitation, logout, a revoked token, a wrong password) and read everything it
 //! wrote. Every stdout line is a Cloud Logging JSON object; no password, token, password
 //! hash or signing key appears anywhere in stdout or stderr.
 
@@ -35,6 +35,7 @@ async fn logs_are_structured_json_and_never_contain_secrets() {
 
     let signup = api.signup(&email, PASSWORD).await;
     assert_eq!(signup.status, 201, "signup: {}", signup.text);
+    let signup_org = signup.json["org_id"].as_str().unwrap().to_owned();
     tokens.push(Tokens::from_reply(&signup));
     replies.push(("signup", signup));
 
@@ -54,6 +55,33 @@ async fn logs_are_structured_json_and_never_contain_secrets() {
     assert_eq!(me.status, 200, "me: {}", me.text);
     assert_eq!(me.json["email"], email.as_str());
     replies.push(("me", me));
+
+    // An invitation: its token travels in a URL path, which the access log must not print.
+    let invitee_email = unique_email("invitee");
+    let invitee = api.signup(&invitee_email, PASSWORD).await;
+    assert_eq!(invitee.status, 201, "invitee signup: {}", invitee.text);
+    let invitee = Tokens::from_reply(&invitee);
+    tokens.push(invitee.clone());
+    let org = signup_org.as_str();
+    let invitation = api
+        .post(
+            &format!("/v1/orgs/{org}/invitations"),
+            Some(&current.access),
+            &json!({"email": invitee_email, "role": "member"}),
+        )
+        .await;
+    assert_eq!(invitation.status, 201, "invite: {}", invitation.text);
+    let invitation_token = invitation.json["token"].as_str().unwrap().to_owned();
+    replies.push(("invite", invitation));
+    let accepted = api
+        .post(
+            &format!("/v1/invitations/{invitation_token}/accept"),
+            Some(&invitee.access),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(accepted.status, 200, "accept: {}", accepted.text);
+    replies.push(("accept", accepted));
 
     let logout = api
         .post("/v1/auth/logout", Some(&current.access), &json!({}))
@@ -160,6 +188,7 @@ async fn logs_are_structured_json_and_never_contain_secrets() {
         ("the password".into(), PASSWORD.into()),
         ("the wrong password".into(), WRONG_PASSWORD.into()),
         ("an Argon2 hash".into(), "$argon2".into()),
+        ("the invitation token".into(), invitation_token.clone()),
     ];
     for (i, t) in tokens.iter().enumerate() {
         secrets.push((format!("access token #{i}"), t.access.clone()));

@@ -188,13 +188,16 @@ fn verify_with(stored: &str, password: &[u8], memory: &mut [Block]) -> anyhow::R
 impl Hasher {
     pub fn new(concurrency: usize) -> Self {
         let params = owasp_params();
+        // The start-up hash's buffer is freed, not pooled: an idle instance stays small, and
+        // buffers join the pool as the first hashes need them.
         let mut memory = vec![Block::default(); params.block_count()];
         let dummy_hash =
             hash_with(&params, b"runwarden-dummy-password", &mut memory).expect("hashing works");
+        drop(memory);
         Self {
             params,
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
-            scratch: Arc::new(Mutex::new(vec![memory])),
+            scratch: Arc::new(Mutex::new(Vec::new())),
             dummy_hash: Arc::new(dummy_hash),
         }
     }

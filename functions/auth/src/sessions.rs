@@ -57,20 +57,25 @@ async fn insert_refresh_token(conn: &mut PgConnection, session: SessionId) -> Au
     Ok(token)
 }
 
-/// Starts a session for a user who just proved who they are.
+/// Starts a session for a user who just proved who they are: the session and its first
+/// refresh token in one statement.
 pub async fn start(
     conn: &mut PgConnection,
     signer: &TokenSigner,
     user: UserId,
 ) -> AuthResult<TokenPair> {
     let session = SessionId::new();
-    sqlx::query("INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, now() + $3)")
-        .bind(session)
-        .bind(user)
-        .bind(SESSION_LIFETIME)
-        .execute(&mut *conn)
-        .await?;
-    let refresh = insert_refresh_token(conn, session).await?;
+    let refresh = secret_token::generate("rt_");
+    sqlx::query(
+        "WITH s AS (INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, now() + $3) RETURNING id)
+         INSERT INTO refresh_tokens (token_hash, session_id) SELECT $4, s.id FROM s",
+    )
+    .bind(session)
+    .bind(user)
+    .bind(SESSION_LIFETIME)
+    .bind(secret_token::hash(&refresh))
+    .execute(conn)
+    .await?;
     pair(
         signer,
         user,

@@ -39,18 +39,6 @@ pub fn ip_key(ip: Option<IpAddr>) -> Option<String> {
     ip.map(|ip| format!("ip:{ip}"))
 }
 
-/// Seconds until the longest block among `keys` ends, if any is blocked.
-pub async fn blocked_for(conn: &mut PgConnection, keys: &[String]) -> AuthResult<Option<u64>> {
-    let seconds: Option<f64> = sqlx::query_scalar(
-        "SELECT ceil(extract(epoch FROM max(blocked_until) - now()))::float8
-           FROM auth_throttle WHERE key = ANY($1) AND blocked_until > now()",
-    )
-    .bind(keys)
-    .fetch_one(conn)
-    .await?;
-    Ok(seconds.map(|s| s.max(1.0) as u64))
-}
-
 pub async fn record_failure(conn: &mut PgConnection, key: &str, rule: Rule) -> AuthResult<()> {
     // One atomic upsert: the row lock of ON CONFLICT serializes concurrent failures.
     sqlx::query(

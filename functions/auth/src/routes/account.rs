@@ -99,21 +99,17 @@ pub async fn login(
         .chain(ip_key.clone())
         .collect();
 
-    let mut conn = state.pool.acquire().await?;
-    if let Some(seconds) = throttle::blocked_for(&mut conn, &keys).await? {
-        return Err(AuthError::Throttled(seconds));
+    let found = lookup_for_login(&state, &email, &keys, &account_key).await?;
+    if let Some(seconds) = found.blocked_secs {
+        return Err(AuthError::Throttled(seconds.max(1.0) as u64));
     }
-    let found: Option<(UserId, Option<String>)> =
-        sqlx::query_as("SELECT id, password_hash FROM users WHERE email = $1")
-            .bind(email.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
-    drop(conn); // do not hold a connection while hashing
-    let (user, hash) = found.map_or((None, None), |(id, hash)| (Some(id), hash));
-    let ok = state.hasher.verify(&body.password, hash).await?;
+    let ok = state
+        .hasher
+        .verify(&body.password, found.password_hash)
+        .await?;
 
-    let mut tx = state.pool.begin().await?;
-    let Some(user) = user.filter(|_| ok) else {
+    let Some(user) = found.user_id.filter(|_| ok) else {
+        let mut tx = state.pool.begin().await?;
         throttle::record_failure(&mut tx, &account_key, throttle::ACCOUNT).await?;
         if let Some(ip_key) = &ip_key {
             throttle::record_failure(&mut tx, ip_key, throttle::IP).await?;
@@ -122,11 +118,43 @@ pub async fn login(
         tracing::info!(security_event = "login_failed", "login failed");
         return Err(AuthError::InvalidCredentials);
     };
-    throttle::clear(&mut tx, &account_key).await?;
-    let tokens = sessions::start(&mut tx, &state.signer, user).await?;
-    tx.commit().await?;
+    let mut conn = state.pool.acquire().await?;
+    if found.account_has_failures {
+        throttle::clear(&mut conn, &account_key).await?;
+    }
+    let tokens = sessions::start(&mut conn, &state.signer, user).await?;
     tracing::info!(user.id = %user, "logged in");
     Ok(Json(tokens))
+}
+
+#[derive(sqlx::FromRow)]
+struct LoginLookup {
+    blocked_secs: Option<f64>,
+    account_has_failures: bool,
+    user_id: Option<UserId>,
+    password_hash: Option<String>,
+}
+
+/// Everything login needs before hashing, in one round trip: whether the account or the IP
+/// is blocked, whether the account has failures to clear, and the user's hash if any.
+async fn lookup_for_login(
+    state: &AppState,
+    email: &Email,
+    keys: &[String],
+    account_key: &str,
+) -> AuthResult<LoginLookup> {
+    Ok(sqlx::query_as(
+        "SELECT (SELECT ceil(extract(epoch FROM max(t.blocked_until) - now()))::float8
+                   FROM auth_throttle t WHERE t.key = ANY($2) AND t.blocked_until > now()) AS blocked_secs,
+                EXISTS (SELECT 1 FROM auth_throttle t WHERE t.key = $3) AS account_has_failures,
+                u.id AS user_id, u.password_hash
+           FROM (SELECT 1) one LEFT JOIN users u ON u.email = $1",
+    )
+    .bind(email.as_str())
+    .bind(keys)
+    .bind(account_key)
+    .fetch_one(&state.pool)
+    .await?)
 }
 
 #[derive(Deserialize)]
