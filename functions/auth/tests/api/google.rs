@@ -716,7 +716,7 @@ async fn google_sign_in_creates_user_org_and_identity_then_signs_the_same_user_i
         "the attempt is spent"
     );
     let actions: Vec<String> = app.outbox(org).await.into_iter().map(|(a, _)| a).collect();
-    assert_eq!(actions, ["org.create", "member.add"]);
+    assert_eq!(actions, ["org.create"]);
 
     // The access token works.
     let (status, me) = app

@@ -388,7 +388,7 @@ async fn orgs_can_be_created_read_and_renamed(_: PgPoolOptions, options: PgConne
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let actions: Vec<String> = app.outbox(id).await.into_iter().map(|(a, _)| a).collect();
-    assert_eq!(actions, ["org.create", "member.add", "org.update"]);
+    assert_eq!(actions, ["org.create", "org.update"]);
 }
 
 #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
