@@ -25,38 +25,106 @@ pub enum Access {
     Org(Role),
 }
 
-/// (method, path, access). For member routes the rules also depend on the target's role
-/// (see `orgs.rs`); the role here is the least any call needs.
-pub const ROUTES: &[(&str, &str, Access)] = &[
-    ("POST", "/v1/auth/signup", Access::Public),
-    ("POST", "/v1/auth/login", Access::Public),
-    ("POST", "/v1/auth/refresh", Access::Public),
-    ("POST", "/v1/auth/logout", Access::User),
-    ("GET", "/v1/auth/google/start", Access::Public),
-    ("GET", "/v1/auth/google/callback", Access::Public),
-    ("GET", "/v1/me", Access::User),
-    ("GET", "/.well-known/jwks.json", Access::Public),
-    ("GET", "/openapi.json", Access::Public),
-    ("POST", "/v1/orgs", Access::User),
-    ("GET", "/v1/orgs/{org}", Access::Org(Role::Viewer)),
-    ("PATCH", "/v1/orgs/{org}", Access::Org(Role::Admin)),
-    ("GET", "/v1/orgs/{org}/members", Access::Org(Role::Viewer)),
-    (
+/// What a route leaves in the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audit {
+    /// A read: nothing.
+    Read,
+    /// A mutation: exactly one audit event with this action, in the same transaction.
+    Event(&'static str),
+    /// Sign-in session changes of the caller's own account (login, refresh, logout): not
+    /// org data, so a security log line (`security_event`) rather than an org audit record.
+    SessionOnly,
+    /// Google sign-in: `org.create` when it creates the account, else a session only.
+    EventWhenCreating(&'static str),
+}
+
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+    pub audit: Audit,
+}
+
+const fn route(method: &'static str, path: &'static str, access: Access, audit: Audit) -> Route {
+    Route {
+        method,
+        path,
+        access,
+        audit,
+    }
+}
+
+/// Every route. For member routes the rules also depend on the target's role (see
+/// `orgs.rs`); the role here is the least any call needs.
+pub const ROUTES: &[Route] = &[
+    route(
+        "POST",
+        "/v1/auth/signup",
+        Access::Public,
+        Audit::Event("org.create"),
+    ),
+    route("POST", "/v1/auth/login", Access::Public, Audit::SessionOnly),
+    route(
+        "POST",
+        "/v1/auth/refresh",
+        Access::Public,
+        Audit::SessionOnly,
+    ),
+    route("POST", "/v1/auth/logout", Access::User, Audit::SessionOnly),
+    route("GET", "/v1/auth/google/start", Access::Public, Audit::Read),
+    route(
+        "GET",
+        "/v1/auth/google/callback",
+        Access::Public,
+        Audit::EventWhenCreating("org.create"),
+    ),
+    route("GET", "/v1/me", Access::User, Audit::Read),
+    route("GET", "/.well-known/jwks.json", Access::Public, Audit::Read),
+    route("GET", "/openapi.json", Access::Public, Audit::Read),
+    route("POST", "/v1/orgs", Access::User, Audit::Event("org.create")),
+    route(
+        "GET",
+        "/v1/orgs/{org}",
+        Access::Org(Role::Viewer),
+        Audit::Read,
+    ),
+    route(
+        "PATCH",
+        "/v1/orgs/{org}",
+        Access::Org(Role::Admin),
+        Audit::Event("org.update"),
+    ),
+    route(
+        "GET",
+        "/v1/orgs/{org}/members",
+        Access::Org(Role::Viewer),
+        Audit::Read,
+    ),
+    route(
         "PATCH",
         "/v1/orgs/{org}/members/{user}",
         Access::Org(Role::Admin),
+        Audit::Event("member.role_change"),
     ),
-    (
+    route(
         "DELETE",
         "/v1/orgs/{org}/members/{user}",
         Access::Org(Role::Admin),
+        Audit::Event("member.remove"),
     ),
-    (
+    route(
         "POST",
         "/v1/orgs/{org}/invitations",
         Access::Org(Role::Admin),
+        Audit::Event("invitation.create"),
     ),
-    ("POST", "/v1/invitations/{token}/accept", Access::User),
+    route(
+        "POST",
+        "/v1/invitations/{token}/accept",
+        Access::User,
+        Audit::Event("member.add"),
+    ),
 ];
 
 pub const OPENAPI: &str = include_str!("../openapi.json");

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod account;
+mod audit_trail;
 mod exposure;
 mod google;
 mod invitations;

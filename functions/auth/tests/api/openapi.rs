@@ -64,7 +64,7 @@ async fn openapi_lists_exactly_the_routes_with_their_security(
         .collect();
     let served: BTreeSet<(String, String)> = ROUTES
         .iter()
-        .map(|(m, p, _)| ((*m).to_owned(), (*p).to_owned()))
+        .map(|r| (r.method.to_owned(), r.path.to_owned()))
         .collect();
     assert_eq!(served.len(), ROUTES.len(), "ROUTES has no duplicates");
     assert_eq!(
@@ -80,8 +80,9 @@ async fn openapi_lists_exactly_the_routes_with_their_security(
         doc["components"]["securitySchemes"]["bearerAuth"]["scheme"],
         "bearer"
     );
-    for (method, path, access) in ROUTES {
-        let operation = &paths[*path][method.to_lowercase()];
+    for r in ROUTES {
+        let (method, path, access) = (r.method, r.path, &r.access);
+        let operation = &paths[path][method.to_lowercase()];
         let security = operation.get("security").unwrap_or(&doc["security"]);
         let expected = match access {
             Access::Public => serde_json::json!([]),
@@ -96,7 +97,7 @@ async fn openapi_lists_exactly_the_routes_with_their_security(
             "{method} {path} documents its success"
         );
         // Path parameters are declared for every `{name}` in the path.
-        let declared: Vec<String> = paths[*path]
+        let declared: Vec<String> = paths[path]
             .get("parameters")
             .into_iter()
             .chain(operation.get("parameters"))
@@ -177,8 +178,9 @@ async fn every_route_in_routes_is_mounted(_: PgPoolOptions, options: PgConnectOp
         "not_found"
     );
 
-    let served: BTreeSet<(&str, &str)> = ROUTES.iter().map(|(m, p, _)| (*m, *p)).collect();
-    for (method, path, _) in ROUTES {
+    let served: BTreeSet<(&str, &str)> = ROUTES.iter().map(|r| (r.method, r.path)).collect();
+    for r in ROUTES {
+        let (method, path) = (r.method, r.path);
         // Ids nobody has: without credentials every route must still answer on its own
         // (401, 400, a redirect, ...), never the fallback's 404 or a 405.
         let concrete = path
@@ -186,7 +188,7 @@ async fn every_route_in_routes_is_mounted(_: PgPoolOptions, options: PgConnectOp
             .replace("{user}", &uuid::Uuid::new_v4().to_string())
             .replace("{token}", &format!("inv_{}", uuid::Uuid::new_v4().simple()));
         let verb = Method::from_bytes(method.as_bytes()).unwrap();
-        let body = matches!(*method, "POST" | "PATCH").then(|| serde_json::json!({}));
+        let body = matches!(method, "POST" | "PATCH").then(|| serde_json::json!({}));
         let (status, _, text) = app.call_raw(verb, &concrete, None, body).await;
         assert!(
             status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
@@ -204,7 +206,7 @@ async fn every_route_in_routes_is_mounted(_: PgPoolOptions, options: PgConnectOp
         );
         // ...and a method that ROUTES does not list for the path answers 405.
         for other in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
-            if !served.contains(&(other, *path)) {
+            if !served.contains(&(other, path)) {
                 let (status, _, text) = app
                     .call_raw(
                         Method::from_bytes(other.as_bytes()).unwrap(),

@@ -44,11 +44,12 @@ async fn az01_az02_every_org_route_answers_another_orgs_ids_like_missing_ones(
     let missing = uuid::Uuid::now_v7().to_string();
     let org_routes: Vec<_> = ROUTES
         .iter()
-        .filter(|(_, _, access)| matches!(access, Access::Org(_)))
+        .filter(|r| matches!(r.access, Access::Org(_)))
         .collect();
     assert!(org_routes.len() >= 6);
 
-    for (method, template, _) in org_routes {
+    for r in org_routes {
+        let (method, template) = (r.method, r.path);
         let method = Method::from_bytes(method.as_bytes()).unwrap();
         // A's owner (the most powerful caller) uses B's ids, and then ids that exist nowhere.
         let cases = [
