@@ -3,6 +3,17 @@
 //! A mutation calls [`AuditEvent::record`] inside its own transaction: the event commits
 //! with the change or not at all. Nothing secret ever goes into an event: no secret value,
 //! password, token or hash.
+//!
+//! The publishing half: [`relay`] publishes committed outbox rows through a [`bus::Bus`]
+//! (Google Pub/Sub, or its emulator locally) to the topics declared in `topics.json`
+//! ([`topics`]).
+//!
+//! The receiving half: [`push`] mounts `POST /push/{topic}` on a consuming function.
+
+pub mod bus;
+pub mod push;
+pub mod relay;
+pub mod topics;
 
 use std::net::IpAddr;
 
