@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+pub mod oidc;
+
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::jwk::{
