@@ -6,6 +6,7 @@
 //! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo test -p runwarden-e2e
 //! ```
 
+mod audit_pipeline;
 mod config;
 mod frontdoor;
 mod logs;

@@ -5,6 +5,9 @@
 //!
 //! Build the binaries first: `cargo build --workspace --bins`.
 
+pub mod audit_bench;
+pub mod relay_bench;
+
 use std::fs::File;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -63,7 +66,11 @@ pub fn binary(name: &str) -> PathBuf {
 /// caller's environment (a stray `AUTH_SIGNING_KEY`, `RUST_LOG`, ...) changes the test.
 pub fn command(name: &str) -> Command {
     let mut cmd = Command::new(binary(name));
-    cmd.env_clear().stdin(Stdio::null());
+    // A clean environment; Google's credential discovery, if anything tries it, stays on
+    // loopback (a dead port) instead of probing the metadata server's address.
+    cmd.env_clear()
+        .env("GCE_METADATA_HOST", "127.0.0.1:9")
+        .stdin(Stdio::null());
     cmd
 }
 
@@ -389,7 +396,8 @@ pub fn auth_command(database_url: &str, port: u16, extra: &[(&str, &str)]) -> Co
         .env("PORT", port.to_string())
         .env("DATABASE_URL", database_url)
         .env("RUST_LOG", "info")
-        .env("TRUSTED_PROXY_HOPS", "0");
+        .env("TRUSTED_PROXY_HOPS", "0")
+        .env("PUBSUB_PROJECT", "runwarden-e2e");
     for (k, v) in extra {
         cmd.env(k, v);
     }

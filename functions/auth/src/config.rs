@@ -22,6 +22,8 @@ pub struct Config {
     pub hash_concurrency: usize,
     pub google: Option<GoogleConfig>,
     pub project: Option<String>,
+    /// The outbox relay that publishes this function's events to Pub/Sub.
+    pub relay: runwarden_events::relay::RelayConfig,
 }
 
 /// Google sign-in. Every endpoint is configuration so tests can run their own provider.
@@ -100,6 +102,7 @@ impl Config {
             hash_concurrency: var_parsed("AUTH_HASH_CONCURRENCY", cores)?,
             google,
             project: optional_var("GOOGLE_CLOUD_PROJECT"),
+            relay: runwarden_events::relay::RelayConfig::from_env()?,
         })
     }
 }

@@ -91,10 +91,20 @@ impl IntoResponse for AuthError {
                     .detail("email or password is incorrect")
             }
             Self::Unauthenticated => Problem::unauthorized(),
-            Self::Forbidden(detail) => Problem::forbidden(detail),
+            Self::Forbidden(detail) => {
+                tracing::info!(security_event = "authz_denied", reason = %detail, "forbidden");
+                Problem::forbidden(detail)
+            }
             Self::NotFound => Problem::not_found(),
             Self::Conflict { code, detail } => Problem::conflict(code, detail),
-            Self::Throttled(seconds) => Problem::too_many_requests(seconds),
+            Self::Throttled(seconds) => {
+                tracing::info!(
+                    security_event = "login_throttled",
+                    retry_after_s = seconds,
+                    "throttled"
+                );
+                Problem::too_many_requests(seconds)
+            }
             Self::Unavailable => {
                 tracing::warn!("database unavailable");
                 Problem::unavailable()

@@ -114,6 +114,16 @@ impl FromRequestParts<AppState> for OrgAccess {
         let mut tx = state.pool.begin().await?;
         let (live, role) = enter(&mut tx, principal, Some(org)).await?;
         crate::sessions::require_live(live)?;
+        if role.is_none() {
+            // The caller sees a plain 404; operators see who probed which org.
+            tracing::info!(
+                security_event = "authz_denied",
+                reason = "not a member",
+                user.id = %principal.user_id,
+                org.id = %org,
+                "org not visible to caller"
+            );
+        }
         let ctx = OrgContext::resolve(principal, org, role)?;
         Ok(Self { ctx, tx })
     }

@@ -20,6 +20,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
+use runwarden_events::bus::PubSubBus;
+use runwarden_events::relay::Relay;
 use runwarden_platform::request::TrustedProxyHops;
 use runwarden_platform::server::{self, Limits};
 use runwarden_tokens::{TokenSigner, TokenVerifier};
@@ -65,6 +67,7 @@ pub struct App {
     listener: TcpListener,
     router: Router,
     limits: Limits,
+    relay: Relay,
 }
 
 impl App {
@@ -81,6 +84,11 @@ impl App {
         };
         let options = runwarden_store::connect_options(&config.database_url)?;
         let pool = runwarden_store::pool(options, &runwarden_store::PoolSettings::default());
+        let bus = PubSubBus::connect(config.relay.pubsub.clone())
+            .await
+            .context("building the Pub/Sub publisher")?;
+        let relay =
+            Relay::new(pool.clone(), Arc::new(bus)).with_settings(config.relay.settings.clone());
         let state = AppState::new(pool, signer, config.hash_concurrency, config.google.clone());
         let limits = Limits::default();
         let router = router(state, TrustedProxyHops(config.trusted_proxy_hops), &limits);
@@ -91,6 +99,7 @@ impl App {
             listener,
             router,
             limits,
+            relay,
         })
     }
 
@@ -98,14 +107,23 @@ impl App {
         self.listener.local_addr()
     }
 
+    /// Serves and relays outbox events until SIGTERM: the server drains first, then the
+    /// relay publishes what the last requests committed and stops.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         tracing::info!(addr = %self.local_addr()?, "auth listening");
-        server::serve(
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let relay = tokio::spawn(self.relay.run(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }));
+        let served = server::serve(
             self.listener,
             self.router,
             &self.limits,
             server::shutdown_signal(),
         )
-        .await
+        .await;
+        let _ = stop.send(true);
+        let _ = relay.await;
+        served
     }
 }

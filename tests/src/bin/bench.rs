@@ -3,6 +3,13 @@
 //!
 //! ```text
 //! bench run                      measure; env BENCH_AUTH_URL (http://127.0.0.1:PORT), BENCH_AUTH_PID
+//! bench relay                    outbox relay throughput through the Pub/Sub emulator; env
+//!                                BENCH_DB_ADMIN_URL, BENCH_DB_RELAY_URL, PUBSUB_EMULATOR_HOST
+//!                                (see runwarden_e2e::relay_bench)
+//! bench audit                    audit ingestion: COPY baseline, push ingestion, end to end
+//!                                through outbox, relay, emulator and a release audit; env
+//!                                BENCH_DB_ADMIN_URL, BENCH_DB_RELAY_URL, BENCH_DB_AUDIT_URL,
+//!                                PUBSUB_EMULATOR_HOST (see runwarden_e2e::audit_bench)
 //! bench free-port                print a free TCP port on 127.0.0.1
 //! bench db-url URL DB [USER]     print URL pointed at database DB (and login role USER)
 //! bench drop-db ADMIN_URL DB     drop database DB (WITH (FORCE)), best-effort helper
@@ -48,7 +55,11 @@ fn main() -> anyhow::Result<()> {
         ["db-url", url, db, user] => print_db_url(url, db, Some(user)),
         ["drop-db", url, db] => drop_database(&Url::parse(url).context("admin URL")?, db),
         ["run"] => run(),
-        _ => bail!("usage: bench run | free-port | db-url URL DB [USER] | drop-db ADMIN_URL DB"),
+        ["relay"] => runwarden_e2e::relay_bench::run(),
+        ["audit"] => runwarden_e2e::audit_bench::run(),
+        _ => bail!(
+            "usage: bench run | relay | audit | free-port | db-url URL DB [USER] | drop-db ADMIN_URL DB"
+        ),
     }
 }
 

@@ -115,7 +115,12 @@ pub async fn login(
             throttle::record_failure(&mut tx, ip_key, throttle::IP).await?;
         }
         tx.commit().await?;
-        tracing::info!(security_event = "login_failed", "login failed");
+        let reason = if found.user_id.is_some() {
+            "wrong password"
+        } else {
+            "unknown account"
+        };
+        tracing::info!(security_event = "login_failed", reason, "login failed");
         return Err(AuthError::InvalidCredentials);
     };
     let mut conn = state.pool.acquire().await?;
@@ -123,7 +128,7 @@ pub async fn login(
         throttle::clear(&mut conn, &account_key).await?;
     }
     let tokens = sessions::start(&mut conn, &state.signer, user).await?;
-    tracing::info!(user.id = %user, "logged in");
+    tracing::info!(security_event = "login_succeeded", user.id = %user, "logged in");
     Ok(Json(tokens))
 }
 
