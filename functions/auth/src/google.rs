@@ -1,37 +1,25 @@
 //! Google sign-in (OAuth 2.0 authorization code + OpenID Connect), the provider side:
 //! building the authorization URL, exchanging the code with PKCE, and verifying the ID
-//! token against the provider's JWKS (algorithm pinned to RS256; issuer, audience, expiry,
-//! nonce and `email_verified` checked). Every endpoint comes from configuration.
+//! token with the shared OIDC verifier (`runwarden_tokens::oidc`: RS256 pinned, JWKS cache,
+//! issuer, audience and expiry) plus the sign-in checks: nonce and `email_verified`. Every
+//! endpoint comes from configuration.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use runwarden_tokens::oidc::{self, OidcConfig, OidcVerifier};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
-use tokio::sync::RwLock;
 use url::Url;
 
 use crate::config::GoogleConfig;
 use crate::email::Email;
 use crate::error::{AuthError, AuthResult};
 
-const KEYS_TTL: Duration = Duration::from_secs(3600);
-/// An unknown `kid` triggers at most one JWKS refetch per this interval.
-const REFETCH_INTERVAL: Duration = Duration::from_secs(60);
-
 pub struct GoogleSignIn {
     config: GoogleConfig,
     http: reqwest::Client,
-    keys: RwLock<KeyCache>,
-}
-
-#[derive(Default)]
-struct KeyCache {
-    fetched_at: Option<Instant>,
-    keys: HashMap<String, DecodingKey>,
+    id_tokens: OidcVerifier,
 }
 
 /// A verified Google identity. The identity key is (issuer, subject), never the email.
@@ -72,10 +60,19 @@ impl GoogleSignIn {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("the HTTP client builds");
+        let id_tokens = OidcVerifier::new(OidcConfig {
+            jwks_url: config.jwks_url.to_string(),
+            issuers: config.accepted_issuers(),
+            audiences: vec![config.client_id.clone()],
+            email: None,
+            keys_ttl: oidc::KEYS_TTL,
+            refetch_interval: oidc::REFETCH_INTERVAL,
+        })
+        .expect("issuers and the client id make a valid verifier configuration");
         Self {
             config,
             http,
-            keys: RwLock::new(KeyCache::default()),
+            id_tokens,
         }
     }
 
@@ -124,27 +121,14 @@ impl GoogleSignIn {
         id_token: &str,
         expected_nonce: &str,
     ) -> AuthResult<GoogleIdentity> {
-        let header =
-            jsonwebtoken::decode_header(id_token).map_err(|_| rejected("malformed id token"))?;
-        if header.alg != Algorithm::RS256 {
-            return Err(rejected("id token algorithm"));
-        }
-        if header.jku.is_some() || header.jwk.is_some() || header.x5u.is_some() {
-            return Err(rejected("id token header keys"));
-        }
-        let kid = header.kid.ok_or_else(|| rejected("id token without kid"))?;
-        let key = self.key(&kid).await?;
-
-        let mut validation = Validation::new(Algorithm::RS256);
-        validation.algorithms = vec![Algorithm::RS256];
-        validation.leeway = runwarden_tokens::LEEWAY.as_secs();
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-        validation.set_audience(&[&self.config.client_id]);
-        validation.set_issuer(&self.config.accepted_issuers());
-        let claims = jsonwebtoken::decode::<IdTokenClaims>(id_token, &key, &validation)
-            .map_err(|_| rejected("id token invalid"))?
-            .claims;
+        let claims: IdTokenClaims = self.id_tokens.verify_as(id_token).await.map_err(|e| {
+            if e.is_transient() {
+                AuthError::Unavailable
+            } else {
+                tracing::warn!(security_event = "sso_rejected", reason = %e, "Google sign-in rejected");
+                AuthError::Unauthenticated
+            }
+        })?;
 
         let nonce_ok = claims
             .nonce
@@ -153,8 +137,7 @@ impl GoogleSignIn {
         if !nonce_ok {
             return Err(rejected("nonce mismatch"));
         }
-        let verified = matches!(claims.email_verified, Some(serde_json::Value::Bool(true)))
-            || matches!(&claims.email_verified, Some(serde_json::Value::String(s)) if s == "true");
+        let verified = claims.email_verified == Some(serde_json::Value::Bool(true));
         if !verified {
             return Err(rejected("email not verified"));
         }
@@ -169,51 +152,5 @@ impl GoogleSignIn {
             subject: claims.sub,
             email: Email::parse(email).map_err(|_| rejected("unusable email"))?,
         })
-    }
-
-    async fn key(&self, kid: &str) -> AuthResult<DecodingKey> {
-        {
-            let cache = self.keys.read().await;
-            let fresh = cache.fetched_at.is_some_and(|t| t.elapsed() < KEYS_TTL);
-            if let Some(key) = cache.keys.get(kid).filter(|_| fresh) {
-                return Ok(key.clone());
-            }
-            if cache
-                .fetched_at
-                .is_some_and(|t| t.elapsed() < REFETCH_INTERVAL)
-            {
-                return Err(rejected("unknown kid"));
-            }
-        }
-        let mut cache = self.keys.write().await;
-        // Another request may have refreshed the cache while we waited for the lock.
-        if cache
-            .fetched_at
-            .is_none_or(|t| t.elapsed() >= REFETCH_INTERVAL)
-        {
-            let jwks: JwkSet = self
-                .http
-                .get(self.config.jwks_url.clone())
-                .send()
-                .await
-                .and_then(reqwest::Response::error_for_status)
-                .map_err(|e| anyhow::anyhow!("provider JWKS unreachable: {}", e.without_url()))?
-                .json()
-                .await
-                .map_err(|e| anyhow::anyhow!("provider JWKS unreadable: {e}"))?;
-            cache.keys = jwks
-                .keys
-                .iter()
-                .filter_map(|jwk| {
-                    Some((jwk.common.key_id.clone()?, DecodingKey::from_jwk(jwk).ok()?))
-                })
-                .collect();
-            cache.fetched_at = Some(Instant::now());
-        }
-        cache
-            .keys
-            .get(kid)
-            .cloned()
-            .ok_or_else(|| rejected("unknown kid"))
     }
 }
