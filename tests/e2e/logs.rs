@@ -56,6 +56,17 @@ async fn logs_are_structured_json_and_never_contain_secrets() {
     assert_eq!(me.json["email"], email.as_str());
     replies.push(("me", me));
 
+    // Another org's (here: any unknown) org is a plain 404 to the caller, and an
+    // authorization-denied security event for operators (LOG-04).
+    let probe = api
+        .get(
+            &format!("/v1/orgs/{}", uuid::Uuid::now_v7()),
+            Some(&current.access),
+        )
+        .await;
+    assert_eq!(probe.status, 404, "probe: {}", probe.text);
+    replies.push(("probe of another org", probe));
+
     // An invitation: its token travels in a URL path, which the access log must not print.
     let invitee_email = unique_email("invitee");
     let invitee = api.signup(&invitee_email, PASSWORD).await;
@@ -178,10 +189,17 @@ async fn logs_are_structured_json_and_never_contain_secrets() {
             "{what}: request id {id} not found in the access log:\n{stdout}"
         );
     }
-    assert!(
-        lines.iter().any(|l| l["security_event"] == "login_failed"),
-        "the failed login is logged as a security event:\n{stdout}"
-    );
+    for event in [
+        "login_failed",
+        "login_succeeded",
+        "refresh_reuse_detected",
+        "authz_denied",
+    ] {
+        assert!(
+            lines.iter().any(|l| l["security_event"] == event),
+            "{event} is logged as a security event (LOG-03/04):\n{stdout}"
+        );
+    }
 
     // And nothing secret anywhere, in stdout or stderr.
     let mut secrets: Vec<(String, String)> = vec![
