@@ -114,7 +114,7 @@ fn count_var(name: &str, default: usize) -> anyhow::Result<usize> {
 
 fn emulator_missing(host: &str, why: &str) -> anyhow::Error {
     anyhow::anyhow!(
-        "Google's Pub/Sub emulator is not reachable ({why}; PUBSUB_EMULATOR_HOST={host}): the \
+        "Google's Pub/Sub emulator is not reachable at PUBSUB_EMULATOR_HOST={host:?} ({why}): the \
          audit benchmark's end-to-end phase publishes to it and receives its pushes. Install \
          {EMULATOR_PACKAGE} (apt-get install {EMULATOR_PACKAGE}, from Google's Cloud SDK apt \
          repository; it needs Java) and run scripts/bench, which starts it on 127.0.0.1:8085, \
@@ -126,7 +126,7 @@ pub fn run() -> anyhow::Result<()> {
     let admin_url = env("BENCH_DB_ADMIN_URL")?;
     let relay_url = env("BENCH_DB_RELAY_URL")?;
     let audit_url = env("BENCH_DB_AUDIT_URL")?;
-    let host = env("PUBSUB_EMULATOR_HOST").map_err(|_| emulator_missing("", "unset"))?;
+    let host = env("PUBSUB_EMULATOR_HOST").map_err(|_| emulator_missing("", "it is unset"))?;
     let copy_rows = count_var("BENCH_AUDIT_COPY_ROWS", DEFAULT_COPY_ROWS)?;
     let events = count_var("BENCH_AUDIT_EVENTS", DEFAULT_EVENTS)?;
     let audit_bin = crate::target_dir().join("audit");
@@ -585,16 +585,23 @@ async fn end_to_end(
         })
         .await?;
     let result = relay_until_appended(admin, pool, &config, events).await;
-    // Remove the push subscription first, so the emulator stops pushing to audit.
-    for t in &topology().topics {
-        for s in &t.push_subscriptions {
-            topics.delete_subscription(&s.name).await?;
+    // Remove the push subscription first, so the emulator stops pushing to audit. Best-effort:
+    // a failed run's own error is the one to report.
+    let cleanup = async {
+        for t in &topology().topics {
+            for s in &t.push_subscriptions {
+                topics.delete_subscription(&s.name).await?;
+            }
+            topics
+                .delete_subscription(&t.dead_letter.subscription)
+                .await?;
+            topics.delete_topic(&t.dead_letter.topic).await?;
+            topics.delete_topic(&t.name).await?;
         }
-        topics
-            .delete_subscription(&t.dead_letter.subscription)
-            .await?;
-        topics.delete_topic(&t.dead_letter.topic).await?;
-        topics.delete_topic(&t.name).await?;
+        anyhow::Ok(())
+    };
+    if let Err(e) = cleanup.await {
+        eprintln!("warning: could not remove the benchmark's topics from the emulator: {e:#}");
     }
     result
 }

@@ -43,6 +43,17 @@ impl From<sqlx::Error> for AuditError {
     }
 }
 
+impl From<runwarden_tenancy::access::AccessError> for AuditError {
+    fn from(e: runwarden_tenancy::access::AccessError) -> Self {
+        use runwarden_tenancy::access::AccessError;
+        match e {
+            AccessError::Unauthenticated => Self::Unauthenticated,
+            AccessError::NotFound => Self::NotFound,
+            AccessError::Database(e) => e.into(),
+        }
+    }
+}
+
 impl From<TenancyError> for AuditError {
     fn from(e: TenancyError) -> Self {
         match e {

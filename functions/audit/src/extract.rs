@@ -1,40 +1,15 @@
-//! Who is reading. The access token (signed by auth) is verified here, and its session and
-//! the caller's membership are read from the database on every request, never trusted from
-//! the token, in one round trip (`auth_enter`, shared with auth).
+//! Who is reading (see `runwarden_tenancy::access`, shared with auth): the access token is
+//! verified, and its session and the caller's membership are read from the database on
+//! every request, never trusted from the token.
 
 use axum::extract::{FromRequestParts, RawPathParams};
-use axum::http::header;
 use axum::http::request::Parts;
-use runwarden_tenancy::{OrgContext, OrgId, Principal, Role};
-use runwarden_tokens::AccessClaims;
+use runwarden_tenancy::access::{bearer_principal, enter_org};
+use runwarden_tenancy::{OrgContext, OrgId, Role};
 use sqlx::{Postgres, Transaction};
 
 use crate::AppState;
 use crate::error::{AuditError, AuditResult};
-
-/// Verifies the `Authorization: Bearer` access token's signature and claims only.
-fn bearer_principal(parts: &Parts, state: &AppState) -> AuditResult<Principal> {
-    let value = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or(AuditError::Unauthenticated)?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .ok_or(AuditError::Unauthenticated)?;
-    let claims: AccessClaims = state.verifier.verify(token.trim())?;
-    Ok(Principal {
-        user_id: claims
-            .sub
-            .parse()
-            .map_err(|_| AuditError::Unauthenticated)?,
-        session_id: claims
-            .sid
-            .parse()
-            .map_err(|_| AuditError::Unauthenticated)?,
-    })
-}
 
 /// A live user acting in `/v1/orgs/{org}`: a member, with their current role, and a
 /// transaction scoped to that org for row-level security. Not a member (or a terminated
@@ -59,7 +34,7 @@ impl FromRequestParts<AppState> for OrgAccess {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let principal = bearer_principal(parts, state)?;
+        let principal = bearer_principal(&parts.headers, &state.verifier)?;
         let params = RawPathParams::from_request_parts(parts, state)
             .await
             .map_err(|_| AuditError::NotFound)?;
@@ -69,17 +44,7 @@ impl FromRequestParts<AppState> for OrgAccess {
             .and_then(|(_, value)| value.parse().ok())
             .ok_or(AuditError::NotFound)?;
         let mut tx = state.pool.begin().await?;
-        let (live, role): (bool, Option<Role>) =
-            sqlx::query_as("SELECT session_live, member_role FROM auth_enter($1, $2, $3)")
-                .bind(principal.session_id)
-                .bind(principal.user_id)
-                .bind(org)
-                .fetch_one(&mut *tx)
-                .await?;
-        if !live {
-            return Err(AuditError::Unauthenticated);
-        }
-        let ctx = OrgContext::resolve(principal, org, role)?;
+        let ctx = enter_org(&mut tx, principal, org).await?;
         Ok(Self { ctx, tx })
     }
 }

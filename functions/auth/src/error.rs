@@ -63,6 +63,17 @@ impl From<sqlx::Error> for AuthError {
     }
 }
 
+impl From<runwarden_tenancy::access::AccessError> for AuthError {
+    fn from(e: runwarden_tenancy::access::AccessError) -> Self {
+        use runwarden_tenancy::access::AccessError;
+        match e {
+            AccessError::Unauthenticated => Self::Unauthenticated,
+            AccessError::NotFound => Self::NotFound,
+            AccessError::Database(e) => e.into(),
+        }
+    }
+}
+
 impl From<TenancyError> for AuthError {
     fn from(e: TenancyError) -> Self {
         match e {

@@ -1,33 +1,14 @@
-//! Who is calling. The access token is verified here, and its session and the caller's
-//! membership are read from the database on every request, never trusted from the token.
+//! Who is calling (see `runwarden_tenancy::access`): the access token is verified here, and
+//! its session and the caller's membership are read from the database on every request.
 
 use axum::extract::{FromRequestParts, RawPathParams};
-use axum::http::header;
 use axum::http::request::Parts;
-use runwarden_tenancy::{OrgContext, OrgId, Principal, Role};
-use runwarden_tokens::AccessClaims;
+use runwarden_tenancy::access::{bearer_principal, enter_as_user, enter_org};
+use runwarden_tenancy::{OrgContext, OrgId, Principal};
 use sqlx::{Postgres, Transaction};
 
 use crate::AppState;
 use crate::error::{AuthError, AuthResult};
-
-/// Verifies the `Authorization: Bearer` access token's signature and claims only.
-fn bearer_principal(parts: &Parts, state: &AppState) -> AuthResult<Principal> {
-    let value = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or(AuthError::Unauthenticated)?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .ok_or(AuthError::Unauthenticated)?;
-    let claims: AccessClaims = state.verifier.verify(token.trim())?;
-    Ok(Principal {
-        user_id: claims.sub.parse().map_err(|_| AuthError::Unauthenticated)?,
-        session_id: claims.sid.parse().map_err(|_| AuthError::Unauthenticated)?,
-    })
-}
 
 /// A signed-in user whose session is live, with a transaction that sees the user's rows.
 pub struct LiveUser {
@@ -42,10 +23,9 @@ impl FromRequestParts<AppState> for LiveUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let principal = bearer_principal(parts, state)?;
+        let principal = bearer_principal(&parts.headers, &state.verifier)?;
         let mut tx = state.pool.begin().await?;
-        let (live, _) = enter(&mut tx, principal, None).await?;
-        crate::sessions::require_live(live)?;
+        enter_as_user(&mut tx, principal).await?;
         Ok(Self { principal, tx })
     }
 }
@@ -61,25 +41,8 @@ impl FromRequestParts<AppState> for AccessToken {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        bearer_principal(parts, state).map(Self)
+        Ok(Self(bearer_principal(&parts.headers, &state.verifier)?))
     }
-}
-
-/// Sets the tenant settings for this transaction and reads the session's liveness and the
-/// caller's role in `org`, in one round trip (`auth_enter` in the migrations).
-async fn enter(
-    tx: &mut sqlx::PgConnection,
-    principal: Principal,
-    org: Option<OrgId>,
-) -> AuthResult<(bool, Option<Role>)> {
-    Ok(
-        sqlx::query_as("SELECT session_live, member_role FROM auth_enter($1, $2, $3)")
-            .bind(principal.session_id)
-            .bind(principal.user_id)
-            .bind(org)
-            .fetch_one(tx)
-            .await?,
-    )
 }
 
 /// A live user acting in `/v1/orgs/{org}`: a member, with their current role, and a
@@ -101,7 +64,7 @@ impl FromRequestParts<AppState> for OrgAccess {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let principal = bearer_principal(parts, state)?;
+        let principal = bearer_principal(&parts.headers, &state.verifier)?;
         let params = RawPathParams::from_request_parts(parts, state)
             .await
             .map_err(|_| AuthError::NotFound)?;
@@ -112,19 +75,7 @@ impl FromRequestParts<AppState> for OrgAccess {
             .ok_or(AuthError::NotFound)?;
         let org: OrgId = path_id(raw_org)?;
         let mut tx = state.pool.begin().await?;
-        let (live, role) = enter(&mut tx, principal, Some(org)).await?;
-        crate::sessions::require_live(live)?;
-        if role.is_none() {
-            // The caller sees a plain 404; operators see who probed which org.
-            tracing::info!(
-                security_event = "authz_denied",
-                reason = "not a member",
-                user.id = %principal.user_id,
-                org.id = %org,
-                "org not visible to caller"
-            );
-        }
-        let ctx = OrgContext::resolve(principal, org, role)?;
+        let ctx = enter_org(&mut tx, principal, org).await?;
         Ok(Self { ctx, tx })
     }
 }

@@ -10,8 +10,9 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod access;
 mod rls;
-pub use rls::{begin_org_tx, begin_user_tx, set_tenant};
+pub use rls::{begin_org_tx, set_tenant};
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {

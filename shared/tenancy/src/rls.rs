@@ -30,13 +30,3 @@ pub async fn begin_org_tx(
     set_tenant(&mut tx, Some(org), user).await?;
     Ok(tx)
 }
-
-/// Begins a transaction that sees only rows that belong to the user across organizations.
-pub async fn begin_user_tx(
-    pool: &PgPool,
-    user: UserId,
-) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    set_tenant(&mut tx, None, Some(user)).await?;
-    Ok(tx)
-}
