@@ -353,7 +353,10 @@ mod tests {
         assert_eq!(push.path, "/push/audit-events");
         assert_eq!(push.ack_deadline_seconds, 30);
         assert_eq!(push.max_delivery_attempts, 5);
-        assert!(!push.message_ordering, "audit appends in arrival order; ordered push would allow one message in flight per org");
+        assert!(
+            !push.message_ordering,
+            "audit appends in arrival order; ordered push would allow one message in flight per org"
+        );
     }
 
     #[test]
