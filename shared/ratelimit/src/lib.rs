@@ -1,0 +1,414 @@
+//! Request rate limits shared by every instance of every function (API4-01, DESIGN §5
+//! "request rate per org").
+//!
+//! The algorithm is GCRA (generic cell rate algorithm): each key holds one timestamp, its
+//! *theoretical arrival time* (tat), in the `rate_limits` table. The decision is made by the
+//! database in one statement (`rate_limit_check`, migration `20261125000009_rate_limits`),
+//! which locks the key's row, so concurrent requests to any instance serialize on it and the
+//! limit holds exactly. A refused request does not move the tat: it consumes nothing.
+//!
+//! With `T = period / per_period` and `tau = T * burst`:
+//! `tat' = max(tat, now) + T`; the request is allowed iff `tat' - tau <= now`, and then
+//! `tat := tat'`. So `burst` requests are accepted at once, then one every `T`.
+//!
+//! Response headers follow draft-ietf-httpapi-ratelimit-headers in its current
+//! structured-field form (not the older `RateLimit-Limit`/`-Remaining`/`-Reset` trio):
+//!
+//! ```text
+//! RateLimit-Policy: "org";q=<per_period>;w=<period seconds>
+//! RateLimit: "org";r=<remaining>;t=<seconds until the bucket is full again>
+//! ```
+//!
+//! plus `Retry-After: <seconds>` on a 429, whose body is problem+json with code
+//! `rate_limited`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use runwarden_platform::Problem;
+use runwarden_tenancy::OrgId;
+use sqlx::{PgExecutor, PgPool};
+
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// How many requests a key may make: `per_period` per `period` on average, up to `burst`
+/// at once. Zero `per_period` or `burst` is treated as 1, a zero period as 1 µs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub per_period: u32,
+    pub period: Duration,
+    pub burst: u32,
+}
+
+impl Quota {
+    /// `n` requests per minute, all of which may come at once.
+    pub fn per_minute(n: u32) -> Self {
+        Self {
+            per_period: n,
+            period: Duration::from_secs(60),
+            burst: n,
+        }
+    }
+
+    /// The emission interval `T`, in microseconds (at least 1).
+    pub fn interval_us(&self) -> i64 {
+        let period = i64::try_from(self.period.as_micros()).unwrap_or(i64::MAX);
+        (period / i64::from(self.per_period.max(1))).max(1)
+    }
+
+    /// The burst tolerance `tau = T * burst`, in microseconds.
+    pub fn tolerance_us(&self) -> i64 {
+        self.interval_us()
+            .saturating_mul(i64::from(self.burst.max(1)))
+    }
+
+    /// The pure GCRA step the SQL function performs. `tat_offset_us` is the stored tat minus
+    /// now (`None` for a key never seen); returns whether the request is allowed and the tat
+    /// after the decision, minus now (never negative).
+    pub fn step(&self, tat_offset_us: Option<i64>) -> (bool, i64) {
+        let tat = tat_offset_us.unwrap_or(i64::MIN).max(0);
+        let new_tat = tat.saturating_add(self.interval_us());
+        if new_tat - self.tolerance_us() <= 0 {
+            (true, new_tat)
+        } else {
+            (false, tat)
+        }
+    }
+
+    /// The decision a caller sees, from the step's outcome.
+    pub fn decision(&self, allowed: bool, tat_offset_us: i64) -> Decision {
+        let tat = tat_offset_us.max(0);
+        let interval = self.interval_us();
+        let tolerance = self.tolerance_us();
+        let limit = self.burst.max(1);
+        if allowed {
+            let remaining = ((tolerance - tat).max(0) / interval).min(i64::from(limit));
+            Decision {
+                allowed: true,
+                limit,
+                remaining: u32::try_from(remaining).unwrap_or(0),
+                reset_after: micros(tat),
+                retry_after: None,
+            }
+        } else {
+            Decision {
+                allowed: false,
+                limit,
+                remaining: 0,
+                reset_after: micros(tat),
+                retry_after: Some(micros((tat + interval - tolerance).max(1))),
+            }
+        }
+    }
+}
+
+fn micros(us: i64) -> Duration {
+    Duration::from_micros(u64::try_from(us).unwrap_or(0))
+}
+
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    /// The most requests the key may make at once (`burst`).
+    pub limit: u32,
+    /// Requests that may still be made right now.
+    pub remaining: u32,
+    /// Time until the key is back to its full burst.
+    pub reset_after: Duration,
+    /// On refusal, the time until one request would be allowed.
+    pub retry_after: Option<Duration>,
+}
+
+impl Decision {
+    /// `Retry-After` in whole seconds, rounded up (at least 1), when refused.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after.map(|d| ceil_secs(d).max(1))
+    }
+
+    /// Sets `RateLimit-Policy` and `RateLimit` (and `Retry-After` when refused).
+    pub fn write_headers(&self, quota: &Quota, policy: &str, headers: &mut HeaderMap) {
+        let window = ceil_secs(quota.period).max(1);
+        let q = quota.per_period.max(1);
+        if let Ok(v) = HeaderValue::from_str(&format!("\"{policy}\";q={q};w={window}")) {
+            headers.insert(RATELIMIT_POLICY, v);
+        }
+        let t = ceil_secs(self.reset_after);
+        if let Ok(v) = HeaderValue::from_str(&format!("\"{policy}\";r={};t={t}", self.remaining)) {
+            headers.insert(RATELIMIT, v);
+        }
+        if let Some(seconds) = self.retry_after_secs() {
+            headers.insert(axum::http::header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+    }
+}
+
+/// One GCRA decision for `key`, made and recorded by the database in one statement.
+/// Works on a pool, a connection or inside a transaction (then the row stays locked until
+/// the transaction ends).
+pub async fn check<'e, E: PgExecutor<'e>>(
+    executor: E,
+    key: &str,
+    quota: Quota,
+) -> Result<Decision, sqlx::Error> {
+    let (allowed, tat_offset_us): (bool, i64) =
+        sqlx::query_as("SELECT allowed, tat_offset_us FROM rate_limit_check($1, $2, $3)")
+            .bind(key)
+            .bind(quota.interval_us())
+            .bind(quota.tolerance_us())
+            .fetch_one(executor)
+            .await?;
+    Ok(quota.decision(allowed, tat_offset_us))
+}
+
+/// Deletes keys whose tat has passed: such a key is indistinguishable from one never seen.
+/// Safe against concurrent checks (a row a check has just advanced no longer matches).
+pub async fn purge_idle<'e, E: PgExecutor<'e>>(executor: E) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM rate_limits WHERE tat < now()")
+        .execute(executor)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// The key of an org's API request rate.
+pub fn org_api_key(org: OrgId) -> String {
+    format!("org:{org}:api")
+}
+
+type Lookup = dyn Fn(OrgId) -> Pin<Box<dyn Future<Output = Quota> + Send>> + Send + Sync;
+
+/// Per-org request rate limiting for routes under `/v1/orgs/{org}` (the route's `{org}`
+/// parameter, percent-decoded exactly as the handler's `Path` sees it). Other routes, and
+/// unmatched requests, pass through untouched.
+///
+/// Fails closed: if the database cannot decide, the request is answered 503 `unavailable`
+/// (REL-09 / AZ-10) rather than served unlimited.
+///
+/// ```ignore
+/// let routes = OrgRateLimit::new(pool, |org| async move { plans.rpm(org).await })
+///     .apply(routes);
+/// ```
+#[derive(Clone)]
+pub struct OrgRateLimit {
+    pool: PgPool,
+    lookup: Arc<Lookup>,
+}
+
+impl OrgRateLimit {
+    pub fn new<F, Fut>(pool: PgPool, lookup: F) -> Self
+    where
+        F: Fn(OrgId) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Quota> + Send + 'static,
+    {
+        Self {
+            pool,
+            lookup: Arc::new(move |org| Box::pin(lookup(org))),
+        }
+    }
+
+    /// Every org gets the same quota.
+    pub fn fixed(pool: PgPool, quota: Quota) -> Self {
+        Self::new(pool, move |_| async move { quota })
+    }
+
+    /// Layers the limit onto `router`'s routes. It must wrap the router that holds the
+    /// `/v1/orgs/{org}/…` routes (it runs after routing, reading the matched route).
+    pub fn apply<S: Clone + Send + Sync + 'static>(self, router: Router<S>) -> Router<S> {
+        router.layer(axum::middleware::from_fn_with_state(self, middleware))
+    }
+}
+
+/// The org a request is for, if its matched route is under `/v1/orgs/{org}`.
+async fn org_of(parts: &mut Parts) -> Option<OrgId> {
+    let matched = parts.extensions.get::<MatchedPath>()?.as_str();
+    let rest = matched.strip_prefix("/v1/orgs/{org}")?;
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return None;
+    }
+    let params = RawPathParams::from_request_parts(parts, &()).await.ok()?;
+    let (_, value) = params.iter().find(|(name, _)| *name == "org")?;
+    value.parse().ok()
+}
+
+/// The middleware [`OrgRateLimit::apply`] installs.
+pub async fn middleware(
+    State(limit): State<OrgRateLimit>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let org = org_of(&mut parts).await;
+    let request = Request::from_parts(parts, body);
+    let Some(org) = org else {
+        return next.run(request).await;
+    };
+    let quota = (limit.lookup)(org).await;
+    match check(&limit.pool, &org_api_key(org), quota).await {
+        Ok(decision) if decision.allowed => {
+            let mut response = next.run(request).await;
+            decision.write_headers(&quota, "org", response.headers_mut());
+            response
+        }
+        Ok(decision) => {
+            let seconds = decision.retry_after_secs().unwrap_or(1);
+            let mut response = Problem::too_many_requests(seconds)
+                .detail("request rate limit for this organization exceeded; retry later")
+                .into_response();
+            decision.write_headers(&quota, "org", response.headers_mut());
+            response
+        }
+        Err(error) => {
+            tracing::error!(%error, %org, "rate limit check failed; refusing (fail closed)");
+            Problem::unavailable().into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: i64 = 1_000_000;
+
+    fn q(per_period: u32, secs: u64, burst: u32) -> Quota {
+        Quota {
+            per_period,
+            period: Duration::from_secs(secs),
+            burst,
+        }
+    }
+
+    /// Runs `n` requests at the same instant from `tat`, returning how many were allowed.
+    fn burst_at_once(quota: &Quota, mut tat: Option<i64>, n: u32) -> (u32, Option<i64>) {
+        let mut allowed = 0;
+        for _ in 0..n {
+            let (ok, next) = quota.step(tat);
+            if ok {
+                allowed += 1;
+            }
+            tat = Some(next);
+        }
+        (allowed, tat)
+    }
+
+    #[test]
+    fn interval_and_tolerance() {
+        let quota = q(20, 60, 20);
+        assert_eq!(quota.interval_us(), 3 * SEC);
+        assert_eq!(quota.tolerance_us(), 60 * SEC);
+        let zeroes = Quota {
+            per_period: 0,
+            period: Duration::ZERO,
+            burst: 0,
+        };
+        assert_eq!(zeroes.interval_us(), 1);
+        assert_eq!(zeroes.tolerance_us(), 1);
+    }
+
+    #[test]
+    fn a_fresh_key_allows_exactly_burst_at_once() {
+        let quota = q(20, 60, 20);
+        let (allowed, _) = burst_at_once(&quota, None, 21);
+        assert_eq!(allowed, 20);
+        let quota = q(20, 60, 5);
+        assert_eq!(burst_at_once(&quota, None, 100).0, 5);
+    }
+
+    #[test]
+    fn remaining_counts_down_and_the_last_refusal_says_when() {
+        let quota = q(20, 60, 20);
+        let mut tat = None;
+        for i in 0..20u32 {
+            let (ok, next) = quota.step(tat);
+            assert!(ok);
+            let d = quota.decision(ok, next);
+            assert_eq!(d.remaining, 19 - i);
+            assert_eq!(d.limit, 20);
+            assert_eq!(d.reset_after, Duration::from_secs(3 * u64::from(i + 1)));
+            tat = Some(next);
+        }
+        let (ok, same) = quota.step(tat);
+        assert!(!ok);
+        assert_eq!(Some(same), tat, "a refusal does not move the tat");
+        let d = quota.decision(ok, same);
+        assert_eq!(d.remaining, 0);
+        assert_eq!(d.retry_after, Some(Duration::from_secs(3)));
+        assert_eq!(d.retry_after_secs(), Some(3));
+        assert_eq!(d.reset_after, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn refusals_consume_nothing() {
+        let quota = q(2, 10, 2);
+        let (_, tat) = burst_at_once(&quota, None, 2);
+        let (allowed, after) = burst_at_once(&quota, tat, 50);
+        assert_eq!(allowed, 0);
+        assert_eq!(after, tat);
+    }
+
+    #[test]
+    fn capacity_returns_one_interval_at_a_time() {
+        let quota = q(20, 60, 20);
+        let (_, tat) = burst_at_once(&quota, None, 20);
+        let tat = tat.unwrap();
+        // 2.9 s later: still nothing; 3 s later: exactly one more.
+        assert!(!quota.step(Some(tat - 29 * SEC / 10)).0);
+        let later = Some(tat - 3 * SEC);
+        assert_eq!(burst_at_once(&quota, later, 5).0, 1);
+        // A full period later the whole burst is back, and no more.
+        assert_eq!(burst_at_once(&quota, Some(tat - 60 * SEC), 30).0, 20);
+        // Long idle does not bank more than the burst.
+        assert_eq!(burst_at_once(&quota, Some(-3600 * SEC), 30).0, 20);
+    }
+
+    #[test]
+    fn a_steady_rate_at_the_limit_is_never_refused() {
+        let quota = q(10, 1, 1);
+        let mut tat: Option<i64> = None;
+        for _ in 0..100 {
+            let (ok, next) = quota.step(tat);
+            assert!(ok);
+            // 100 ms pass between requests: shift the offset by the elapsed time.
+            tat = Some(next - SEC / 10);
+        }
+    }
+
+    #[test]
+    fn headers_follow_the_draft() {
+        let quota = q(20, 60, 20);
+        let allowed = quota.decision(true, 3 * SEC);
+        let mut headers = HeaderMap::new();
+        allowed.write_headers(&quota, "org", &mut headers);
+        assert_eq!(headers[RATELIMIT_POLICY], "\"org\";q=20;w=60");
+        assert_eq!(headers[RATELIMIT], "\"org\";r=19;t=3");
+        assert!(headers.get("retry-after").is_none());
+
+        let refused = quota.decision(false, 60 * SEC + 1);
+        let mut headers = HeaderMap::new();
+        refused.write_headers(&quota, "org", &mut headers);
+        assert_eq!(headers[RATELIMIT], "\"org\";r=0;t=61");
+        assert_eq!(headers["retry-after"], "4", "3.000001 s rounds up");
+    }
+
+    #[test]
+    fn org_keys_are_canonical() {
+        let id: uuid::Uuid = "6f9619ff-8b86-d011-b42d-00cf4fc964ff".parse().unwrap();
+        assert_eq!(
+            org_api_key(OrgId::from(id)),
+            "org:6f9619ff-8b86-d011-b42d-00cf4fc964ff:api"
+        );
+    }
+}
