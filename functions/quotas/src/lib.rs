@@ -1,0 +1,191 @@
+//! quotas: per-plan limits and the cost of runs (DESIGN.md section 5).
+//!
+//! - **Plans** (`plans` table: trial, team, enterprise) set active projects, runs per UTC
+//!   calendar month, parallel runs, the wall-clock cap per run, the monthly budget, the
+//!   plan's rate (cents per hour) and the request rate. **Overrides** (`quota_overrides`)
+//!   replace plan values field by field, except on trial, whose caps are hard: overrides are
+//!   refused there and ignored if present. The rules are plain functions in [`rules`].
+//! - **Admission** (`POST /internal/admissions`, from runs): one transaction that locks the
+//!   org's `quota_usage` row (`SELECT ... FOR UPDATE`) so admissions of one org serialize,
+//!   checks parallel runs (429 `parallel_runs_exceeded`), runs this month (402
+//!   `monthly_runs_exceeded`) and spent + reserved + this run's worst case (cap x rate)
+//!   against the budget (402 `monthly_budget_exceeded`), then reserves the worst case.
+//!   Idempotent by run id: a second admission returns the first decision.
+//! - **Settlement** (`POST /internal/settlements`, or `POST /push/run-finished` from
+//!   Pub/Sub): replaces the reservation with the actual cost (never past the granted cap) and
+//!   frees the parallel slot; idempotent by run id. [`store::reap_expired`] settles
+//!   reservations past cap + grace as timed out at the cap (the binary runs it every 30 s).
+//! - **Plan and overrides** (`PUT /internal/orgs/{org}/plan|overrides`): audited as system
+//!   actions in the same transaction (outbox).
+//! - **Usage** (`GET /v1/orgs/{org}/usage`): any member reads the org's plan, limits and
+//!   month; to anyone else the org does not exist (404).
+//!
+//! Internal routes require `X-Internal-Auth` (`INTERNAL_AUTH_SECRETS`). The app connects as
+//! `runwarden_quotas`; every tenant table is under row-level security keyed by `app.org_id`.
+//! `App::build` wires configuration into a served router; `router` is the same routes
+//! without a socket, for in-process tests.
+
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod rules;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use runwarden_events::push::PushAuth;
+use runwarden_platform::internal_auth::InternalSecrets;
+use runwarden_platform::request::TrustedProxyHops;
+use runwarden_platform::server::{self, Limits};
+use runwarden_tokens::TokenVerifier;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+pub use config::{Config, PushConfig};
+
+/// How often the binary's reaper looks for reservations past their cap.
+pub const REAPER_INTERVAL: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+pub struct AppState {
+    /// As `runwarden_quotas`.
+    pub pool: PgPool,
+    /// auth's public keys, for access tokens.
+    pub verifier: TokenVerifier,
+}
+
+/// Every quotas route, with the platform's shared layers.
+pub fn router(
+    state: AppState,
+    push_auth: PushAuth,
+    secrets: InternalSecrets,
+    hops: TrustedProxyHops,
+    limits: &Limits,
+) -> Router {
+    server::app(routes::router(state, push_auth, secrets), limits, hops)
+}
+
+/// Fetches auth's JWKS, retrying while auth starts (about a minute in all).
+pub async fn fetch_auth_verifier(jwks_url: &str, attempts: u32) -> anyhow::Result<TokenVerifier> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("building the HTTP client")?;
+    let mut delay = Duration::from_millis(250);
+    let mut attempt = 1;
+    loop {
+        match runwarden_tokens::fetch_verifier(&client, jwks_url).await {
+            Ok(verifier) => return Ok(verifier),
+            Err(e) if attempt >= attempts => {
+                return Err(anyhow::anyhow!(
+                    "AUTH_JWKS_URL: no usable key set after {attempts} attempts: {e}"
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(attempt, error = %e, "auth's JWKS not available yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// The push authentication the configuration asks for.
+pub async fn push_auth(config: &PushConfig) -> anyhow::Result<PushAuth> {
+    match config {
+        PushConfig::SharedSecret(secret) => {
+            PushAuth::shared_secret(secret.clone()).map_err(|e| anyhow::anyhow!("PUSH_SECRET: {e}"))
+        }
+        PushConfig::GoogleOidc {
+            audience,
+            service_account,
+            jwks_url,
+        } => {
+            let auth = PushAuth::google_oidc(Some(jwks_url.as_str()), audience, service_account)
+                .context("PUSH_AUDIENCE / PUSH_SERVICE_ACCOUNT")?;
+            if let PushAuth::GoogleOidc { verifier } = &auth
+                && let Err(e) = verifier.refresh().await
+            {
+                tracing::warn!(error = %e, "Google's signing keys not fetched at start");
+            }
+            Ok(auth)
+        }
+    }
+}
+
+/// Runs [`store::reap_expired`] every `every` until the process ends.
+pub fn spawn_reaper(pool: PgPool, grace: Duration, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = store::reap_expired(&pool, grace).await {
+                tracing::warn!(error = %e, "reaper pass failed; retrying next tick");
+            }
+        }
+    })
+}
+
+pub struct App {
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    pool: PgPool,
+    reaper_grace: Duration,
+}
+
+impl App {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let options = runwarden_store::connect_options(&config.database_url)?;
+        let pool = runwarden_store::pool(options, &runwarden_store::PoolSettings::default());
+        let verifier = fetch_auth_verifier(config.auth_jwks_url.as_str(), 12).await?;
+        let push_auth = push_auth(&config.push).await?;
+        let limits = Limits::default();
+        let router = router(
+            AppState {
+                pool: pool.clone(),
+                verifier,
+            },
+            push_auth,
+            config.internal_secrets,
+            TrustedProxyHops(config.trusted_proxy_hops),
+            &limits,
+        );
+        let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], config.port)))
+            .await
+            .with_context(|| format!("binding port {}", config.port))?;
+        Ok(Self {
+            listener,
+            router,
+            limits,
+            pool,
+            reaper_grace: Duration::from_secs(config.reaper_grace_secs),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until SIGTERM, with the reaper running beside it.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        tracing::info!(addr = %self.local_addr()?, "quotas listening");
+        let reaper = spawn_reaper(self.pool.clone(), self.reaper_grace, REAPER_INTERVAL);
+        let result = server::serve(
+            self.listener,
+            self.router,
+            &self.limits,
+            server::shutdown_signal(),
+        )
+        .await;
+        reaper.abort();
+        result
+    }
+}

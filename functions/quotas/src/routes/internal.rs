@@ -1,0 +1,122 @@
+//! `/internal/`: called by runs (admission, settlement) and by operators' tooling (plan,
+//! overrides), behind `X-Internal-Auth`. Thin: parse, call `store`, answer.
+
+use axum::Json as AxumJson;
+use axum::extract::{Path, State};
+use runwarden_platform::extract::Json;
+use runwarden_tenancy::OrgId;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::error::{QuotaError, QuotaResult};
+use crate::rules::Overrides;
+use crate::store::{self, Ending, OrgLimits, Settlement};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionRequest {
+    pub org_id: Uuid,
+    pub run_id: Uuid,
+    pub requested_cap_secs: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Admitted {
+    pub admitted: bool,
+    pub run_id: Uuid,
+    pub granted_cap_secs: i64,
+    pub reserved_cents: i64,
+}
+
+pub async fn admit(
+    State(state): State<AppState>,
+    Json(req): Json<AdmissionRequest>,
+) -> QuotaResult<AxumJson<Admitted>> {
+    if req.requested_cap_secs <= 0 {
+        return Err(QuotaError::invalid(
+            "invalid_cap",
+            "requested_cap_secs must be positive",
+        ));
+    }
+    let grant = store::admit(
+        &state.pool,
+        OrgId::from(req.org_id),
+        req.run_id,
+        req.requested_cap_secs,
+    )
+    .await?
+    .map_err(QuotaError::Refused)?;
+    Ok(AxumJson(Admitted {
+        admitted: true,
+        run_id: req.run_id,
+        granted_cap_secs: grant.granted_cap_secs,
+        reserved_cents: grant.reserved_cents,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettlementRequest {
+    pub run_id: Uuid,
+    pub actual_secs: i64,
+}
+
+pub async fn settle(
+    State(state): State<AppState>,
+    Json(req): Json<SettlementRequest>,
+) -> QuotaResult<AxumJson<Settlement>> {
+    if req.actual_secs < 0 {
+        return Err(QuotaError::invalid(
+            "invalid_duration",
+            "actual_secs must not be negative",
+        ));
+    }
+    let ending = Ending::Finished {
+        actual_secs: req.actual_secs,
+    };
+    let settlement = store::settle(&state.pool, req.run_id, ending)
+        .await?
+        .ok_or(QuotaError::NotFound)?;
+    Ok(AxumJson(settlement))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanRequest {
+    pub plan: String,
+}
+
+fn org_id(raw: &str) -> QuotaResult<OrgId> {
+    raw.parse().map_err(|_| QuotaError::NotFound)
+}
+
+fn limits_body(org: OrgId, l: &OrgLimits) -> AxumJson<Value> {
+    AxumJson(json!({
+        "org_id": org,
+        "plan": l.plan,
+        "limits": l.limits,
+        "overrides": l.overrides,
+    }))
+}
+
+pub async fn set_plan(
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+    Json(req): Json<PlanRequest>,
+) -> QuotaResult<AxumJson<Value>> {
+    let org = org_id(&org)?;
+    let limits = store::set_plan(&state.pool, org, &req.plan).await?;
+    Ok(limits_body(org, &limits))
+}
+
+pub async fn set_overrides(
+    State(state): State<AppState>,
+    Path(org): Path<String>,
+    Json(overrides): Json<Overrides>,
+) -> QuotaResult<AxumJson<Value>> {
+    let org = org_id(&org)?;
+    let limits = store::set_overrides(&state.pool, org, &overrides).await?;
+    Ok(limits_body(org, &limits))
+}

@@ -1,0 +1,46 @@
+//! `POST /push/run-finished`: Pub/Sub delivers one finished run per message; its
+//! reservation is settled exactly as `POST /internal/settlements` would (idempotent by run id,
+//! so a redelivery changes nothing).
+
+use runwarden_events::push::{Delivery, PushError};
+use serde::Deserialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::error::QuotaError;
+use crate::store::{self, Ending};
+
+/// The topic runs publishes finished runs to.
+pub const RUN_FINISHED_TOPIC: &str = "run-finished";
+
+/// The part of a run-finished event quotas reads (other fields are ignored).
+#[derive(Debug, Deserialize)]
+pub struct RunFinished {
+    pub run_id: Uuid,
+    pub actual_secs: i64,
+}
+
+pub async fn handle_push(pool: PgPool, delivery: Delivery) -> Result<(), PushError> {
+    let event: RunFinished = delivery.json()?;
+    if event.actual_secs < 0 {
+        return Err(PushError::malformed("actual_secs must not be negative"));
+    }
+    let ending = Ending::Finished {
+        actual_secs: event.actual_secs,
+    };
+    match store::settle(&pool, event.run_id, ending).await {
+        Ok(Some(s)) => {
+            tracing::info!(run.id = %event.run_id, status = %s.status, "run settled");
+            Ok(())
+        }
+        Ok(None) => {
+            // Never admitted: a redelivery would not change that.
+            tracing::warn!(run.id = %event.run_id, "run-finished for a run never admitted");
+            Ok(())
+        }
+        Err(QuotaError::Unavailable) => Err(PushError::transient("database unavailable")),
+        Err(e) => Err(PushError::Internal(anyhow::anyhow!(
+            "settlement failed: {e}"
+        ))),
+    }
+}

@@ -1,0 +1,163 @@
+//! Admission under concurrency: every limit holds exactly, and admission is idempotent by
+//! run id.
+
+use reqwest::StatusCode;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use uuid::Uuid;
+
+use crate::helpers::{admitted, counts, spawn_app};
+
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn parallel_limit_holds_under_200_concurrent_admissions(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = spawn_app(options).await;
+    let org = app.org_on("team").await;
+    app.override_limit(org, "parallel_runs", 5).await;
+
+    let results = app.admit_concurrently(org, 200, 600).await;
+    let c = counts(&results);
+    assert_eq!(c.get("admitted"), Some(&5), "{c:?}");
+    assert_eq!(c.get("429:parallel_runs_exceeded"), Some(&195), "{c:?}");
+    assert_eq!(app.tally(org).await.0, 5);
+
+    // Settling the five frees their slots: five more, and only five, are admitted.
+    for run in admitted(&results) {
+        let (status, body) = app.settle(run, 30).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let results = app.admit_concurrently(org, 50, 600).await;
+    let c = counts(&results);
+    assert_eq!(c.get("admitted"), Some(&5), "{c:?}");
+    assert_eq!(c.get("429:parallel_runs_exceeded"), Some(&45), "{c:?}");
+}
+
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn monthly_run_limit_holds_under_concurrency_and_resets_next_month(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = spawn_app(options).await;
+    let org = app.org_on("team").await;
+    app.override_limit(org, "runs_per_month", 7).await;
+    app.override_limit(org, "parallel_runs", 1000).await;
+
+    let results = app.admit_concurrently(org, 100, 60).await;
+    let c = counts(&results);
+    assert_eq!(c.get("admitted"), Some(&7), "{c:?}");
+    assert_eq!(c.get("402:monthly_runs_exceeded"), Some(&93), "{c:?}");
+
+    // Settling does not give runs back within the month.
+    for run in admitted(&results) {
+        assert_eq!(app.settle(run, 10).await.0, StatusCode::OK);
+    }
+    let (status, body) = app.admit(org, Uuid::now_v7(), 60).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::PAYMENT_REQUIRED, Some("monthly_runs_exceeded"))
+    );
+
+    // A month later (timestamps moved back as the superuser), the counter starts again.
+    sqlx::query(
+        "UPDATE quota_admissions SET admitted_at = admitted_at - interval '1 month' WHERE org_id = $1",
+    )
+    .bind(org)
+    .execute(&app.admin)
+    .await
+    .unwrap();
+    let results = app.admit_concurrently(org, 20, 60).await;
+    let c = counts(&results);
+    assert_eq!(c.get("admitted"), Some(&7), "{c:?}");
+    assert_eq!(c.get("402:monthly_runs_exceeded"), Some(&13), "{c:?}");
+}
+
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn budget_holds_under_concurrency(_: PgPoolOptions, options: PgConnectOptions) {
+    let app = spawn_app(options).await;
+    let org = app.org_on("team").await;
+    app.override_limit(org, "parallel_runs", 1000).await;
+    app.override_limit(org, "cost_cents_per_hour", 120).await;
+    // Worst case per run: 3600 s x 120 c/h = 120 cents; 1000 cents fit 8 of them.
+    app.override_limit(org, "monthly_budget_cents", 1000).await;
+
+    let results = app.admit_concurrently(org, 60, 3600).await;
+    let c = counts(&results);
+    assert_eq!(c.get("admitted"), Some(&8), "{c:?}");
+    assert_eq!(c.get("402:monthly_budget_exceeded"), Some(&52), "{c:?}");
+    for (_, status, body) in &results {
+        if *status == StatusCode::OK {
+            assert_eq!(body["reserved_cents"], 120);
+            assert_eq!(body["granted_cap_secs"], 3600);
+        }
+    }
+    let (_, _, _, reserved) = app.tally(org).await;
+    assert!(reserved <= 1000, "{reserved}");
+
+    // Settling for less frees the difference: 8 runs of 10 minutes cost 20 each (160),
+    // leaving 840: seven more worst cases.
+    for run in admitted(&results) {
+        assert_eq!(app.settle(run, 600).await.0, StatusCode::OK);
+    }
+    let results = app.admit_concurrently(org, 30, 3600).await;
+    assert_eq!(counts(&results).get("admitted"), Some(&7));
+}
+
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn cap_is_the_smaller_of_requested_and_plan(_: PgPoolOptions, options: PgConnectOptions) {
+    let app = spawn_app(options).await;
+    let org = app.org().await; // trial: cap 900 s at 120 c/h
+    let (status, body) = app.admit(org, Uuid::now_v7(), 100_000).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["admitted"], true);
+    assert_eq!(body["granted_cap_secs"], 900);
+    assert_eq!(body["reserved_cents"], 30);
+    let (status, body) = app.admit(org, Uuid::now_v7(), 0).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_cap"))
+    );
+    let (status, _) = app
+        .admit(runwarden_tenancy::OrgId::new(), Uuid::now_v7(), 60)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn duplicate_admission_returns_the_first_decision_and_changes_nothing(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = spawn_app(options).await;
+    let org = app.org_on("team").await;
+    app.override_limit(org, "parallel_runs", 1).await;
+    let run = Uuid::now_v7();
+
+    // The same run at once, ten times: one reservation, the same answer each time.
+    let answers = futures::future::join_all((0..10).map(|_| app.admit(org, run, 600))).await;
+    for (status, body) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        assert_eq!(body, &answers[0].1);
+    }
+    assert_eq!(app.tally(org).await, (1, 0, 0, 20));
+
+    // A refused run stays refused, even once a slot is free.
+    let refused = Uuid::now_v7();
+    let (status, first) = app.admit(org, refused, 600).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    app.settle(run, 60).await;
+    let (status, again) = app.admit(org, refused, 600).await;
+    assert_eq!(
+        (status, &again["code"]),
+        (StatusCode::TOO_MANY_REQUESTS, &first["code"])
+    );
+    // And the settled run's re-admission is still its first decision: no new reservation.
+    let (status, body) = app.admit(org, run, 600).await;
+    assert_eq!((status, &body), (StatusCode::OK, &answers[0].1));
+    assert_eq!(app.tally(org).await, (0, 1, 1, 20));
+
+    // A run id of another org is not taken over.
+    let other = app.org_on("team").await;
+    let (status, body) = app.admit(other, run, 600).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+}

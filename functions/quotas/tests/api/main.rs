@@ -1,0 +1,9 @@
+//! quotas' integration tests: one binary, one module per concern.
+
+mod helpers;
+
+mod access;
+mod admission;
+mod openapi;
+mod plans;
+mod settlement;
