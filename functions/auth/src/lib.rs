@@ -60,7 +60,9 @@ impl AppState {
 
 /// Every auth route, with the platform's shared layers.
 pub fn router(state: AppState, hops: TrustedProxyHops, limits: &Limits) -> Router {
-    server::app(routes::router(state), limits, hops)
+    // Per-org request rate, shared with every other function through the database.
+    let rate_limit = runwarden_ratelimit::OrgRateLimit::from_plans(state.pool.clone());
+    server::app(rate_limit.apply(routes::router(state)), limits, hops)
 }
 
 pub struct App {

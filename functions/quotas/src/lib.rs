@@ -66,7 +66,13 @@ pub fn router(
     hops: TrustedProxyHops,
     limits: &Limits,
 ) -> Router {
-    server::app(routes::router(state, push_auth, secrets), limits, hops)
+    // Per-org request rate, shared with every other function through the database.
+    let rate_limit = runwarden_ratelimit::OrgRateLimit::from_plans(state.pool.clone());
+    server::app(
+        rate_limit.apply(routes::router(state, push_auth, secrets)),
+        limits,
+        hops,
+    )
 }
 
 /// Fetches auth's JWKS, retrying while auth starts (about a minute in all).

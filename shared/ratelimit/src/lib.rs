@@ -188,6 +188,9 @@ pub fn org_api_key(org: OrgId) -> String {
     format!("org:{org}:api")
 }
 
+/// The request rate for an org the plans table cannot name.
+pub const UNKNOWN_ORG_PER_MINUTE: u32 = 60;
+
 type Lookup = dyn Fn(OrgId) -> Pin<Box<dyn Future<Output = Quota> + Send>> + Send + Sync;
 
 /// Per-org request rate limiting for routes under `/v1/orgs/{org}` (the route's `{org}`
@@ -220,6 +223,33 @@ impl OrgRateLimit {
     }
 
     /// Every org gets the same quota.
+    /// Each org's plan rate (`org_requests_per_minute` in the migrations: the plan's
+    /// requests per minute, or its override outside trial). An org the database does not
+    /// know gets [`UNKNOWN_ORG_PER_MINUTE`]; it will be a 404 anyway. A lookup that fails
+    /// uses the same small quota rather than none.
+    pub fn from_plans(pool: PgPool) -> Self {
+        let lookup_pool = pool.clone();
+        Self::new(pool, move |org: OrgId| {
+            let pool = lookup_pool.clone();
+            async move {
+                let per_minute: Option<i64> = sqlx::query_scalar(
+                    "SELECT org_requests_per_minute($1)",
+                )
+                .bind(org)
+                .fetch_one(&pool)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "org request rate unavailable; using the minimum");
+                    None
+                });
+                let per_minute = per_minute
+                    .and_then(|n| u32::try_from(n).ok())
+                    .unwrap_or(UNKNOWN_ORG_PER_MINUTE);
+                Quota::per_minute(per_minute)
+            }
+        })
+    }
+
     pub fn fixed(pool: PgPool, quota: Quota) -> Self {
         Self::new(pool, move |_| async move { quota })
     }

@@ -70,6 +70,11 @@ pub async fn spawn_app_with(options: PgConnectOptions, push_auth: PushAuth) -> T
         .connect_with(options.clone())
         .await
         .unwrap();
+    // Tests drive one org far past a plan's request rate; the limiter has its own tests.
+    sqlx::query("UPDATE plans SET requests_per_minute = 1000000")
+        .execute(&admin)
+        .await
+        .unwrap();
     let runtime = PgPoolOptions::new()
         .max_connections(20)
         .connect_with(options.username(runwarden_store::roles::AUDIT))

@@ -61,9 +61,34 @@ pub async fn spawn_app_with(
     google: Option<GoogleConfig>,
     hops: TrustedProxyHops,
 ) -> TestApp {
+    spawn_instance(options, google, hops, generate_key_der()).await
+}
+
+/// Another instance of the same deployment: same database, same signing key.
+pub async fn spawn_second_instance(options: PgConnectOptions, first: &TestApp) -> TestApp {
+    spawn_instance(
+        options,
+        None,
+        TrustedProxyHops(1),
+        first.signing_key_der.clone(),
+    )
+    .await
+}
+
+async fn spawn_instance(
+    options: PgConnectOptions,
+    google: Option<GoogleConfig>,
+    hops: TrustedProxyHops,
+    der: Vec<u8>,
+) -> TestApp {
     let admin = PgPoolOptions::new()
         .max_connections(4)
         .connect_with(options.clone())
+        .await
+        .unwrap();
+    // Tests drive one org far past a plan's request rate; the limiter has its own tests.
+    sqlx::query("UPDATE plans SET requests_per_minute = 1000000")
+        .execute(&admin)
         .await
         .unwrap();
     let runtime = PgPoolOptions::new()
@@ -71,7 +96,6 @@ pub async fn spawn_app_with(
         .connect_with(options.username(runwarden_store::roles::AUTH))
         .await
         .unwrap();
-    let der = generate_key_der();
     let app_signer = TokenSigner::from_pkcs8_der("test-key", &der).unwrap();
     let state = AppState::new(runtime, app_signer, 4, google);
     let limits = Limits::default();

@@ -8,6 +8,7 @@ mod exposure;
 mod google;
 mod invitations;
 mod openapi;
+mod rate_limit;
 mod roles;
 mod sessions;
 mod tenancy;

@@ -61,6 +61,11 @@ pub async fn spawn_app(options: PgConnectOptions) -> TestApp {
         .connect_with(options.clone())
         .await
         .unwrap();
+    // Tests drive one org far past a plan's request rate; the limiter has its own tests.
+    sqlx::query("UPDATE plans SET requests_per_minute = 1000000")
+        .execute(&admin)
+        .await
+        .unwrap();
     let runtime = PgPoolOptions::new()
         .max_connections(20)
         .connect_with(options.username(runwarden_store::roles::QUOTAS))
