@@ -14,7 +14,6 @@ pub mod routes;
 pub mod store;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
@@ -25,7 +24,8 @@ use runwarden_tokens::TokenVerifier;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
-pub use config::{Config, PushConfig};
+pub use config::Config;
+pub use runwarden_events::push::PushConfig;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -51,57 +51,6 @@ pub fn router(
     )
 }
 
-/// Fetches auth's JWKS, retrying while auth starts (about a minute in all).
-pub async fn fetch_auth_verifier(jwks_url: &str, attempts: u32) -> anyhow::Result<TokenVerifier> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .context("building the HTTP client")?;
-    let mut delay = Duration::from_millis(250);
-    let mut attempt = 1;
-    loop {
-        match runwarden_tokens::fetch_verifier(&client, jwks_url).await {
-            Ok(verifier) => return Ok(verifier),
-            Err(e) if attempt >= attempts => {
-                return Err(anyhow::anyhow!(
-                    "AUTH_JWKS_URL: no usable key set after {attempts} attempts: {e}"
-                ));
-            }
-            Err(e) => {
-                tracing::warn!(attempt, error = %e, "auth's JWKS not available yet; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-                attempt += 1;
-            }
-        }
-    }
-}
-
-/// The push authentication the configuration asks for. With Google's OIDC, the keys are
-/// fetched now so the first push does not wait (a failure here is retried on demand).
-pub async fn push_auth(config: &PushConfig) -> anyhow::Result<PushAuth> {
-    match config {
-        PushConfig::SharedSecret(secret) => {
-            PushAuth::shared_secret(secret.clone()).map_err(|e| anyhow::anyhow!("PUSH_SECRET: {e}"))
-        }
-        PushConfig::GoogleOidc {
-            audience,
-            service_account,
-            jwks_url,
-        } => {
-            let auth = PushAuth::google_oidc(Some(jwks_url.as_str()), audience, service_account)
-                .context("PUSH_AUDIENCE / PUSH_SERVICE_ACCOUNT")?;
-            if let PushAuth::GoogleOidc { verifier } = &auth
-                && let Err(e) = verifier.refresh().await
-            {
-                tracing::warn!(error = %e, "Google's signing keys not fetched at start");
-            }
-            Ok(auth)
-        }
-    }
-}
-
 pub struct App {
     listener: TcpListener,
     router: Router,
@@ -112,8 +61,10 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let options = runwarden_store::connect_options(&config.database_url)?;
         let pool = runwarden_store::pool(options, &runwarden_store::PoolSettings::default());
-        let verifier = fetch_auth_verifier(config.auth_jwks_url.as_str(), 12).await?;
-        let push_auth = push_auth(&config.push).await?;
+        let verifier = runwarden_tokens::fetch_verifier_retrying(config.auth_jwks_url.as_str(), 12)
+            .await
+            .context("AUTH_JWKS_URL: no usable key set")?;
+        let push_auth = config.push.into_auth().await?;
         let limits = Limits::default();
         let router = router(
             AppState { pool, verifier },

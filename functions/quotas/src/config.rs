@@ -1,12 +1,12 @@
 //! quotas' configuration, from the environment (documented in `.env.example`).
 
+use runwarden_events::push::PushConfig;
 use runwarden_platform::config::{
-    optional_secret, optional_var, parse_value, port, required_secret, required_var, var_parsed,
+    http_url, optional_var, port, required_secret, required_var, var_parsed,
 };
 use runwarden_platform::internal_auth::InternalSecrets;
 use runwarden_platform::{ConfigError, Environment};
-use runwarden_tokens::oidc::GOOGLE_JWKS_URL;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use url::Url;
 
 pub const DEFAULT_PORT: u16 = 8083;
@@ -28,72 +28,6 @@ pub struct Config {
     pub project: Option<String>,
 }
 
-/// How pushes are authenticated.
-#[derive(Debug, Clone)]
-pub enum PushConfig {
-    /// Local stack: the secret in the push endpoint URL's `token` parameter.
-    SharedSecret(SecretString),
-    /// Production: Google's OIDC token for this audience from this service account.
-    GoogleOidc {
-        audience: String,
-        service_account: String,
-        jwks_url: Url,
-    },
-}
-
-fn url_var(name: &'static str, raw: &str) -> Result<Url, ConfigError> {
-    let url: Url = parse_value(name, raw)?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(ConfigError::Invalid {
-            name,
-            reason: "expected an http(s) URL".into(),
-        });
-    }
-    Ok(url)
-}
-
-impl PushConfig {
-    /// Production requires Google's OIDC (`PUSH_AUDIENCE`, `PUSH_SERVICE_ACCOUNT`) and refuses
-    /// the shared secret; development uses OIDC when `PUSH_AUDIENCE` is set, else requires
-    /// `PUSH_SECRET`. Either way pushes are authenticated.
-    pub fn from_env(env: Environment) -> Result<Self, ConfigError> {
-        let oidc = env.is_production() || optional_var("PUSH_AUDIENCE").is_some();
-        if !oidc {
-            let secret = required_secret("PUSH_SECRET")?;
-            if secret.expose_secret().len() < runwarden_events::push::MIN_SECRET_LEN {
-                return Err(ConfigError::Invalid {
-                    name: "PUSH_SECRET",
-                    reason: "must be at least 16 characters".into(),
-                });
-            }
-            return Ok(Self::SharedSecret(secret));
-        }
-        if env.is_production() && optional_secret("PUSH_SECRET").is_some() {
-            return Err(ConfigError::Invalid {
-                name: "PUSH_SECRET",
-                reason: "not accepted in production: pushes carry Google's OIDC token".into(),
-            });
-        }
-        let audience = required_var("PUSH_AUDIENCE")?;
-        let service_account = required_var("PUSH_SERVICE_ACCOUNT")?;
-        if !service_account.contains('@') {
-            return Err(ConfigError::Invalid {
-                name: "PUSH_SERVICE_ACCOUNT",
-                reason: "expected the push service account's email".into(),
-            });
-        }
-        let jwks_url = url_var(
-            "GOOGLE_OIDC_JWKS_URL",
-            &optional_var("GOOGLE_OIDC_JWKS_URL").unwrap_or_else(|| GOOGLE_JWKS_URL.into()),
-        )?;
-        Ok(Self::GoogleOidc {
-            audience,
-            service_account,
-            jwks_url,
-        })
-    }
-}
-
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         let env = Environment::from_env()?;
@@ -101,7 +35,7 @@ impl Config {
             env,
             port: port(DEFAULT_PORT)?,
             database_url: required_secret("DATABASE_URL")?,
-            auth_jwks_url: url_var("AUTH_JWKS_URL", &required_var("AUTH_JWKS_URL")?)?,
+            auth_jwks_url: http_url("AUTH_JWKS_URL", &required_var("AUTH_JWKS_URL")?)?,
             push: PushConfig::from_env(env)?,
             internal_secrets: InternalSecrets::parse(&required_secret("INTERNAL_AUTH_SECRETS")?)?,
             reaper_grace_secs: var_parsed("REAPER_GRACE_SECS", 120)?,

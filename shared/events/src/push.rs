@@ -28,6 +28,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
+use anyhow::Context;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -35,7 +36,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use runwarden_platform::Problem;
+use runwarden_platform::config::{
+    http_url, optional_secret, optional_var, required_secret, required_var,
+};
+use runwarden_platform::{ConfigError, Environment, Problem};
 use runwarden_tokens::oidc::{GOOGLE_JWKS_URL, OidcConfig, OidcError, OidcVerifier};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -434,3 +438,86 @@ async fn receive<H: PushHandler>(State(route): State<Arc<Route<H>>>, request: Re
 
 #[cfg(test)]
 mod tests;
+
+// ---- configuration, shared by every push consumer ----
+
+/// How pushes are authenticated.
+#[derive(Debug, Clone)]
+pub enum PushConfig {
+    /// Local stack: the secret in the push endpoint URL's `token` parameter.
+    SharedSecret(SecretString),
+    /// Production: Google's OIDC token for this audience from this service account.
+    GoogleOidc {
+        audience: String,
+        service_account: String,
+        jwks_url: url::Url,
+    },
+}
+
+impl PushConfig {
+    /// Production requires Google's OIDC (`PUSH_AUDIENCE`, `PUSH_SERVICE_ACCOUNT`) and refuses
+    /// the shared secret; development uses OIDC when `PUSH_AUDIENCE` is set, else requires
+    /// `PUSH_SECRET`. Either way pushes are authenticated.
+    pub fn from_env(env: Environment) -> Result<Self, ConfigError> {
+        let oidc = env.is_production() || optional_var("PUSH_AUDIENCE").is_some();
+        if !oidc {
+            let secret = required_secret("PUSH_SECRET")?;
+            if secret.expose_secret().len() < MIN_SECRET_LEN {
+                return Err(ConfigError::Invalid {
+                    name: "PUSH_SECRET",
+                    reason: "must be at least 16 characters".into(),
+                });
+            }
+            return Ok(Self::SharedSecret(secret));
+        }
+        if env.is_production() && optional_secret("PUSH_SECRET").is_some() {
+            return Err(ConfigError::Invalid {
+                name: "PUSH_SECRET",
+                reason: "not accepted in production: pushes carry Google's OIDC token".into(),
+            });
+        }
+        let audience = required_var("PUSH_AUDIENCE")?;
+        let service_account = required_var("PUSH_SERVICE_ACCOUNT")?;
+        if !service_account.contains('@') {
+            return Err(ConfigError::Invalid {
+                name: "PUSH_SERVICE_ACCOUNT",
+                reason: "expected the push service account's email".into(),
+            });
+        }
+        let jwks_url = http_url(
+            "GOOGLE_OIDC_JWKS_URL",
+            &optional_var("GOOGLE_OIDC_JWKS_URL").unwrap_or_else(|| GOOGLE_JWKS_URL.into()),
+        )?;
+        Ok(Self::GoogleOidc {
+            audience,
+            service_account,
+            jwks_url,
+        })
+    }
+}
+
+impl PushConfig {
+    /// The push authentication the configuration asks for. With Google's OIDC, the keys are
+    /// fetched now so the first push does not wait (a failure here is retried on demand).
+    pub async fn into_auth(&self) -> anyhow::Result<PushAuth> {
+        match self {
+            Self::SharedSecret(secret) => PushAuth::shared_secret(secret.clone())
+                .map_err(|e| anyhow::anyhow!("PUSH_SECRET: {e}")),
+            Self::GoogleOidc {
+                audience,
+                service_account,
+                jwks_url,
+            } => {
+                let auth =
+                    PushAuth::google_oidc(Some(jwks_url.as_str()), audience, service_account)
+                        .context("PUSH_AUDIENCE / PUSH_SERVICE_ACCOUNT")?;
+                if let PushAuth::GoogleOidc { verifier } = &auth
+                    && let Err(e) = verifier.refresh().await
+                {
+                    tracing::warn!(error = %e, "Google's signing keys not fetched at start");
+                }
+                Ok(auth)
+            }
+        }
+    }
+}

@@ -81,6 +81,18 @@ where
         })
 }
 
+/// An `http(s)` URL variable.
+pub fn http_url(name: &'static str, raw: &str) -> Result<url::Url, ConfigError> {
+    let url: url::Url = parse_value(name, raw)?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ConfigError::Invalid {
+            name,
+            reason: "expected an http(s) URL".into(),
+        });
+    }
+    Ok(url)
+}
+
 /// The port a function listens on: `PORT` on Cloud Run, the function's default locally.
 pub fn port(default: u16) -> Result<u16, ConfigError> {
     var_parsed("PORT", default)

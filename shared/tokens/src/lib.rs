@@ -324,3 +324,30 @@ pub async fn fetch_verifier(
         .map_err(|_| TokenError::BadKey("JWKS is not a JSON key set".into()))?;
     TokenVerifier::from_jwks(&jwks)
 }
+
+/// [`fetch_verifier`], retrying with backoff (250 ms doubling to 5 s) while auth is still
+/// starting: how a function that reads access tokens gets auth's keys at start-up.
+pub async fn fetch_verifier_retrying(
+    jwks_url: &str,
+    attempts: u32,
+) -> Result<TokenVerifier, TokenError> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|_| TokenError::BadKey("cannot build an HTTP client".into()))?;
+    let mut delay = Duration::from_millis(250);
+    let mut attempt = 1;
+    loop {
+        match fetch_verifier(&client, jwks_url).await {
+            Ok(verifier) => return Ok(verifier),
+            Err(e) if attempt >= attempts => return Err(e),
+            Err(e) => {
+                tracing::warn!(attempt, error = %e, "auth's JWKS not available yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                attempt += 1;
+            }
+        }
+    }
+}
