@@ -10,7 +10,7 @@ use runwarden_tokens::{AccessClaims, TokenKind, TokenSigner};
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use crate::error::{AuthError, AuthResult};
+use crate::error::AuthResult;
 use crate::secret_token;
 
 pub const SESSION_LIFETIME: Duration = Duration::hours(24);
@@ -148,14 +148,4 @@ pub async fn revoke(conn: &mut PgConnection, session: SessionId, reason: &str) -
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// Fails unless the session is live and belongs to the user: the check every
-/// authenticated request makes, so logout and revocation apply at once.
-pub fn require_live(found: bool) -> AuthResult<()> {
-    if found {
-        Ok(())
-    } else {
-        Err(AuthError::Unauthenticated)
-    }
 }
