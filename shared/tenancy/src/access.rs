@@ -3,11 +3,15 @@
 //! which role the user holds in the org. Nothing about authorization is trusted from the
 //! token itself.
 
+use axum::extract::{FromRequestParts, RawPathParams};
+use axum::response::{IntoResponse, Response};
+use http::request::Parts;
 use http::{HeaderMap, header};
+use runwarden_platform::Problem;
 use runwarden_tokens::{AccessClaims, TokenVerifier};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
-use crate::{OrgContext, OrgId, Principal, Role};
+use crate::{OrgContext, OrgId, Principal, Role, TenancyError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
@@ -19,6 +23,67 @@ pub enum AccessError {
     NotFound,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+}
+
+impl IntoResponse for AccessError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Unauthenticated => Problem::unauthorized().into_response(),
+            Self::NotFound => Problem::not_found().into_response(),
+            Self::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
+            ) => {
+                tracing::warn!("database unavailable while resolving the caller");
+                Problem::unavailable().into_response()
+            }
+            Self::Database(e) => {
+                tracing::error!(error = %e, "resolving the caller failed");
+                Problem::internal().into_response()
+            }
+        }
+    }
+}
+
+/// A function's state, as far as resolving callers goes.
+pub trait AccessState: Send + Sync {
+    /// The function's runtime-role pool.
+    fn pool(&self) -> &PgPool;
+    /// auth's public keys, for access tokens.
+    fn verifier(&self) -> &TokenVerifier;
+}
+
+/// A live user acting in `/v1/orgs/{org}/...`: a member, with their current role, and a
+/// transaction scoped to that org for row-level security. Not a member (or a terminated
+/// org, or a malformed id): 404, the same as an org that does not exist.
+pub struct OrgAccess {
+    pub ctx: OrgContext,
+    pub tx: Transaction<'static, Postgres>,
+}
+
+impl OrgAccess {
+    /// Authorization, visible in each handler.
+    pub fn require(&self, role: Role) -> Result<(), TenancyError> {
+        self.ctx.require(role).map(|_| ())
+    }
+}
+
+impl<S: AccessState> FromRequestParts<S> for OrgAccess {
+    type Rejection = AccessError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let principal = bearer_principal(&parts.headers, state.verifier())?;
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| AccessError::NotFound)?;
+        let org: OrgId = params
+            .iter()
+            .find(|(name, _)| *name == "org")
+            .and_then(|(_, value)| value.parse().ok())
+            .ok_or(AccessError::NotFound)?;
+        let mut tx = state.pool().begin().await?;
+        let ctx = enter_org(&mut tx, principal, org).await?;
+        Ok(Self { ctx, tx })
+    }
 }
 
 /// Verifies `Authorization: Bearer <access token>` (signature and claims only).
