@@ -108,6 +108,21 @@ impl AuditEvent {
         }
     }
 
+    /// A user's action through the API, with the request's id, address and user agent.
+    pub fn by_user(
+        meta: &runwarden_platform::request::RequestMeta,
+        org_id: OrgId,
+        user: runwarden_tenancy::UserId,
+        action: &str,
+        target: Target,
+    ) -> Self {
+        Self::new(org_id, Actor::user(user), action, target).with_request(
+            meta.request_id.clone(),
+            meta.ip,
+            meta.user_agent.clone(),
+        )
+    }
+
     pub fn with_request(
         mut self,
         request_id: Option<String>,

@@ -9,14 +9,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use chrono::{DateTime, Duration, Utc};
-use runwarden_events::Target;
+use runwarden_events::{AuditEvent, Target};
 use runwarden_platform::extract::Json as Body;
 use runwarden_platform::request::RequestMeta;
 use runwarden_tenancy::{OrgId, Role, set_tenant};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::user_event;
 use crate::AppState;
 use crate::email::Email;
 use crate::error::{AuthError, AuthResult};
@@ -56,7 +55,7 @@ pub async fn create(
     .bind(INVITATION_LIFETIME)
     .fetch_one(&mut *tx)
     .await?;
-    user_event(
+    AuditEvent::by_user(
         &meta,
         ctx.org_id,
         ctx.principal.user_id,
@@ -133,7 +132,7 @@ pub async fn accept(
             "you are already a member of this organization",
         ));
     }
-    user_event(
+    AuditEvent::by_user(
         &meta,
         org,
         principal.user_id,

@@ -5,14 +5,13 @@ use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
-use runwarden_events::Target;
+use runwarden_events::{AuditEvent, Target};
 use runwarden_platform::extract::Json as Body;
 use runwarden_platform::request::RequestMeta;
 use runwarden_tenancy::{OrgId, Role, UserId};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 
-use super::user_event;
 use crate::error::{AuthError, AuthResult};
 use crate::extract::{OrgAccess, path_id};
 use crate::orgs;
@@ -122,7 +121,7 @@ pub async fn change_role(
             .bind(body.role)
             .execute(&mut *tx)
             .await?;
-        user_event(
+        AuditEvent::by_user(
             &meta,
             ctx.org_id,
             ctx.principal.user_id,
@@ -159,7 +158,7 @@ pub async fn remove(
         .bind(target)
         .execute(&mut *tx)
         .await?;
-    user_event(
+    AuditEvent::by_user(
         &meta,
         ctx.org_id,
         ctx.principal.user_id,

@@ -9,8 +9,6 @@ mod orgs;
 
 use axum::Router;
 use axum::routing::{get, patch, post};
-use runwarden_events::AuditEvent;
-use runwarden_platform::request::RequestMeta;
 use runwarden_tenancy::Role;
 
 use crate::AppState;
@@ -156,20 +154,5 @@ async fn openapi() -> impl axum::response::IntoResponse {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         OPENAPI,
-    )
-}
-
-/// An audit event by a user, carrying the request's id, IP and user agent.
-fn user_event(
-    meta: &RequestMeta,
-    org: runwarden_tenancy::OrgId,
-    user: runwarden_tenancy::UserId,
-    action: &str,
-    target: runwarden_events::Target,
-) -> AuditEvent {
-    AuditEvent::new(org, runwarden_events::Actor::user(user), action, target).with_request(
-        meta.request_id.clone(),
-        meta.ip,
-        meta.user_agent.clone(),
     )
 }

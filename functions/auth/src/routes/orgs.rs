@@ -5,14 +5,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
-use runwarden_events::Target;
+use runwarden_events::{AuditEvent, Target};
 use runwarden_platform::extract::Json as Body;
 use runwarden_platform::request::RequestMeta;
 use runwarden_tenancy::{OrgId, Role, UserId, set_tenant};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 
-use super::user_event;
 use crate::AppState;
 use crate::error::AuthResult;
 use crate::extract::{LiveUser, OrgAccess};
@@ -48,7 +47,7 @@ pub(crate) async fn insert_org(
         .execute(&mut *tx)
         .await?;
     // One action, one event: the owner's membership is part of creating the org.
-    user_event(meta, org, owner, "org.create", Target::new("org", org))
+    AuditEvent::by_user(meta, org, owner, "org.create", Target::new("org", org))
         .with_details(serde_json::json!({"plan": "trial", "owner": owner}))
         .record(tx)
         .await?;
@@ -115,7 +114,7 @@ pub async fn update(
         .bind(&name)
         .execute(&mut *tx)
         .await?;
-    user_event(
+    AuditEvent::by_user(
         &meta,
         ctx.org_id,
         ctx.principal.user_id,
