@@ -360,6 +360,22 @@ mod tests {
     }
 
     #[test]
+    fn finished_runs_are_pushed_to_quotas_for_settlement() {
+        let t = topology();
+        let topic = t
+            .topics
+            .iter()
+            .find(|t| t.name == "run-finished")
+            .expect("run-finished is declared");
+        let push = &topic.push_subscriptions[0];
+        assert_eq!(
+            (push.function.as_str(), push.path.as_str()),
+            ("quotas", "/push/run-finished")
+        );
+        assert_eq!(topic.dead_letter.topic, "run-finished-dlq");
+    }
+
+    #[test]
     fn validation_rejects_bad_ids_and_duplicates() {
         let mut t = topology().clone();
         t.topics[0].dead_letter.topic = t.topics[0].name.clone();
