@@ -1,10 +1,10 @@
-//! The quota rules as plain functions: effective limits from a plan and its overrides, the
-//! worst-case cost of a run, and the admission decision. No I/O here; `store` feeds them
-//! what it read under the org's lock.
+//! The quota rules as plain functions: the worst-case cost of a run and the admission
+//! decision. No I/O here; `store` feeds them what it read under the org's lock.
 
 use serde::{Deserialize, Serialize};
 
-/// The plan whose caps are hard: overrides never apply to it.
+/// The plan whose caps are hard: overrides never apply to it (`org_limits` in the
+/// migrations ignores them; `set_overrides` refuses them).
 pub const TRIAL: &str = "trial";
 
 /// The limits an org runs under (a plan's, or a plan's with overrides applied).
@@ -49,22 +49,6 @@ impl Overrides {
             .into_iter()
             .find(|(_, value, min)| value.is_some_and(|v| v < *min))
             .map(|(name, _, _)| name)
-    }
-}
-
-/// The plan's limits, overridden field by field, except on trial (hard caps).
-pub fn effective_limits(plan: &str, base: Limits, overrides: Option<&Overrides>) -> Limits {
-    let Some(o) = overrides.filter(|_| plan != TRIAL) else {
-        return base;
-    };
-    Limits {
-        active_projects: o.active_projects.unwrap_or(base.active_projects),
-        runs_per_month: o.runs_per_month.unwrap_or(base.runs_per_month),
-        parallel_runs: o.parallel_runs.unwrap_or(base.parallel_runs),
-        wall_clock_cap_secs: o.wall_clock_cap_secs.unwrap_or(base.wall_clock_cap_secs),
-        monthly_budget_cents: o.monthly_budget_cents.unwrap_or(base.monthly_budget_cents),
-        cost_cents_per_hour: o.cost_cents_per_hour.unwrap_or(base.cost_cents_per_hour),
-        requests_per_minute: o.requests_per_minute.unwrap_or(base.requests_per_minute),
     }
 }
 
@@ -164,21 +148,6 @@ mod tests {
         cost_cents_per_hour: 120,
         requests_per_minute: 60,
     };
-
-    #[test]
-    fn overrides_apply_field_by_field_except_on_trial() {
-        let o = Overrides {
-            parallel_runs: Some(50),
-            monthly_budget_cents: Some(1_000),
-            ..Overrides::default()
-        };
-        let team = effective_limits("team", BASE, Some(&o));
-        assert_eq!(team.parallel_runs, 50);
-        assert_eq!(team.monthly_budget_cents, 1_000);
-        assert_eq!(team.runs_per_month, BASE.runs_per_month);
-        assert_eq!(effective_limits(TRIAL, BASE, Some(&o)), BASE);
-        assert_eq!(effective_limits("team", BASE, None), BASE);
-    }
 
     #[test]
     fn cost_rounds_up_to_the_cent() {

@@ -73,7 +73,8 @@ pub struct OrgLimits {
     pub overrides: Overrides,
 }
 
-/// Reads the org's plan, its plan's limits and its overrides; `None` if no such live org.
+/// Reads the org's plan, its effective limits (`org_limits` in the migrations, the one place
+/// the trial rule lives) and its stored overrides; `None` if no such live org.
 pub async fn org_limits(conn: &mut PgConnection, org: OrgId) -> sqlx::Result<Option<OrgLimits>> {
     #[derive(sqlx::FromRow)]
     struct Row {
@@ -89,24 +90,24 @@ pub async fn org_limits(conn: &mut PgConnection, org: OrgId) -> sqlx::Result<Opt
         o_requests_per_minute: Option<i64>,
     }
     let row: Option<Row> = sqlx::query_as(
-        "SELECT o.plan, p.active_projects, p.runs_per_month, p.parallel_runs,
-                p.wall_clock_cap_secs, p.monthly_budget_cents, p.cost_cents_per_hour,
-                p.requests_per_minute,
+        "SELECT l.plan, l.active_projects, l.runs_per_month, l.parallel_runs,
+                l.wall_clock_cap_secs, l.monthly_budget_cents, l.cost_cents_per_hour,
+                l.requests_per_minute,
                 v.active_projects AS o_active_projects, v.runs_per_month AS o_runs_per_month,
                 v.parallel_runs AS o_parallel_runs, v.wall_clock_cap_secs AS o_wall_clock_cap_secs,
                 v.monthly_budget_cents AS o_monthly_budget_cents,
                 v.cost_cents_per_hour AS o_cost_cents_per_hour,
                 v.requests_per_minute AS o_requests_per_minute
-         FROM orgs o
-         JOIN plans p ON p.name = o.plan
-         LEFT JOIN quota_overrides v ON v.org_id = o.id
-         WHERE o.id = $1 AND o.terminated_at IS NULL",
+         FROM org_limits($1) l
+         LEFT JOIN quota_overrides v ON v.org_id = $1",
     )
     .bind(org)
     .fetch_optional(conn)
     .await?;
-    Ok(row.map(|r| {
-        let overrides = Overrides {
+    Ok(row.map(|r| OrgLimits {
+        plan: r.plan,
+        limits: r.limits,
+        overrides: Overrides {
             active_projects: r.o_active_projects,
             runs_per_month: r.o_runs_per_month,
             parallel_runs: r.o_parallel_runs,
@@ -114,13 +115,16 @@ pub async fn org_limits(conn: &mut PgConnection, org: OrgId) -> sqlx::Result<Opt
             monthly_budget_cents: r.o_monthly_budget_cents,
             cost_cents_per_hour: r.o_cost_cents_per_hour,
             requests_per_minute: r.o_requests_per_minute,
-        };
-        OrgLimits {
-            limits: rules::effective_limits(&r.plan, r.limits, Some(&overrides)),
-            plan: r.plan,
-            overrides,
-        }
+        },
     }))
+}
+
+/// Projects of the org not archived.
+pub async fn active_projects(conn: &mut PgConnection, org: OrgId) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM projects WHERE org_id = $1 AND archived_at IS NULL")
+        .bind(org)
+        .fetch_one(conn)
+        .await
 }
 
 /// The org's usage this UTC calendar month and its live reservations.
@@ -257,7 +261,8 @@ async fn admit_once(
             .bind(limits.cost_cents_per_hour)
             .bind(grant.reserved_cents)
             .execute(&mut *tx)
-            .await?;
+            .await
+            .map_err(run_id_taken)?;
         }
         Err(refusal) => {
             sqlx::query(
@@ -270,11 +275,25 @@ async fn admit_once(
             .bind(refusal.code())
             .bind(requested_cap_secs)
             .execute(&mut *tx)
-            .await?;
+            .await
+            .map_err(run_id_taken)?;
         }
     }
     tx.commit().await?;
     Ok(decision)
+}
+
+/// Another org's admission of the same run id committed while this one ran (the org locks
+/// serialize one org's admissions, not two orgs'): the run id is taken, not an internal error.
+fn run_id_taken(e: sqlx::Error) -> TxError {
+    match &e {
+        sqlx::Error::Database(db)
+            if db.is_unique_violation() && db.constraint() == Some("quota_admissions_pkey") =>
+        {
+            QuotaError::conflict("run_id_conflict", "run id already used").into()
+        }
+        _ => e.into(),
+    }
 }
 
 /// A run's settlement as recorded.

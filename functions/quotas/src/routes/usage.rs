@@ -17,6 +17,7 @@ pub struct UsageBody {
     pub plan: String,
     pub limits: Limits,
     pub month_start: DateTime<Utc>,
+    pub active_projects: i64,
     pub runs_this_month: i64,
     pub parallel_runs: i64,
     pub reserved_cents: i64,
@@ -37,12 +38,14 @@ pub async fn get_usage(mut access: OrgAccess) -> QuotaResult<Json<UsageBody>> {
         .await?
         .ok_or(QuotaError::NotFound)?;
     let usage = store::usage(&mut access.tx, org).await?;
+    let active_projects = store::active_projects(&mut access.tx, org).await?;
     access.tx.commit().await?;
     Ok(Json(UsageBody {
         org_id: org,
         plan: limits.plan,
         limits: limits.limits,
         month_start: month_start(Utc::now()),
+        active_projects,
         runs_this_month: usage.runs_this_month,
         parallel_runs: usage.parallel_now,
         reserved_cents: usage.reserved_cents,

@@ -161,3 +161,109 @@ async fn duplicate_admission_returns_the_first_decision_and_changes_nothing(
     let (status, body) = app.admit(other, run, 600).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
 }
+
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn one_run_id_admitted_by_two_orgs_at_once_is_a_conflict_for_one(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = spawn_app(options).await;
+    let (a, b) = (app.org_on("team").await, app.org_on("team").await);
+    for org in [a, b] {
+        app.override_limit(org, "parallel_runs", 1000).await;
+    }
+    for _ in 0..20 {
+        let run = Uuid::now_v7();
+        let (first, second) = tokio::join!(app.admit(a, run, 60), app.admit(b, run, 60));
+        let mut statuses = [first.0, second.0];
+        statuses.sort();
+        assert_eq!(
+            statuses,
+            [StatusCode::OK, StatusCode::CONFLICT],
+            "{first:?} {second:?}"
+        );
+        let conflict = if first.0 == StatusCode::CONFLICT {
+            first.1
+        } else {
+            second.1
+        };
+        assert_eq!(conflict["code"], "run_id_conflict");
+    }
+}
+
+/// Installs (as the superuser) a trigger that fails the next `failures` admission inserts
+/// with `sqlstate`, counted by a sequence because a failed transaction rolls back any table
+/// write the trigger would make.
+async fn fail_admissions(app: &crate::helpers::TestApp, sqlstate: &str, failures: i64) {
+    for statement in [
+        "DROP TRIGGER IF EXISTS forced_failure ON quota_admissions".to_string(),
+        "DROP SEQUENCE IF EXISTS forced_failures".to_string(),
+        "CREATE SEQUENCE forced_failures".to_string(),
+        "GRANT USAGE ON SEQUENCE forced_failures TO PUBLIC".to_string(),
+        format!(
+            "CREATE OR REPLACE FUNCTION forced_failure() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF nextval('forced_failures') <= {failures} THEN
+                     RAISE EXCEPTION 'forced' USING ERRCODE = '{sqlstate}';
+                 END IF;
+                 RETURN NEW;
+             END $$"
+        ),
+        "CREATE TRIGGER forced_failure BEFORE INSERT ON quota_admissions
+         FOR EACH ROW EXECUTE FUNCTION forced_failure()"
+            .to_string(),
+    ] {
+        sqlx::query(&statement).execute(&app.admin).await.unwrap();
+    }
+}
+
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn serialization_failures_and_deadlocks_are_retried_and_never_a_500(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = spawn_app(options).await;
+    let org = app.org_on("team").await;
+    for sqlstate in ["40001", "40P01"] {
+        // Three failures in a row: the fourth attempt admits, exactly once.
+        fail_admissions(&app, sqlstate, 3).await;
+        let run = Uuid::now_v7();
+        let (status, body) = app.admit(org, run, 60).await;
+        assert_eq!(status, StatusCode::OK, "{sqlstate}: {body}");
+        let rows: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM quota_admissions WHERE run_id = $1")
+                .bind(run)
+                .fetch_one(&app.admin)
+                .await
+                .unwrap();
+        assert_eq!(rows, 1, "{sqlstate}");
+
+        // Failing every attempt: 503 with Retry-After (the client may retry), not 500, and
+        // nothing reserved.
+        fail_admissions(&app, sqlstate, 1000).await;
+        let run = Uuid::now_v7();
+        let response = app
+            .client
+            .post(app.url("/internal/admissions"))
+            .header("x-internal-auth", crate::helpers::INTERNAL_SECRET)
+            .json(&serde_json::json!({"org_id": org, "run_id": run, "requested_cap_secs": 60}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{sqlstate}"
+        );
+        assert!(response.headers().contains_key("retry-after"), "{sqlstate}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["status"], 503, "{body}");
+        let rows: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM quota_admissions WHERE run_id = $1")
+                .bind(run)
+                .fetch_one(&app.admin)
+                .await
+                .unwrap();
+        assert_eq!(rows, 0, "{sqlstate}");
+    }
+}
