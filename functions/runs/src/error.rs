@@ -1,0 +1,88 @@
+//! runs' one error enum and how each answers (problem+json). 4xx carry a safe detail and a
+//! stable code; internal causes are logged once, here, and never sent.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use runwarden_platform::Problem;
+use runwarden_tenancy::TenancyError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunsError {
+    #[error("{detail}")]
+    Invalid { code: &'static str, detail: String },
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("not found")]
+    NotFound,
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
+    /// A plan limit: 402, with the limit's code.
+    #[error("{detail}")]
+    QuotaExceeded { code: &'static str, detail: String },
+    #[error("unavailable")]
+    Unavailable,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+pub type RunsResult<T> = Result<T, RunsError>;
+
+impl RunsError {
+    pub fn invalid(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::Invalid {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::Conflict {
+            code,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<sqlx::Error> for RunsError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                Self::Unavailable
+            }
+            other => Self::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+impl From<TenancyError> for RunsError {
+    fn from(e: TenancyError) -> Self {
+        match e {
+            TenancyError::NotFound => Self::NotFound,
+            TenancyError::Forbidden { .. } => Self::Forbidden(e.to_string()),
+            TenancyError::UnknownRole => Self::Internal(anyhow::anyhow!("unknown role stored")),
+        }
+    }
+}
+
+impl IntoResponse for RunsError {
+    fn into_response(self) -> Response {
+        let problem = match self {
+            Self::Invalid { code, detail } => Problem::bad_request(code, detail),
+            Self::Forbidden(detail) => Problem::forbidden(detail),
+            Self::NotFound => Problem::not_found(),
+            Self::Conflict { code, detail } => Problem::conflict(code, detail),
+            Self::QuotaExceeded { code, detail } => {
+                Problem::new(StatusCode::PAYMENT_REQUIRED, code).detail(detail)
+            }
+            Self::Unavailable => {
+                tracing::warn!("database unavailable");
+                Problem::unavailable()
+            }
+            Self::Internal(e) => {
+                tracing::error!(error = format!("{e:#}"), "internal error");
+                Problem::internal()
+            }
+        };
+        problem.into_response()
+    }
+}

@@ -1,0 +1,6 @@
+//! runs' integration tests: one binary, one module per concern.
+
+mod helpers;
+
+mod openapi;
+mod projects;
