@@ -189,6 +189,10 @@ pub(crate) async fn proxy(State(state): State<ProxyState>, req: Request) -> Resp
     // The upstream leg is HTTP/1.1 whatever the client spoke.
     parts.version = Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers);
+    // INT-03: headers only the platform sets are spoofs when they come from outside.
+    for name in state.table.strip_request_headers() {
+        parts.headers.remove(name);
+    }
     set_forwarded(&mut parts.headers, client_addr);
     let method = parts.method.clone();
 

@@ -28,6 +28,8 @@ struct RawTable {
     format: String,
     services: BTreeMap<String, ServiceSpec>,
     never: Vec<String>,
+    #[serde(default)]
+    strip_request_headers: Vec<String>,
     routes: Vec<RawRoute>,
 }
 
@@ -140,6 +142,7 @@ pub enum Rejection {
 pub struct RouteTable {
     services: BTreeMap<String, ServiceSpec>,
     never: Vec<Pattern>,
+    strip_request_headers: Vec<http::HeaderName>,
     routes: Vec<Route>,
 }
 
@@ -155,6 +158,18 @@ impl RouteTable {
             .never
             .iter()
             .map(|p| Pattern::parse(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let strip_request_headers = raw
+            .strip_request_headers
+            .iter()
+            .map(|name| {
+                http::HeaderName::from_bytes(name.as_bytes())
+                    .ok()
+                    .filter(|h| h.as_str() == name)
+                    .ok_or_else(|| {
+                        format!("strip_request_headers: {name:?} is not a lowercase header name")
+                    })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let mut routes = Vec::with_capacity(raw.routes.len());
         for r in raw.routes {
@@ -172,6 +187,7 @@ impl RouteTable {
         Ok(Self {
             services: raw.services,
             never,
+            strip_request_headers,
             routes,
         })
     }
@@ -187,6 +203,11 @@ impl RouteTable {
 
     pub fn services(&self) -> &BTreeMap<String, ServiceSpec> {
         &self.services
+    }
+
+    /// Headers only the platform sets (INT-03): removed from every public request.
+    pub fn strip_request_headers(&self) -> &[http::HeaderName] {
+        &self.strip_request_headers
     }
 
     pub fn routes(&self) -> &[Route] {
@@ -367,6 +388,12 @@ mod tests {
         }
         let never: Vec<&str> = t.never.iter().map(Pattern::as_str).collect();
         assert_eq!(never, ["/internal/**", "/push/**"]);
+        let stripped: Vec<&str> = t
+            .strip_request_headers()
+            .iter()
+            .map(|h| h.as_str())
+            .collect();
+        assert_eq!(stripped, ["x-internal-auth", "x-user-id", "x-org-id"]);
     }
 
     #[test]

@@ -45,6 +45,10 @@ async fn echo(req: Request) -> Response {
         "x_forwarded_proto": header(h, "x-forwarded-proto"),
         "host": header(h, "host"),
         "connection_named": header(h, "x-hop"),
+        "platform_only": (["x-internal-auth", "x-user-id", "x-org-id"]
+            .iter()
+            .filter(|name| h.contains_key(**name))
+            .collect::<Vec<_>>()),
     });
     (
         StatusCode::CREATED,
@@ -172,6 +176,10 @@ async fn proxies_method_path_query_headers_and_forwarded_for() {
             ("x-forwarded-proto", "https"),
             ("connection", "x-hop"),
             ("x-hop", "must-not-pass"),
+            // INT-03: identity and internal headers from the outside are spoofs.
+            ("x-internal-auth", "guessed-secret"),
+            ("x-user-id", "00000000-0000-0000-0000-000000000001"),
+            ("x-org-id", "00000000-0000-0000-0000-000000000002"),
         ],
         "",
     )
@@ -186,6 +194,11 @@ async fn proxies_method_path_query_headers_and_forwarded_for() {
     assert_eq!(v["x_forwarded_for"], "203.0.113.9, 127.0.0.1");
     assert_eq!(v["x_forwarded_proto"], "http");
     assert_eq!(v["connection_named"], Value::Null);
+    assert_eq!(
+        v["platform_only"],
+        json!([]),
+        "spoofable headers are stripped"
+    );
     assert_eq!(
         v["host"],
         door.addr.to_string(),
