@@ -36,3 +36,6 @@ REVOKE ALL ON FUNCTION rate_limit_peek(text, bigint, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION rate_limit_peek(text, bigint, bigint)
     TO runwarden_auth, runwarden_runs, runwarden_quotas, runwarden_audit;
 
+-- The old failure counters (exponential delays, migration 20261125000002_identity) are
+-- replaced by the keys above; nothing else reads them. Their grants go with the table.
+DROP TABLE auth_throttle;
