@@ -24,8 +24,9 @@ pub enum AuthError {
     NotFound,
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
-    #[error("throttled for {0}s")]
-    Throttled(u64),
+    /// A login refused before its password was checked (see [`crate::throttle`]).
+    #[error("login throttled")]
+    Throttled(Box<crate::throttle::Throttled>),
     #[error("unavailable")]
     Unavailable,
     #[error("not configured: {0}")]
@@ -108,13 +109,21 @@ impl IntoResponse for AuthError {
             }
             Self::NotFound => Problem::not_found(),
             Self::Conflict { code, detail } => Problem::conflict(code, detail),
-            Self::Throttled(seconds) => {
+            Self::Throttled(throttled) => {
+                let seconds = throttled.decision.retry_after_secs().unwrap_or(1);
                 tracing::info!(
                     security_event = "login_throttled",
+                    limit = throttled.policy,
                     retry_after_s = seconds,
                     "throttled"
                 );
-                Problem::too_many_requests(seconds)
+                let mut response = Problem::too_many_requests(seconds).into_response();
+                throttled.decision.write_headers(
+                    &throttled.quota,
+                    throttled.policy,
+                    response.headers_mut(),
+                );
+                return response;
             }
             Self::Unavailable => {
                 tracing::warn!("database unavailable");

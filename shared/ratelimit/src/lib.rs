@@ -11,6 +11,11 @@
 //! `tat' = max(tat, now) + T`; the request is allowed iff `tat' - tau <= now`, and then
 //! `tat := tat'`. So `burst` requests are accepted at once, then one every `T`.
 //!
+//! Besides [`check`] (which consumes a cell when it allows), callers that count something
+//! other than requests can [`peek`] (would one more cell be allowed? consumes nothing) and
+//! [`reset`] a key. auth's login throttling works that way: a failed login consumes, a
+//! login attempt first peeks, and a success resets the account's key.
+//!
 //! Response headers follow draft-ietf-httpapi-ratelimit-headers in its current
 //! structured-field form (not the older `RateLimit-Limit`/`-Remaining`/`-Reset` trio):
 //!
@@ -84,7 +89,16 @@ impl Quota {
         }
     }
 
-    /// The decision a caller sees, from the step's outcome.
+    /// The pure decision the SQL peek makes: whether one more request would be allowed
+    /// (exactly when [`Quota::step`] would allow it) and the current tat minus now (never
+    /// negative), which a peek leaves as it is.
+    pub fn peek(&self, tat_offset_us: Option<i64>) -> (bool, i64) {
+        let (allowed, _) = self.step(tat_offset_us);
+        (allowed, tat_offset_us.unwrap_or(0).max(0))
+    }
+
+    /// The decision a caller sees, from the step's outcome. Given a peek's outcome (the tat
+    /// before consuming) `remaining` counts the request peeked at too.
     pub fn decision(&self, allowed: bool, tat_offset_us: i64) -> Decision {
         let tat = tat_offset_us.max(0);
         let interval = self.interval_us();
@@ -156,9 +170,10 @@ impl Decision {
     }
 }
 
-/// One GCRA decision for `key`, made and recorded by the database in one statement.
-/// Works on a pool, a connection or inside a transaction (then the row stays locked until
-/// the transaction ends).
+/// One GCRA decision for `key`, made and recorded by the database in one statement: an
+/// allowed request consumes one cell, a refused one consumes nothing. Works on a pool, a
+/// connection or inside a transaction (then the row stays locked until the transaction
+/// ends).
 pub async fn check<'e, E: PgExecutor<'e>>(
     executor: E,
     key: &str,
@@ -172,6 +187,38 @@ pub async fn check<'e, E: PgExecutor<'e>>(
             .fetch_one(executor)
             .await?;
     Ok(quota.decision(allowed, tat_offset_us))
+}
+
+/// Whether one more request for `key` would be allowed right now, without consuming
+/// anything or creating the key (`rate_limit_peek`, one read-only statement that takes no
+/// lock). It is refused exactly when [`check`] would be, with the same `retry_after`;
+/// when allowed, `remaining` includes the request peeked at.
+///
+/// A peek and a later [`check`] are two decisions: requests racing between them may all
+/// see "allowed"; the later checks still never let the key past its limit.
+pub async fn peek<'e, E: PgExecutor<'e>>(
+    executor: E,
+    key: &str,
+    quota: Quota,
+) -> Result<Decision, sqlx::Error> {
+    let (allowed, tat_offset_us): (bool, i64) =
+        sqlx::query_as("SELECT allowed, tat_offset_us FROM rate_limit_peek($1, $2, $3)")
+            .bind(key)
+            .bind(quota.interval_us())
+            .bind(quota.tolerance_us())
+            .fetch_one(executor)
+            .await?;
+    Ok(quota.decision(allowed, tat_offset_us))
+}
+
+/// Forgets `key`: its next request starts with the full burst. Returns whether the key
+/// had a row.
+pub async fn reset<'e, E: PgExecutor<'e>>(executor: E, key: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM rate_limits WHERE key = $1")
+        .bind(key)
+        .execute(executor)
+        .await?;
+    Ok(done.rows_affected() > 0)
 }
 
 /// Deletes keys whose tat has passed: such a key is indistinguishable from one never seen.
@@ -414,6 +461,39 @@ mod tests {
             // 100 ms pass between requests: shift the offset by the elapsed time.
             tat = Some(next - SEC / 10);
         }
+    }
+
+    #[test]
+    fn peek_is_refused_exactly_when_step_is_and_moves_nothing() {
+        // Login's account quota: 5 at once, then one every 3 minutes.
+        let quota = q(5, 900, 5);
+        let mut tat = None;
+        for consumed in 0..8u32 {
+            let (would, next) = quota.step(tat);
+            let (ok, offset) = quota.peek(tat);
+            assert_eq!(ok, would, "after {consumed} consumed");
+            assert_eq!(offset, tat.unwrap_or(0).max(0), "a peek leaves the tat");
+            let peeked = quota.decision(ok, offset);
+            if ok {
+                // The peek counts the cell it asked about; the consume has used it.
+                assert_eq!(peeked.remaining, 5 - consumed);
+                assert_eq!(peeked.remaining, quota.decision(true, next).remaining + 1);
+                assert_eq!(peeked.retry_after, None);
+            } else {
+                assert!(consumed >= 5);
+                // Refused: the same answer as the consume's refusal, to the microsecond.
+                assert_eq!(peeked, quota.decision(false, next));
+                assert_eq!(peeked.retry_after, Some(Duration::from_secs(180)));
+            }
+            tat = Some(next);
+        }
+        // An idle key (tat in the past) peeks like a fresh one.
+        assert_eq!(quota.peek(Some(-SEC)), quota.peek(None));
+        assert_eq!(quota.peek(None), (true, 0));
+        // One interval after the burst, exactly one more would be allowed.
+        let full = tat.unwrap();
+        assert!(!quota.peek(Some(full - 180 * SEC + 1)).0);
+        assert!(quota.peek(Some(full - 180 * SEC)).0);
     }
 
     #[test]

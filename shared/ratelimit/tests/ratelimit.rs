@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::routing::get;
 use http_body_util::BodyExt;
-use runwarden_ratelimit::{OrgRateLimit, Quota, check, org_api_key, purge_idle};
+use runwarden_ratelimit::{OrgRateLimit, Quota, check, org_api_key, peek, purge_idle, reset};
 use runwarden_tenancy::OrgId;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -345,4 +345,135 @@ async fn the_quota_lookup_is_per_org(_: PgPoolOptions, options: PgConnectOptions
         ok_small += u32::from(get_status(&app, &projects(small)).await.0 == StatusCode::OK);
     }
     assert_eq!((ok_big, ok_small), (5, 1));
+}
+
+async fn tat_if_any(admin: &PgPool, key: &str) -> Option<String> {
+    sqlx::query_scalar("SELECT tat::text FROM rate_limits WHERE key = $1")
+        .bind(key)
+        .fetch_optional(admin)
+        .await
+        .unwrap()
+}
+
+async fn key_count(admin: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM rate_limits")
+        .fetch_one(admin)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn peek_consumes_nothing_and_is_refused_exactly_when_check_would_be(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let pool = runtime_pool(&options).await;
+    let admin = admin_pool(&options).await;
+    // 3 at once, then one every 20 s.
+    let quota = Quota::per_minute(3);
+    let key = "login:test";
+
+    // A key never seen: allowed with the whole burst, and no row is created.
+    for _ in 0..10 {
+        let d = peek(&pool, key, quota).await.unwrap();
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 3);
+        assert_eq!(d.retry_after, None);
+    }
+    assert_eq!(key_count(&admin).await, 0, "peeking created no row");
+
+    // Step by step, a peek predicts the check that follows it, and moves nothing itself.
+    let mut allowed = 0;
+    for i in 0..6u32 {
+        let tat_before = tat_if_any(&admin, key).await;
+        let peeked = peek(&pool, key, quota).await.unwrap();
+        let peeked_again = peek(&pool, key, quota).await.unwrap();
+        assert_eq!(peeked.allowed, peeked_again.allowed);
+        assert_eq!(
+            tat_if_any(&admin, key).await,
+            tat_before,
+            "peek {i} moved the tat"
+        );
+        let checked = check(&pool, key, quota).await.unwrap();
+        assert_eq!(peeked.allowed, checked.allowed, "attempt {i}");
+        if checked.allowed {
+            allowed += 1;
+            assert_eq!(peeked.remaining, checked.remaining + 1, "attempt {i}");
+        } else {
+            assert_eq!(peeked.remaining, 0);
+            let (p, c) = (peeked.retry_after.unwrap(), checked.retry_after.unwrap());
+            assert!(p >= c && p - c < Duration::from_secs(1), "{p:?} vs {c:?}");
+            assert_eq!(peeked.retry_after_secs(), Some(20));
+        }
+    }
+    assert_eq!(allowed, 3);
+
+    // Once the retry time has passed both allow one more, then both refuse again.
+    sqlx::query("UPDATE rate_limits SET tat = tat - interval '20 seconds' WHERE key = $1")
+        .bind(key)
+        .execute(&admin)
+        .await
+        .unwrap();
+    let peeked = peek(&pool, key, quota).await.unwrap();
+    assert!(peeked.allowed);
+    assert_eq!(peeked.remaining, 1);
+    assert!(check(&pool, key, quota).await.unwrap().allowed);
+    assert!(!peek(&pool, key, quota).await.unwrap().allowed);
+    assert!(!check(&pool, key, quota).await.unwrap().allowed);
+
+    // Other keys are untouched by all of it.
+    assert!(peek(&pool, "login:other", quota).await.unwrap().allowed);
+    assert_eq!(key_count(&admin).await, 1);
+}
+
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn reset_gives_a_key_its_whole_burst_back(_: PgPoolOptions, options: PgConnectOptions) {
+    let pool = runtime_pool(&options).await;
+    let admin = admin_pool(&options).await;
+    let quota = Quota::per_minute(2);
+    for key in ["login:a", "login:b"] {
+        for _ in 0..2 {
+            assert!(check(&pool, key, quota).await.unwrap().allowed);
+        }
+        assert!(!peek(&pool, key, quota).await.unwrap().allowed);
+    }
+    assert!(reset(&pool, "login:a").await.unwrap());
+    assert!(!reset(&pool, "login:a").await.unwrap(), "already gone");
+    let d = peek(&pool, "login:a", quota).await.unwrap();
+    assert!(d.allowed);
+    assert_eq!(d.remaining, 2);
+    assert!(check(&pool, "login:a", quota).await.unwrap().allowed);
+    assert!(check(&pool, "login:a", quota).await.unwrap().allowed);
+    assert!(!check(&pool, "login:a", quota).await.unwrap().allowed);
+    // Only that key.
+    assert!(!peek(&pool, "login:b", quota).await.unwrap().allowed);
+    assert_eq!(key_count(&admin).await, 2);
+}
+
+/// Every runtime role may peek; a role that is none of them may not.
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn peek_is_granted_to_the_runtime_roles_only(_: PgPoolOptions, options: PgConnectOptions) {
+    use runwarden_store::roles;
+    for role in [roles::AUTH, roles::RUNS, roles::QUOTAS, roles::AUDIT] {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone().username(role))
+            .await
+            .unwrap();
+        assert!(
+            peek(&pool, "k", Quota::per_minute(1))
+                .await
+                .unwrap()
+                .allowed,
+            "{role}"
+        );
+    }
+    let admin = admin_pool(&options).await;
+    let granted: bool = sqlx::query_scalar(
+        "SELECT has_function_privilege('public', 'rate_limit_peek(text, bigint, bigint)', 'EXECUTE')",
+    )
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert!(!granted, "PUBLIC may not execute rate_limit_peek");
 }

@@ -93,29 +93,24 @@ pub async fn login(
     if body.password.expose_secret().chars().count() > password::MAX_CHARS {
         return Err(AuthError::InvalidCredentials);
     }
-    let account_key = throttle::account_key(&email);
-    let ip_key = throttle::ip_key(meta.ip);
-    let keys: Vec<String> = std::iter::once(account_key.clone())
-        .chain(ip_key.clone())
-        .collect();
+    // Throttled attempts are refused before the lookup and the hash, whatever the password.
+    let keys = throttle::Keys::new(&email, meta.ip);
+    let admitted = throttle::admit(&state.pool, &keys).await?;
 
-    let found = lookup_for_login(&state, &email, &keys, &account_key).await?;
-    if let Some(seconds) = found.blocked_secs {
-        return Err(AuthError::Throttled(seconds.max(1.0) as u64));
-    }
+    let found = lookup_for_login(&state, &email).await?;
+    let (user_id, password_hash) = found.unzip();
+    // An unknown email (or an account without a password) is verified against a dummy
+    // hash: it costs the same.
     let ok = state
         .hasher
-        .verify(&body.password, found.password_hash)
+        .verify(&body.password, password_hash.flatten())
         .await?;
 
-    let Some(user) = found.user_id.filter(|_| ok) else {
-        let mut tx = state.pool.begin().await?;
-        throttle::record_failure(&mut tx, &account_key, throttle::ACCOUNT).await?;
-        if let Some(ip_key) = &ip_key {
-            throttle::record_failure(&mut tx, ip_key, throttle::IP).await?;
-        }
-        tx.commit().await?;
-        let reason = if found.user_id.is_some() {
+    let Some(user) = user_id.filter(|_| ok) else {
+        // Counted alike whether the account exists or not, so neither the status nor the
+        // timing of later attempts tells them apart.
+        throttle::record_failure(&state.pool, &keys).await?;
+        let reason = if user_id.is_some() {
             "wrong password"
         } else {
             "unknown account"
@@ -124,42 +119,25 @@ pub async fn login(
         return Err(AuthError::InvalidCredentials);
     };
     let mut conn = state.pool.acquire().await?;
-    if found.account_has_failures {
-        throttle::clear(&mut conn, &account_key).await?;
+    if admitted.account_has_failures {
+        throttle::forget_account(&mut conn, &keys).await?;
     }
     let tokens = sessions::start(&mut conn, &state.signer, user).await?;
     tracing::info!(security_event = "login_succeeded", user.id = %user, "logged in");
     Ok(Json(tokens))
 }
 
-#[derive(sqlx::FromRow)]
-struct LoginLookup {
-    blocked_secs: Option<f64>,
-    account_has_failures: bool,
-    user_id: Option<UserId>,
-    password_hash: Option<String>,
-}
-
-/// Everything login needs before hashing, in one round trip: whether the account or the IP
-/// is blocked, whether the account has failures to clear, and the user's hash if any.
+/// The user an email names and their password hash (None for a Google-only account).
 async fn lookup_for_login(
     state: &AppState,
     email: &Email,
-    keys: &[String],
-    account_key: &str,
-) -> AuthResult<LoginLookup> {
-    Ok(sqlx::query_as(
-        "SELECT (SELECT ceil(extract(epoch FROM max(t.blocked_until) - now()))::float8
-                   FROM auth_throttle t WHERE t.key = ANY($2) AND t.blocked_until > now()) AS blocked_secs,
-                EXISTS (SELECT 1 FROM auth_throttle t WHERE t.key = $3) AS account_has_failures,
-                u.id AS user_id, u.password_hash
-           FROM (SELECT 1) one LEFT JOIN users u ON u.email = $1",
+) -> AuthResult<Option<(UserId, Option<String>)>> {
+    Ok(
+        sqlx::query_as("SELECT id, password_hash FROM users WHERE email = $1")
+            .bind(email.as_str())
+            .fetch_optional(&state.pool)
+            .await?,
     )
-    .bind(email.as_str())
-    .bind(keys)
-    .bind(account_key)
-    .fetch_one(&state.pool)
-    .await?)
 }
 
 #[derive(Deserialize)]

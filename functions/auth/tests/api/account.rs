@@ -4,7 +4,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use sqlx::postgres::PgConnectOptions;
 
-use crate::helpers::{PASSWORD, spawn_app, unique_email};
+use crate::helpers::{PASSWORD, TestApp, spawn_app, unique_email};
 
 #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
 async fn signup_creates_user_trial_org_owner_membership_and_audit_events(
@@ -292,51 +292,210 @@ async fn bad_bodies_are_problem_json_4xx(
     assert!(headers.contains_key("x-request-id"));
 }
 
+/// A login from `ip` (sent as the client address the one trusted proxy hop reports).
+async fn login_from(
+    app: &TestApp,
+    ip: &str,
+    email: &str,
+    password: &str,
+) -> (StatusCode, reqwest::header::HeaderMap, serde_json::Value) {
+    let response = app
+        .client
+        .post(app.url("/v1/auth/login"))
+        .header("x-forwarded-for", ip)
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.json().await.unwrap_or(serde_json::Value::Null);
+    (status, headers, body)
+}
+
+/// The account key of `email`, computed by PostgreSQL: the hex SHA-256 of the address.
+async fn account_key(app: &TestApp, email: &str) -> String {
+    sqlx::query_scalar(
+        "SELECT 'login:account:' || encode(sha256(convert_to(lower($1), 'UTF8')), 'hex')",
+    )
+    .bind(email)
+    .fetch_one(&app.admin)
+    .await
+    .unwrap()
+}
+
+/// The tat of a rate-limit key as text (None when the key has no row).
+async fn tat(app: &TestApp, key: &str) -> Option<String> {
+    sqlx::query_scalar("SELECT tat::text FROM rate_limits WHERE key = $1")
+        .bind(key)
+        .fetch_optional(&app.admin)
+        .await
+        .unwrap()
+}
+
+/// Moves time forward for one key by `secs`, behind the limiter's back.
+async fn pass_time(app: &TestApp, key: &str, secs: u64) {
+    let moved =
+        sqlx::query("UPDATE rate_limits SET tat = tat - make_interval(secs => $2) WHERE key = $1")
+            .bind(key)
+            .bind(secs as f64)
+            .execute(&app.admin)
+            .await
+            .unwrap()
+            .rows_affected();
+    assert_eq!(moved, 1, "{key} has a row");
+}
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> u64 {
+    headers["retry-after"].to_str().unwrap().parse().unwrap()
+}
+
 #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
-async fn auth05_repeated_failures_throttle_the_account_with_retry_after(
+async fn auth05_five_failures_then_even_the_right_password_gets_429_with_retry_after(
     _: sqlx::postgres::PgPoolOptions,
     options: PgConnectOptions,
 ) {
     let app = spawn_app(options).await;
     let s = app.signup("brute").await;
+    for i in 0..5 {
+        let (status, _, body) =
+            login_from(&app, "198.51.100.1", &s.email, "wrong password here").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {i}: {body}");
+    }
+    // The 6th, from another IP and with the right password: the account key is what blocks,
+    // before the password is even checked.
+    for ip in ["203.0.113.77", "203.0.113.78"] {
+        let (status, headers, body) = login_from(&app, ip, &s.email, PASSWORD).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+        assert_eq!(headers["content-type"], "application/problem+json");
+        let retry = retry_after(&headers);
+        assert!(
+            (170..=180).contains(&retry),
+            "one more failure per 3 minutes: {retry}"
+        );
+        assert_eq!(body["code"], "rate_limited");
+        assert_eq!(body["retry_after"], retry);
+        assert_eq!(headers["ratelimit-policy"], "\"login-account\";q=5;w=900");
+        let ratelimit = headers["ratelimit"].to_str().unwrap();
+        assert!(
+            ratelimit.starts_with("\"login-account\";r=0;t="),
+            "{ratelimit}"
+        );
+        assert!(body.get("access_token").is_none());
+    }
+    let key = account_key(&app, &s.email).await;
+    let blocked_tat = tat(&app, &key).await;
+    assert!(blocked_tat.is_some());
+
+    // Refused attempts consumed nothing: once Retry-After has passed, exactly one attempt is
+    // let through, here a right one.
+    pass_time(&app, &key, 180).await;
+    let (status, _, body) = login_from(&app, "203.0.113.77", &s.email, PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The success forgot the account's failures: five more wrong passwords are 401, not 429.
+    assert_eq!(tat(&app, &key).await, None, "account key reset");
+    for i in 0..5 {
+        let (status, _, _) = login_from(&app, "203.0.113.77", &s.email, "wrong again, sorry").await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "attempt {i} after the reset"
+        );
+    }
+    let (status, _, _) = login_from(&app, "203.0.113.77", &s.email, PASSWORD).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn a_throttled_account_does_not_throttle_another_account_from_the_same_ip(
+    _: sqlx::postgres::PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = spawn_app(options).await;
+    let victim = app.signup("victim").await;
+    let bystander = app.signup("bystander").await;
+    let ip = "198.51.100.20";
     for _ in 0..5 {
         assert_eq!(
-            app.login(&s.email, "wrong password here").await.0,
+            login_from(&app, ip, &victim.email, "wrong password here")
+                .await
+                .0,
             StatusCode::UNAUTHORIZED
         );
     }
-    // From rotating IPs too: the account counter is what blocks.
-    let response = app
-        .client
-        .post(app.url("/v1/auth/login"))
-        .header("x-forwarded-for", "203.0.113.77")
-        .json(&json!({"email": s.email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry: u64 = response.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((1..=30).contains(&retry), "{retry}");
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["code"], "rate_limited");
-
-    // The block ends by itself (no permanent lockout): move the clock past it.
-    sqlx::query("UPDATE auth_throttle SET blocked_until = now() - interval '1 second'")
-        .execute(&app.admin)
-        .await
-        .unwrap();
-    assert_eq!(app.login(&s.email, PASSWORD).await.0, StatusCode::OK);
-    // A success clears the account's counter.
-    let left: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM auth_throttle WHERE key LIKE 'account:%'")
-            .fetch_one(&app.admin)
+    assert_eq!(
+        login_from(&app, ip, &victim.email, PASSWORD).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Same IP, another account: its own failures count from zero, and it logs in.
+    assert_eq!(
+        login_from(&app, ip, &bystander.email, "wrong password here")
             .await
-            .unwrap();
-    assert_eq!(left, 0);
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, headers, body) = login_from(&app, ip, &bystander.email, PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(headers.get("retry-after").is_none());
+    // The victim is still blocked.
+    assert_eq!(
+        login_from(&app, ip, &victim.email, PASSWORD).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn unknown_emails_are_throttled_exactly_like_wrong_passwords_and_keys_hide_them(
+    _: sqlx::postgres::PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = spawn_app(options).await;
+    let known = app.signup("known").await;
+    let unknown = unique_email("ghost");
+    let ip_known = "198.51.100.31";
+    let ip_unknown = "198.51.100.32";
+    let mut answers = Vec::new();
+    for _ in 0..6 {
+        let k = login_from(&app, ip_known, &known.email, "wrong password here").await;
+        let u = login_from(&app, ip_unknown, &unknown, "wrong password here").await;
+        assert_eq!(k.0, u.0);
+        if u.0 == StatusCode::TOO_MANY_REQUESTS {
+            // The wait may differ by the second boundary the clock crossed in between.
+            assert_eq!(k.2["code"], u.2["code"]);
+            assert_eq!(k.1["ratelimit-policy"], u.1["ratelimit-policy"]);
+            assert!(retry_after(&k.1).abs_diff(retry_after(&u.1)) <= 1);
+        } else {
+            assert_eq!(k.2, u.2, "same problem body");
+        }
+        answers.push(u.0);
+    }
+    assert_eq!(
+        answers,
+        [
+            [StatusCode::UNAUTHORIZED; 5].as_slice(),
+            &[StatusCode::TOO_MANY_REQUESTS]
+        ]
+        .concat()
+    );
+
+    // The same rows on both sides: an account key and an IP key each, with the same tat
+    // offsets, and no email anywhere in the keys.
+    let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM rate_limits ORDER BY key")
+        .fetch_all(&app.admin)
+        .await
+        .unwrap();
+    let mut expected = vec![
+        account_key(&app, &known.email).await,
+        account_key(&app, &unknown).await,
+        format!("login:ip:{ip_known}"),
+        format!("login:ip:{ip_unknown}"),
+    ];
+    expected.sort();
+    assert_eq!(keys, expected);
+    for key in &keys {
+        assert!(!key.contains("example"), "{key}");
+    }
+    assert!(keys[0].len() == "login:account:".len() + 64);
 }
 
 #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
@@ -346,46 +505,81 @@ async fn auth06_one_ip_trying_many_accounts_is_throttled(
 ) {
     let app = spawn_app(options).await;
     let victim = app.signup("victim").await;
-    let attempt = |email: String| {
-        let app = &app;
-        async move {
-            app.client
-                .post(app.url("/v1/auth/login"))
-                .header("x-forwarded-for", "198.51.100.9")
-                .json(&json!({"email": email, "password": "guessing password"}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
-    };
-    for _ in 0..50 {
+    let ip = "198.51.100.9";
+    for i in 0..50 {
+        let (status, _, _) =
+            login_from(&app, ip, &unique_email("stuffed"), "guessing password").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "failure {i}");
+    }
+    let (status, headers, body) =
+        login_from(&app, ip, &unique_email("stuffed"), "guessing password").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(body["code"], "rate_limited");
+    assert_eq!(headers["ratelimit-policy"], "\"login-ip\";q=50;w=900");
+    let retry = retry_after(&headers);
+    assert!(
+        (1..=18).contains(&retry),
+        "one more failure per 18 s: {retry}"
+    );
+    // The same IP is blocked even for a correct password; another client IP is not.
+    assert_eq!(
+        login_from(&app, ip, &victim.email, PASSWORD).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        login_from(&app, "192.0.2.10", &victim.email, PASSWORD)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // Each stuffed account saw one failure only: none of them is blocked on its own.
+    let blocked_accounts: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM rate_limits WHERE key LIKE 'login:account:%' AND tat > now() + interval '12 minutes'",
+    )
+    .fetch_one(&app.admin)
+    .await
+    .unwrap();
+    assert_eq!(blocked_accounts, 0);
+}
+
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn a_success_resets_the_account_key_but_not_the_ip_key(
+    _: sqlx::postgres::PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = spawn_app(options).await;
+    let s = app.signup("resets").await;
+    let ip = "198.51.100.40";
+    let ip_key = format!("login:ip:{ip}");
+    for _ in 0..3 {
         assert_eq!(
-            attempt(unique_email("stuffed")).await,
+            login_from(&app, ip, &s.email, "wrong password here")
+                .await
+                .0,
             StatusCode::UNAUTHORIZED
         );
     }
+    let account = account_key(&app, &s.email).await;
+    assert!(tat(&app, &account).await.is_some());
+    let ip_tat = tat(&app, &ip_key).await;
+    assert!(ip_tat.is_some());
+
+    let (status, _, body) = login_from(&app, ip, &s.email, PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
-        attempt(unique_email("stuffed")).await,
-        StatusCode::TOO_MANY_REQUESTS
+        tat(&app, &account).await,
+        None,
+        "account failures forgotten"
     );
-    // The same IP is blocked even for a correct password; another client IP is not.
-    let blocked = app
-        .client
-        .post(app.url("/v1/auth/login"))
-        .header("x-forwarded-for", "198.51.100.9")
-        .json(&json!({"email": victim.email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(blocked.status(), StatusCode::TOO_MANY_REQUESTS);
-    let other = app
-        .client
-        .post(app.url("/v1/auth/login"))
-        .header("x-forwarded-for", "192.0.2.10")
-        .json(&json!({"email": victim.email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(other.status(), StatusCode::OK);
+    assert_eq!(
+        tat(&app, &ip_key).await,
+        ip_tat,
+        "the IP's failures still count"
+    );
+
+    // A success on an account without failures writes nothing.
+    let (status, _, _) = login_from(&app, ip, &s.email, PASSWORD).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(tat(&app, &account).await, None);
+    assert_eq!(tat(&app, &ip_key).await, ip_tat);
 }
