@@ -105,6 +105,8 @@ pub fn refusal_problem(refusal: Refusal) -> Problem {
             Problem::new(StatusCode::PAYMENT_REQUIRED, refusal.code())
                 .detail("the run's worst-case cost does not fit in this month's budget")
         }
+        Refusal::TrialExpired => Problem::new(StatusCode::PAYMENT_REQUIRED, refusal.code())
+            .detail("the organization's trial has ended; choose a plan to run again"),
     }
 }
 

@@ -76,7 +76,8 @@ pub fn router(
     )
 }
 
-/// Runs [`store::reap_expired`] every `every` until the process ends.
+/// Runs [`store::reap_expired`] and purges idle rate-limit keys every `every` until the
+/// process ends.
 pub fn spawn_reaper(pool: PgPool, grace: Duration, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
@@ -85,6 +86,11 @@ pub fn spawn_reaper(pool: PgPool, grace: Duration, every: Duration) -> tokio::ta
             tick.tick().await;
             if let Err(e) = store::reap_expired(&pool, grace).await {
                 tracing::warn!(error = %e, "reaper pass failed; retrying next tick");
+            }
+            // Rate-limit keys whose tat has passed carry nothing (every instance of every
+            // function writes them; one sweeper is enough).
+            if let Err(e) = runwarden_ratelimit::purge_idle(&pool).await {
+                tracing::warn!(error = %e, "rate-limit purge failed; retrying next tick");
             }
         }
     })

@@ -85,6 +85,8 @@ pub enum Refusal {
     ParallelRunsExceeded,
     MonthlyRunsExceeded,
     MonthlyBudgetExceeded,
+    /// A trial org past its trial's end: nothing more runs until it changes plan.
+    TrialExpired,
 }
 
 impl Refusal {
@@ -93,6 +95,7 @@ impl Refusal {
             Self::ParallelRunsExceeded => "parallel_runs_exceeded",
             Self::MonthlyRunsExceeded => "monthly_runs_exceeded",
             Self::MonthlyBudgetExceeded => "monthly_budget_exceeded",
+            Self::TrialExpired => "trial_expired",
         }
     }
 
@@ -101,10 +104,19 @@ impl Refusal {
             Self::ParallelRunsExceeded,
             Self::MonthlyRunsExceeded,
             Self::MonthlyBudgetExceeded,
+            Self::TrialExpired,
         ]
         .into_iter()
         .find(|r| r.code() == code)
     }
+}
+
+/// Whether a trial ending at `trial_ends_at` (`None`: not on trial) is over at `now`.
+pub fn trial_over(
+    trial_ends_at: Option<chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    trial_ends_at.is_some_and(|end| end <= now)
 }
 
 /// The admission decision. The cap granted is the smaller of the requested and the plan's;
@@ -204,6 +216,14 @@ mod tests {
     }
 
     #[test]
+    fn a_trial_is_over_from_its_end_on_and_never_outside_trial() {
+        let end = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        assert!(!trial_over(Some(end), end - chrono::Duration::seconds(1)));
+        assert!(trial_over(Some(end), end));
+        assert!(!trial_over(None, end + chrono::Duration::days(365)));
+    }
+
+    #[test]
     fn settlement_is_capped_at_the_grant() {
         assert_eq!(settled_cents(10_000, 900, 120), 30);
         assert_eq!(settled_cents(30, 900, 120), 1);
@@ -216,6 +236,7 @@ mod tests {
             Refusal::ParallelRunsExceeded,
             Refusal::MonthlyRunsExceeded,
             Refusal::MonthlyBudgetExceeded,
+            Refusal::TrialExpired,
         ] {
             assert_eq!(Refusal::from_code(r.code()), Some(r));
         }

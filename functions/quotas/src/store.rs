@@ -69,6 +69,8 @@ impl From<QuotaError> for TxError {
 pub struct OrgLimits {
     pub plan: String,
     pub limits: Limits,
+    /// When a trial ends (`None` outside trial): no run is admitted after it.
+    pub trial_ends_at: Option<DateTime<Utc>>,
     /// The overrides stored (ignored while on trial).
     pub overrides: Overrides,
 }
@@ -81,6 +83,7 @@ pub async fn org_limits(conn: &mut PgConnection, org: OrgId) -> sqlx::Result<Opt
         plan: String,
         #[sqlx(flatten)]
         limits: Limits,
+        trial_ends_at: Option<DateTime<Utc>>,
         o_active_projects: Option<i64>,
         o_runs_per_month: Option<i64>,
         o_parallel_runs: Option<i64>,
@@ -92,7 +95,7 @@ pub async fn org_limits(conn: &mut PgConnection, org: OrgId) -> sqlx::Result<Opt
     let row: Option<Row> = sqlx::query_as(
         "SELECT l.plan, l.active_projects, l.runs_per_month, l.parallel_runs,
                 l.wall_clock_cap_secs, l.monthly_budget_cents, l.cost_cents_per_hour,
-                l.requests_per_minute,
+                l.requests_per_minute, l.trial_ends_at,
                 v.active_projects AS o_active_projects, v.runs_per_month AS o_runs_per_month,
                 v.parallel_runs AS o_parallel_runs, v.wall_clock_cap_secs AS o_wall_clock_cap_secs,
                 v.monthly_budget_cents AS o_monthly_budget_cents,
@@ -107,6 +110,7 @@ pub async fn org_limits(conn: &mut PgConnection, org: OrgId) -> sqlx::Result<Opt
     Ok(row.map(|r| OrgLimits {
         plan: r.plan,
         limits: r.limits,
+        trial_ends_at: r.trial_ends_at,
         overrides: Overrides {
             active_projects: r.o_active_projects,
             runs_per_month: r.o_runs_per_month,
@@ -241,12 +245,16 @@ async fn admit_once(
         return Err(QuotaError::conflict("run_id_conflict", "run id already used").into());
     }
     // Read under the lock (a plan change may have committed meanwhile).
-    let limits = org_limits(&mut tx, org)
+    let org_limits = org_limits(&mut tx, org)
         .await?
-        .ok_or(QuotaError::NotFound)?
-        .limits;
+        .ok_or(QuotaError::NotFound)?;
+    let limits = org_limits.limits;
     let usage = usage(&mut tx, org).await?;
-    let decision = rules::decide(&limits, &usage, requested_cap_secs);
+    let decision = if rules::trial_over(org_limits.trial_ends_at, Utc::now()) {
+        Err(Refusal::TrialExpired)
+    } else {
+        rules::decide(&limits, &usage, requested_cap_secs)
+    };
     match decision {
         Ok(grant) => {
             sqlx::query(

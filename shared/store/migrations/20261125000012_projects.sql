@@ -1,15 +1,20 @@
--- Projects (owned by runs) and the active-project quota (DESIGN.md section 5).
+-- Projects (owned by runs), the active-project quota and the trial's end (DESIGN.md
+-- section 5).
+
+-- A trial ends: after this instant a trial org's runs are refused (402 trial_expired).
+ALTER TABLE orgs ADD COLUMN trial_ends_at timestamptz NOT NULL DEFAULT now() + interval '14 days';
 
 -- The limits an org runs under: its plan's, overridden field by field outside trial (trial
 -- caps are hard: overrides are ignored, whatever is stored). The one place this rule lives:
 -- quotas' admission, the request rate limiter and the project quota all read it. SECURITY
 -- DEFINER because plans, orgs and overrides sit behind row-level security and the rate
 -- limiter runs before a handler sets the tenant; no row for a terminated or unknown org.
+-- trial_ends_at is null outside trial.
 CREATE FUNCTION org_limits(p_org uuid)
     RETURNS TABLE (plan text, active_projects bigint, runs_per_month bigint,
                    parallel_runs bigint, wall_clock_cap_secs bigint,
                    monthly_budget_cents bigint, cost_cents_per_hour bigint,
-                   requests_per_minute bigint)
+                   requests_per_minute bigint, trial_ends_at timestamptz)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path = public, pg_temp
     AS $$
@@ -27,7 +32,8 @@ CREATE FUNCTION org_limits(p_org uuid)
            CASE WHEN o.plan = 'trial' THEN p.cost_cents_per_hour
                 ELSE coalesce(q.cost_cents_per_hour, p.cost_cents_per_hour) END,
            CASE WHEN o.plan = 'trial' THEN p.requests_per_minute
-                ELSE coalesce(q.requests_per_minute, p.requests_per_minute) END
+                ELSE coalesce(q.requests_per_minute, p.requests_per_minute) END,
+           CASE WHEN o.plan = 'trial' THEN o.trial_ends_at END
       FROM orgs o
       JOIN plans p ON p.name = o.plan
       LEFT JOIN quota_overrides q ON q.org_id = o.id

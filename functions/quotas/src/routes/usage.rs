@@ -16,6 +16,8 @@ pub struct UsageBody {
     pub org_id: runwarden_tenancy::OrgId,
     pub plan: String,
     pub limits: Limits,
+    /// When the trial ends (null outside trial).
+    pub trial_ends_at: Option<DateTime<Utc>>,
     pub month_start: DateTime<Utc>,
     pub active_projects: i64,
     pub runs_this_month: i64,
@@ -44,6 +46,7 @@ pub async fn get_usage(mut access: OrgAccess) -> QuotaResult<Json<UsageBody>> {
         org_id: org,
         plan: limits.plan,
         limits: limits.limits,
+        trial_ends_at: limits.trial_ends_at,
         month_start: month_start(Utc::now()),
         active_projects,
         runs_this_month: usage.runs_this_month,

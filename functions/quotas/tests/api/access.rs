@@ -72,6 +72,8 @@ async fn usage_is_for_members_only(_: PgPoolOptions, options: PgConnectOptions) 
         assert_eq!(status, StatusCode::OK, "{role:?}");
         assert_eq!(body["org_id"], org.to_string());
         assert_eq!(body["plan"], "trial");
+        assert!(body["trial_ends_at"].is_string(), "{body}");
+        assert_eq!(body["active_projects"], 0, "{body}");
     }
     // A member of another org, or an outsider: 404, the same as no such org.
     let stranger = app.member(other, Role::Owner).await;

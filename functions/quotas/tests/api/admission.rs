@@ -267,3 +267,77 @@ async fn serialization_failures_and_deadlocks_are_retried_and_never_a_500(
         assert_eq!(rows, 0, "{sqlstate}");
     }
 }
+
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn rel12_the_last_run_of_the_month_goes_to_exactly_one_of_50(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = spawn_app(options).await;
+    let org = app.org_on("team").await;
+    app.override_limit(org, "runs_per_month", 100).await;
+    app.override_limit(org, "parallel_runs", 1000).await;
+    // 99 of 100 used (settled, so only the monthly counter binds).
+    let used = app.admit_concurrently(org, 99, 60).await;
+    for run in admitted(&used) {
+        app.settle(run, 1).await;
+    }
+    let results = app.admit_concurrently(org, 50, 60).await;
+    let c = counts(&results);
+    assert_eq!(c.get("admitted"), Some(&1), "{c:?}");
+    assert_eq!(c.get("402:monthly_runs_exceeded"), Some(&49), "{c:?}");
+    let this_month: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM quota_admissions WHERE org_id = $1 AND status <> 'refused'",
+    )
+    .bind(org)
+    .fetch_one(&app.admin)
+    .await
+    .unwrap();
+    assert_eq!(this_month, 100, "never 101");
+    // The 1st of next month (UTC): the counter starts again.
+    sqlx::query(
+        "UPDATE quota_admissions SET admitted_at = date_trunc('month', now()) - interval '1 second'
+         WHERE org_id = $1",
+    )
+    .bind(org)
+    .execute(&app.admin)
+    .await
+    .unwrap();
+    let (status, body) = app.admit(org, Uuid::now_v7(), 60).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn api4_06_a_trial_past_its_end_runs_nothing_until_it_changes_plan(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = spawn_app(options).await;
+    let org = app.org().await;
+    let (status, _) = app.admit(org, Uuid::now_v7(), 60).await;
+    assert_eq!(status, StatusCode::OK, "a new trial runs");
+    sqlx::query("UPDATE orgs SET trial_ends_at = now() - interval '1 second' WHERE id = $1")
+        .bind(org)
+        .execute(&app.admin)
+        .await
+        .unwrap();
+    let (status, body) = app.admit(org, Uuid::now_v7(), 60).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::PAYMENT_REQUIRED, Some("trial_expired")),
+        "{body}"
+    );
+    // No reservation was made for it: only the first run holds budget.
+    assert_eq!(app.tally(org).await.3, 2);
+    // On a paid plan the trial's end no longer applies.
+    let (status, body) = app
+        .internal(
+            reqwest::Method::PUT,
+            &format!("/internal/orgs/{org}/plan"),
+            &serde_json::json!({"plan": "team"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app.admit(org, Uuid::now_v7(), 60).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
