@@ -11,7 +11,8 @@ pub mod google;
 pub mod orgs;
 pub mod password;
 pub mod routes;
-pub mod secret_token;
+/// Opaque secrets live in the tokens crate, shared with runs (runner tickets and tokens).
+pub use runwarden_tokens::opaque as secret_token;
 pub mod sessions;
 pub mod throttle;
 

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 pub mod oidc;
+pub mod opaque;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};

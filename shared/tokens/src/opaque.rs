@@ -1,5 +1,5 @@
-//! Opaque bearer secrets (refresh tokens, invitation tokens, OIDC state): 256 random bits,
-//! shown once, stored only as SHA-256.
+//! Opaque bearer secrets (refresh and invitation tokens, OIDC state, runner tickets and
+//! tokens): 256 random bits, shown once, stored only as SHA-256.
 
 use aws_lc_rs::digest;
 use base64::Engine;
