@@ -1,15 +1,22 @@
 //! runs' configuration, from the environment (documented in `.env.example`).
 
+use std::path::PathBuf;
+
+use runwarden_events::push::PushConfig;
+use runwarden_events::relay::RelayConfig;
 use runwarden_platform::config::{
     http_url, optional_var, port, required_secret, required_var, var_parsed,
 };
+use runwarden_platform::internal_auth::InternalSecrets;
 use runwarden_platform::{ConfigError, Environment};
 use secrecy::SecretString;
 use url::Url;
 
+use crate::runs::Agents;
+
 pub const DEFAULT_PORT: u16 = 8082;
 
-/// Not `Debug`: it holds the database URL, which may carry a password.
+/// Not `Debug`: it holds the database URL and the internal secrets.
 pub struct Config {
     pub env: Environment,
     pub port: u16,
@@ -17,17 +24,54 @@ pub struct Config {
     pub database_url: SecretString,
     /// auth's published keys (`{auth}/.well-known/jwks.json`), fetched at start.
     pub auth_jwks_url: Url,
+    /// quotas' base URL, for admissions.
+    pub quotas_url: Url,
+    /// `X-Internal-Auth` secrets: checked on `/internal/`, the first sent to quotas.
+    pub internal_secrets: InternalSecrets,
+    pub push: PushConfig,
+    pub relay: RelayConfig,
+    /// The agents runner images carry (`RUNS_AGENTS`, comma list; default `demo`).
+    pub agents: Agents,
+    /// The runner binary the local executor starts (default: `runner` beside this binary).
+    pub runner_bin: PathBuf,
+    /// The base URL a runner reaches runs at (default `http://127.0.0.1:{port}`).
+    pub runner_runs_url: String,
+    /// How long past its cap a run's token lives and the reaper waits.
+    pub runner_grace_secs: u64,
     pub trusted_proxy_hops: usize,
     pub project: Option<String>,
 }
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
+        let env = Environment::from_env()?;
+        let port = port(DEFAULT_PORT)?;
+        let agents_list = optional_var("RUNS_AGENTS").unwrap_or_else(|| "demo".into());
+        let agents = Agents::parse(&agents_list).ok_or(ConfigError::Invalid {
+            name: "RUNS_AGENTS",
+            reason: "expected a comma list of agent names (a-z, 0-9, - and _)".into(),
+        })?;
+        let runner_bin = match optional_var("RUNNER_BIN") {
+            Some(path) => PathBuf::from(path),
+            None => std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent().map(|dir| dir.join("runner")))
+                .unwrap_or_else(|| PathBuf::from("runner")),
+        };
         Ok(Self {
-            env: Environment::from_env()?,
-            port: port(DEFAULT_PORT)?,
+            env,
+            port,
             database_url: required_secret("DATABASE_URL")?,
             auth_jwks_url: http_url("AUTH_JWKS_URL", &required_var("AUTH_JWKS_URL")?)?,
+            quotas_url: http_url("QUOTAS_URL", &required_var("QUOTAS_URL")?)?,
+            internal_secrets: InternalSecrets::parse(&required_secret("INTERNAL_AUTH_SECRETS")?)?,
+            push: PushConfig::from_env(env)?,
+            relay: RelayConfig::from_env()?,
+            agents,
+            runner_bin,
+            runner_runs_url: optional_var("RUNNER_RUNS_URL")
+                .unwrap_or_else(|| format!("http://127.0.0.1:{port}")),
+            runner_grace_secs: var_parsed("RUNNER_GRACE_SECS", 30)?,
             trusted_proxy_hops: var_parsed("TRUSTED_PROXY_HOPS", 0)?,
             project: optional_var("GOOGLE_CLOUD_PROJECT"),
         })

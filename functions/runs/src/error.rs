@@ -10,6 +10,8 @@ use runwarden_tenancy::TenancyError;
 pub enum RunsError {
     #[error("{detail}")]
     Invalid { code: &'static str, detail: String },
+    #[error("unauthenticated")]
+    Unauthenticated,
     #[error("forbidden: {0}")]
     Forbidden(String),
     #[error("not found")]
@@ -19,6 +21,12 @@ pub enum RunsError {
     /// A plan limit: 402, with the limit's code.
     #[error("{detail}")]
     QuotaExceeded { code: &'static str, detail: String },
+    /// Quotas refused a run (429 or 402): its problem, passed on as is.
+    #[error("refused by quotas")]
+    Refused {
+        status: StatusCode,
+        problem: serde_json::Value,
+    },
     #[error("unavailable")]
     Unavailable,
     #[error(transparent)]
@@ -67,6 +75,8 @@ impl From<TenancyError> for RunsError {
 impl IntoResponse for RunsError {
     fn into_response(self) -> Response {
         let problem = match self {
+            Self::Refused { status, problem } => return refusal_response(status, &problem),
+            Self::Unauthenticated => Problem::unauthorized(),
             Self::Invalid { code, detail } => Problem::bad_request(code, detail),
             Self::Forbidden(detail) => Problem::forbidden(detail),
             Self::NotFound => Problem::not_found(),
@@ -85,4 +95,24 @@ impl IntoResponse for RunsError {
         };
         problem.into_response()
     }
+}
+
+/// Quotas' refusal as runs answers it: the same status, body and `Retry-After`.
+fn refusal_response(status: StatusCode, problem: &serde_json::Value) -> Response {
+    let mut response = (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
+        problem.to_string(),
+    )
+        .into_response();
+    if let Some(secs) = problem
+        .get("retry_after")
+        .and_then(serde_json::Value::as_u64)
+        && let Ok(value) = axum::http::HeaderValue::from_str(&secs.to_string())
+    {
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, value);
+    }
+    response
 }

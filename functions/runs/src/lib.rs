@@ -1,26 +1,41 @@
-//! runs: projects, and (as they land) secrets, runs, dispatch and media (DESIGN.md
-//! sections 2 and 4).
+//! runs: projects, runs, their dispatch to one runner each, and (as they land) secrets and
+//! media (DESIGN.md sections 2 and 4).
 //!
-//! - **Projects** (`/v1/orgs/{org}/projects[/{project}]`): create, list (newest first,
-//!   cursor-paginated), get, rename, archive, unarchive, delete. Creating or unarchiving
-//!   past the plan's active projects is refused with 402 `active_projects_exceeded`, exactly
-//!   under concurrency (see [`projects`]). Every change writes its audit event in the same
-//!   transaction.
+//! - **Projects** (`/v1/orgs/{org}/projects[/{project}]`): create, list, get, rename, archive,
+//!   unarchive, delete; the active-project quota holds exactly (see [`projects`]).
+//! - **Runs** (`POST .../projects/{project}/runs`, `GET .../runs[/{run}]`, `POST .../cancel`):
+//!   admitted by quotas (its 429/402 passed on), idempotent by `Idempotency-Key`; see
+//!   [`runs`] for a run's life.
+//! - **Dispatch** (`POST /push/run-dispatch`): one runner execution per run, however often
+//!   Pub/Sub delivers ([`dispatch`]); the runner exchanges a single-use ticket for a token
+//!   bound to its run ([`runner`], `/internal/runner/...`).
+//! - **Reaper** ([`reaper`]): runs past their cap plus grace are ended by the server.
 //!
 //! The app connects as `runwarden_runs`; every tenant table is under row-level security
 //! keyed by `app.org_id`. `App::build` wires configuration into a served router; `router`
 //! is the same routes without a socket, for in-process tests.
 
+pub mod admission;
 pub mod config;
+pub mod dispatch;
 pub mod error;
 pub mod extract;
 pub mod projects;
+pub mod reaper;
 pub mod routes;
+pub mod runner;
+pub mod runs;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use runwarden_events::bus::PubSubBus;
+use runwarden_events::push::PushAuth;
+use runwarden_events::relay::Relay;
+use runwarden_platform::internal_auth::InternalSecrets;
 use runwarden_platform::request::TrustedProxyHops;
 use runwarden_platform::server::{self, Limits};
 use runwarden_tokens::TokenVerifier;
@@ -29,25 +44,47 @@ use tokio::net::TcpListener;
 
 pub use config::Config;
 
+/// How often the reaper looks for overdue runs.
+pub const REAPER_INTERVAL: Duration = Duration::from_secs(10);
+
 #[derive(Clone)]
 pub struct AppState {
     /// As `runwarden_runs`.
     pub pool: PgPool,
     /// auth's public keys, for access tokens.
     pub verifier: TokenVerifier,
+    pub quotas: admission::QuotasClient,
+    pub executor: dispatch::Executor,
+    pub agents: runs::Agents,
+    /// How long past its cap a runner token lives.
+    pub runner_grace: chrono::Duration,
 }
 
 /// Every runs route, with the platform's shared layers.
-pub fn router(state: AppState, hops: TrustedProxyHops, limits: &Limits) -> Router {
+pub fn router(
+    state: AppState,
+    push_auth: PushAuth,
+    secrets: InternalSecrets,
+    hops: TrustedProxyHops,
+    limits: &Limits,
+) -> Router {
     // Per-org request rate, shared with every other function through the database.
     let rate_limit = runwarden_ratelimit::OrgRateLimit::from_plans(state.pool.clone());
-    server::app(rate_limit.apply(routes::router(state)), limits, hops)
+    server::app(
+        rate_limit.apply(routes::router(state, push_auth, secrets)),
+        limits,
+        hops,
+    )
 }
 
 pub struct App {
     listener: TcpListener,
     router: Router,
     limits: Limits,
+    relay: Relay,
+    pool: PgPool,
+    executor: dispatch::Executor,
+    grace: Duration,
 }
 
 impl App {
@@ -57,9 +94,34 @@ impl App {
         let verifier = runwarden_tokens::fetch_verifier_retrying(config.auth_jwks_url.as_str(), 12)
             .await
             .context("AUTH_JWKS_URL: no usable key set")?;
+        let push_auth = config.push.into_auth().await?;
+        let bus = PubSubBus::connect(config.relay.pubsub.clone())
+            .await
+            .context("building the Pub/Sub publisher")?;
+        let relay =
+            Relay::new(pool.clone(), Arc::new(bus)).with_settings(config.relay.settings.clone());
+        let executor = dispatch::Executor::Local(dispatch::LocalExecutor::new(
+            config.runner_bin.clone(),
+            config.runner_runs_url.clone(),
+            config.internal_secrets.current(),
+        ));
+        let grace = Duration::from_secs(config.runner_grace_secs);
+        let state = AppState {
+            pool: pool.clone(),
+            verifier,
+            quotas: admission::QuotasClient::new(
+                &config.quotas_url,
+                config.internal_secrets.current(),
+            )?,
+            executor: executor.clone(),
+            agents: config.agents.clone(),
+            runner_grace: chrono::Duration::from_std(grace)?,
+        };
         let limits = Limits::default();
         let router = router(
-            AppState { pool, verifier },
+            state,
+            push_auth,
+            config.internal_secrets,
             TrustedProxyHops(config.trusted_proxy_hops),
             &limits,
         );
@@ -70,6 +132,10 @@ impl App {
             listener,
             router,
             limits,
+            relay,
+            pool,
+            executor,
+            grace,
         })
     }
 
@@ -77,15 +143,30 @@ impl App {
         self.listener.local_addr()
     }
 
-    /// Serves until SIGTERM.
+    /// Serves, relays outbox events and reaps overdue runs until SIGTERM: the server drains
+    /// first, then the relay publishes what the last requests committed and stops.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         tracing::info!(addr = %self.local_addr()?, "runs listening");
-        server::serve(
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let relay = tokio::spawn(self.relay.run(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }));
+        let reaper = reaper::spawn(
+            self.pool.clone(),
+            self.executor.clone(),
+            self.grace,
+            REAPER_INTERVAL,
+        );
+        let served = server::serve(
             self.listener,
             self.router,
             &self.limits,
             server::shutdown_signal(),
         )
-        .await
+        .await;
+        reaper.abort();
+        let _ = stop.send(true);
+        let _ = relay.await;
+        served
     }
 }

@@ -41,6 +41,14 @@ impl Actor {
         }
     }
 
+    /// The runner of one run, acting with that run's token.
+    pub fn runner(run: impl ToString) -> Self {
+        Self {
+            kind: ActorKind::Runner,
+            id: Some(run.to_string()),
+        }
+    }
+
     pub fn system() -> Self {
         Self {
             kind: ActorKind::System,
@@ -143,20 +151,46 @@ impl AuditEvent {
     /// Appends the event to the outbox in the caller's transaction. The transaction must
     /// carry the event's org as its tenant setting (row-level security checks it).
     pub async fn record(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO outbox_events (id, org_id, topic, kind, payload, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(self.id)
-        .bind(self.org_id)
-        .bind(AUDIT_TOPIC)
-        .bind(&self.action)
-        .bind(sqlx::types::Json(self))
-        .bind(self.time)
-        .execute(conn)
-        .await?;
-        Ok(())
+        insert(conn, self.id, self.org_id, AUDIT_TOPIC, &self.action, self).await
     }
+}
+
+/// Writes one message for `topic` to the outbox in the caller's transaction; the relay
+/// publishes it (event id and `kind` as attributes, the org as ordering key). The
+/// transaction must carry `org` as its tenant setting. Returns the event id, which
+/// consumers deduplicate by.
+pub async fn enqueue(
+    conn: &mut PgConnection,
+    org: OrgId,
+    topic: &str,
+    kind: &str,
+    payload: &impl Serialize,
+) -> Result<Uuid, sqlx::Error> {
+    let id = Uuid::now_v7();
+    insert(conn, id, org, topic, kind, payload).await?;
+    Ok(id)
+}
+
+async fn insert(
+    conn: &mut PgConnection,
+    id: Uuid,
+    org: OrgId,
+    topic: &str,
+    kind: &str,
+    payload: &impl Serialize,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO outbox_events (id, org_id, topic, kind, payload, created_at)
+         VALUES ($1, $2, $3, $4, $5, now())",
+    )
+    .bind(id)
+    .bind(org)
+    .bind(topic)
+    .bind(kind)
+    .bind(sqlx::types::Json(payload))
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -43,6 +43,11 @@ impl InternalSecrets {
         Ok(Self(Arc::new(secrets)))
     }
 
+    /// The secret to send on outgoing internal calls (the first: the current one).
+    pub fn current(&self) -> SecretString {
+        self.0[0].clone()
+    }
+
     pub fn accepts(&self, presented: &[u8]) -> bool {
         let mut ok = subtle::Choice::from(0u8);
         for secret in self.0.iter() {

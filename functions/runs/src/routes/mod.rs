@@ -1,18 +1,27 @@
 //! runs' HTTP surface. `ROUTES` is the one list of what is served: the router, the OpenAPI
 //! document and the access tests are all checked against it.
 
-mod projects;
+pub(crate) mod projects;
+mod runner;
+mod runs;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
+use runwarden_events::push::PushAuth;
+use runwarden_platform::internal_auth::{InternalSecrets, require_internal_auth};
 use runwarden_tenancy::Role;
 
 use crate::AppState;
+use crate::runs::RUN_DISPATCH_TOPIC;
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     Public,
+    /// Pub/Sub only: Google's OIDC token in production, the stack's secret locally.
+    Push,
+    /// The runner: `X-Internal-Auth`, then its ticket or runner token.
+    Runner,
     /// A member of the org in the path with at least this role.
     Org(Role),
 }
@@ -36,6 +45,30 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         "/v1/orgs/{org}/projects/{project}",
         Access::Org(Role::Admin),
     ),
+    (
+        "POST",
+        "/v1/orgs/{org}/projects/{project}/runs",
+        Access::Org(Role::Member),
+    ),
+    ("GET", "/v1/orgs/{org}/runs", Access::Org(Role::Viewer)),
+    (
+        "GET",
+        "/v1/orgs/{org}/runs/{run}",
+        Access::Org(Role::Viewer),
+    ),
+    (
+        "POST",
+        "/v1/orgs/{org}/runs/{run}/cancel",
+        Access::Org(Role::Member),
+    ),
+    ("POST", "/internal/runner/exchange", Access::Runner),
+    ("POST", "/internal/runner/runs/{run}/events", Access::Runner),
+    (
+        "POST",
+        "/internal/runner/runs/{run}/complete",
+        Access::Runner,
+    ),
+    ("POST", "/push/run-dispatch", Access::Push),
     ("GET", "/healthz", Access::Public),
     ("GET", "/openapi.json", Access::Public),
 ];
@@ -43,7 +76,23 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
 /// Every runs route but `/healthz` (which the platform adds).
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, push_auth: PushAuth, secrets: InternalSecrets) -> Router {
+    let pool = state.pool.clone();
+    let executor = state.executor.clone();
+    let internal = Router::new()
+        .route("/internal/runner/exchange", post(runner::exchange))
+        .route(
+            "/internal/runner/runs/{run}/events",
+            post(runner::append_events),
+        )
+        .route(
+            "/internal/runner/runs/{run}/complete",
+            post(runner::complete),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            secrets,
+            require_internal_auth,
+        ));
     Router::new()
         .route(
             "/v1/orgs/{org}/projects",
@@ -55,8 +104,18 @@ pub fn router(state: AppState) -> Router {
                 .patch(projects::update)
                 .delete(projects::delete),
         )
+        .route("/v1/orgs/{org}/projects/{project}/runs", post(runs::start))
+        .route("/v1/orgs/{org}/runs", get(runs::list))
+        .route("/v1/orgs/{org}/runs/{run}", get(runs::get))
+        .route("/v1/orgs/{org}/runs/{run}/cancel", post(runs::cancel))
         .route("/openapi.json", get(openapi))
+        .merge(internal)
         .with_state(state)
+        .merge(runwarden_events::push::route(
+            RUN_DISPATCH_TOPIC,
+            push_auth,
+            move |delivery| crate::dispatch::handle_push(pool.clone(), executor.clone(), delivery),
+        ))
 }
 
 async fn openapi() -> impl axum::response::IntoResponse {

@@ -4,33 +4,123 @@
 
 #![allow(dead_code)]
 
+use std::path::PathBuf;
+
+use base64::Engine;
 use reqwest::{Method, StatusCode};
+use runwarden_events::push::PushAuth;
+use runwarden_platform::internal_auth::InternalSecrets;
 use runwarden_platform::request::TrustedProxyHops;
 use runwarden_platform::server::Limits;
+use runwarden_runs::dispatch::{Executor, LocalExecutor};
+use runwarden_runs::runs::Agents;
 use runwarden_runs::{AppState, router};
 use runwarden_tenancy::OrgId;
 use runwarden_testkit::{Fixtures, Served};
-use serde_json::Value;
+use secrecy::SecretString;
+use serde_json::{Value, json};
 use sqlx::postgres::PgConnectOptions;
+use uuid::Uuid;
+
+pub const PUSH_SECRET: &str = "test-push-secret-0123456789abcdef";
+pub const INTERNAL_SECRET: &str = "test-internal-secret-0123456789abcdef";
+/// The runner grace the app runs with.
+pub const GRACE_SECS: i64 = 5;
 
 pub struct TestApp {
     pub served: Served,
+    /// quotas, served beside runs on the same database, as in production.
+    pub quotas: Served,
     pub client: reqwest::Client,
     pub fx: Fixtures,
+    /// Where the stand-in runner records each start: one line "<run id> <ticket>".
+    pub starts: PathBuf,
+    pub executor: Executor,
+    _dir: TempDir,
 }
+
+/// A directory removed when the test ends.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("runwarden-runs-test-{}", Uuid::now_v7()));
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A runner stand-in for the dispatch tests: records its start (with the ticket it got) and
+/// exits, as a real process started by the real local executor.
+const RECORDING_RUNNER: &str =
+    "#!/bin/sh\necho \"$RUNWARDEN_RUN_ID $RUNNER_TICKET\" >> \"$(dirname \"$0\")/starts\"\n";
 
 pub async fn spawn_app(options: PgConnectOptions) -> TestApp {
     let fx = Fixtures::new(options).await;
+    let limits = Limits::default();
+    let secrets = InternalSecrets::parse(&SecretString::from(INTERNAL_SECRET)).unwrap();
+    let push = || PushAuth::shared_secret(SecretString::from(PUSH_SECRET)).unwrap();
+
+    let quotas_state = runwarden_quotas::AppState {
+        pool: fx.pool_as(runwarden_store::roles::QUOTAS, 10).await,
+        verifier: fx.signer.verifier(),
+    };
+    let quotas = Served::start(
+        runwarden_quotas::router(
+            quotas_state,
+            push(),
+            secrets.clone(),
+            TrustedProxyHops(0),
+            &limits,
+        ),
+        limits.clone(),
+    )
+    .await;
+
+    let dir = TempDir::new();
+    let runner = dir.path().join("runner");
+    std::fs::write(&runner, RECORDING_RUNNER).unwrap();
+    std::fs::set_permissions(&runner, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let executor = Executor::Local(LocalExecutor::new(
+        runner,
+        "http://127.0.0.1:9".into(),
+        SecretString::from(INTERNAL_SECRET),
+    ));
     let state = AppState {
         pool: fx.pool_as(runwarden_store::roles::RUNS, 20).await,
         verifier: fx.signer.verifier(),
+        quotas: runwarden_runs::admission::QuotasClient::new(
+            &quotas.url("/").parse().unwrap(),
+            SecretString::from(INTERNAL_SECRET),
+        )
+        .unwrap(),
+        executor: executor.clone(),
+        agents: Agents::parse("demo").unwrap(),
+        runner_grace: chrono::Duration::seconds(GRACE_SECS),
     };
-    let limits = Limits::default();
-    let served = Served::start(router(state, TrustedProxyHops(0), &limits), limits).await;
+    let served = Served::start(
+        router(state, push(), secrets, TrustedProxyHops(0), &limits),
+        limits,
+    )
+    .await;
     TestApp {
         served,
+        quotas,
         client: runwarden_testkit::client(),
         fx,
+        starts: dir.path().join("starts"),
+        executor,
+        _dir: dir,
     }
 }
 
@@ -96,5 +186,125 @@ impl TestApp {
         .fetch_one(&self.fx.admin)
         .await
         .unwrap()
+    }
+}
+
+impl TestApp {
+    /// A project of `org`, created through the API by `token`; its id.
+    pub async fn project(&self, org: OrgId, token: &str) -> String {
+        let (status, body) = self.create_project(org, token, Uuid::now_v7()).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// `POST .../runs` with an optional `Idempotency-Key`.
+    pub async fn start_run(
+        &self,
+        org: OrgId,
+        project: &str,
+        token: &str,
+        body: Value,
+        key: Option<&str>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let mut request = self
+            .client
+            .post(
+                self.served
+                    .url(&format!("/v1/orgs/{org}/projects/{project}/runs")),
+            )
+            .bearer_auth(token)
+            .json(&body);
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            headers,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Delivers the run's dispatch as Pub/Sub would (the stack's push secret in the URL).
+    pub async fn push_dispatch(&self, org: OrgId, run: &str) -> StatusCode {
+        let data = base64::engine::general_purpose::STANDARD
+            .encode(json!({"run_id": run, "org_id": org}).to_string());
+        let envelope = json!({
+            "subscription": "projects/test/subscriptions/run-dispatch-runs",
+            "message": {"data": data, "messageId": Uuid::now_v7().to_string(),
+                        "attributes": {"kind": "run.dispatch"}},
+        });
+        self.client
+            .post(
+                self.served
+                    .url(&format!("/push/run-dispatch?token={PUSH_SECRET}")),
+            )
+            .json(&envelope)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
+    /// The starts the stand-in runner recorded: (run id, ticket). Waits up to 5 s for
+    /// `expected` of them (the executor starts a real process).
+    pub async fn starts(&self, expected: usize) -> Vec<(String, String)> {
+        let mut lines = Vec::new();
+        for _ in 0..50 {
+            lines = std::fs::read_to_string(&self.starts)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.split_once(' ').map(|(a, b)| (a.to_owned(), b.to_owned())))
+                .collect();
+            if lines.len() >= expected {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        lines
+    }
+
+    /// A runner API call: `X-Internal-Auth`, and the runner token when given.
+    pub async fn runner_call(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .client
+            .post(self.served.url(path))
+            .header("x-internal-auth", INTERNAL_SECRET)
+            .json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Outbox messages of `org` on `topic`, oldest first (payloads).
+    pub async fn outbox(&self, org: OrgId, topic: &str) -> Vec<Value> {
+        sqlx::query_scalar(
+            "SELECT payload FROM outbox_events WHERE org_id = $1 AND topic = $2 ORDER BY created_at, id",
+        )
+        .bind(org)
+        .bind(topic)
+        .fetch_all(&self.fx.admin)
+        .await
+        .unwrap()
+    }
+
+    pub async fn run_status(&self, run: &str) -> String {
+        sqlx::query_scalar("SELECT status FROM runs WHERE id = $1::uuid")
+            .bind(run)
+            .fetch_one(&self.fx.admin)
+            .await
+            .unwrap()
     }
 }

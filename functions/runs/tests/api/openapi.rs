@@ -73,7 +73,8 @@ async fn openapi_lists_exactly_the_routes(_: PgPoolOptions, options: PgConnectOp
         let url = app.served.url(
             &path
                 .replace("{org}", &org.to_string())
-                .replace("{project}", &project.to_string()),
+                .replace("{project}", &project.to_string())
+                .replace("{run}", &project.to_string()),
         );
         let method = Method::from_bytes(method.as_bytes()).unwrap();
         let status = app
@@ -83,9 +84,10 @@ async fn openapi_lists_exactly_the_routes(_: PgPoolOptions, options: PgConnectOp
             .await
             .unwrap()
             .status();
+        // Org, runner and push routes all refuse a caller with no credentials.
         let expected = match access {
             Access::Public => StatusCode::OK,
-            Access::Org(_) => StatusCode::UNAUTHORIZED,
+            Access::Org(_) | Access::Runner | Access::Push => StatusCode::UNAUTHORIZED,
         };
         assert_eq!(status, expected, "{method} {path}");
     }

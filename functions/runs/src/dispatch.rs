@@ -1,0 +1,195 @@
+//! Dispatch: the `run-dispatch` push starts one runner execution per run, however often
+//! Pub/Sub delivers it. The run's row is locked while the execution starts; a run already
+//! dispatched (or no longer queued) is acknowledged and left alone, and a start that fails
+//! leaves the run queued and answers 5xx, so Pub/Sub retries.
+//!
+//! What travels to the execution is a single-use ticket, never the runner token: job
+//! overrides are readable by anyone who can read the execution, so the runner exchanges the
+//! ticket once for its token (`runner` module) and a second exchange fails and is audited.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use runwarden_events::push::{Delivery, PushError};
+use runwarden_tenancy::{OrgId, set_tenant};
+use runwarden_tokens::opaque;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::runs::{self, Status};
+
+/// What a runner execution is started with.
+pub struct Launch<'a> {
+    pub run: Uuid,
+    pub ticket: &'a str,
+}
+
+/// Starts runner executions: Cloud Run job executions in production, child processes locally.
+#[derive(Clone)]
+pub enum Executor {
+    Local(LocalExecutor),
+}
+
+impl Executor {
+    /// Starts the execution; returns its name (for cancel).
+    pub async fn start(&self, launch: Launch<'_>) -> anyhow::Result<String> {
+        match self {
+            Self::Local(local) => local.start(launch),
+        }
+    }
+
+    /// Stops the execution if it still runs (best effort: the runner's token is already
+    /// dead, so at its next call it stops its agent anyway).
+    pub async fn cancel(&self, execution: &str) {
+        match self {
+            Self::Local(local) => local.cancel(execution),
+        }
+    }
+}
+
+/// The local stand-in for Cloud Run jobs: the runner binary as a child process with the
+/// environment a job execution gets.
+#[derive(Clone)]
+pub struct LocalExecutor {
+    runner: PathBuf,
+    runs_url: String,
+    internal_secret: SecretString,
+    children: Arc<Mutex<HashMap<String, tokio::process::Child>>>,
+}
+
+impl LocalExecutor {
+    pub fn new(runner: PathBuf, runs_url: String, internal_secret: SecretString) -> Self {
+        Self {
+            runner,
+            runs_url,
+            internal_secret,
+            children: Arc::default(),
+        }
+    }
+
+    fn start(&self, launch: Launch<'_>) -> anyhow::Result<String> {
+        let mut command = tokio::process::Command::new(&self.runner);
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUNWARDEN_RUN_ID", launch.run.to_string())
+            .env("RUNS_URL", &self.runs_url)
+            .env("RUNNER_TICKET", launch.ticket)
+            .env("INTERNAL_AUTH_SECRET", self.internal_secret.expose_secret())
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(false);
+        for name in ["RUST_LOG", "RUNWARDEN_ENV", "RUNNER_AGENTS", "TMPDIR"] {
+            if let Some(value) = std::env::var_os(name) {
+                command.env(name, value);
+            }
+        }
+        let child = command
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("starting {}: {e}", self.runner.display()))?;
+        let execution = format!("local-{}", child.id().unwrap_or_default());
+        self.children
+            .lock()
+            .map_err(|_| anyhow::anyhow!("executor lock poisoned"))?
+            .insert(execution.clone(), child);
+        // Reap it when it exits, so no zombie stays behind.
+        let children = self.children.clone();
+        let name = execution.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                let Ok(mut map) = children.lock() else { return };
+                match map.get_mut(&name).map(tokio::process::Child::try_wait) {
+                    Some(Ok(None)) => continue,
+                    _ => {
+                        map.remove(&name);
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(execution)
+    }
+
+    fn cancel(&self, execution: &str) {
+        if let Ok(mut map) = self.children.lock()
+            && let Some(child) = map.get_mut(execution)
+        {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct DispatchMessage {
+    run_id: Uuid,
+    org_id: Uuid,
+}
+
+/// `POST /push/run-dispatch`.
+pub async fn handle_push(
+    pool: PgPool,
+    executor: Executor,
+    delivery: Delivery,
+) -> Result<(), PushError> {
+    let message: DispatchMessage = delivery.json()?;
+    let org = OrgId::from(message.org_id);
+    let transient = |e: &dyn std::fmt::Display| {
+        tracing::warn!(run.id = %message.run_id, error = %e, "dispatch failed; Pub/Sub retries");
+        PushError::transient("dispatch failed")
+    };
+    let mut tx = pool.begin().await.map_err(|e| transient(&e))?;
+    set_tenant(&mut tx, Some(org), None)
+        .await
+        .map_err(|e| transient(&e))?;
+    let run = match runs::get(&mut tx, org, message.run_id, true).await {
+        Ok(run) => run,
+        // Deleted with its project, or never ours: nothing to start.
+        Err(crate::error::RunsError::NotFound) => return Ok(()),
+        Err(e) => return Err(transient(&e)),
+    };
+    let already: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM runner_credentials WHERE run_id = $1)")
+            .bind(run.id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| transient(&e))?;
+    if run.status() != Status::Queued || already {
+        tracing::info!(run.id = %run.id, status = %run.status, "dispatch redelivered; nothing to start");
+        return Ok(());
+    }
+    let ticket = opaque::generate("rtk_");
+    sqlx::query("INSERT INTO runner_credentials (run_id, org_id, ticket_hash) VALUES ($1, $2, $3)")
+        .bind(run.id)
+        .bind(org)
+        .bind(opaque::hash(&ticket))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| transient(&e))?;
+    // Started under the row lock: a concurrent redelivery waits, then sees the credentials.
+    let execution = executor
+        .start(Launch {
+            run: run.id,
+            ticket: &ticket,
+        })
+        .await
+        .map_err(|e| transient(&e))?;
+    sqlx::query(
+        "UPDATE runs SET dispatched_at = now(), execution = $3 WHERE org_id = $1 AND id = $2",
+    )
+    .bind(org)
+    .bind(run.id)
+    .bind(&execution)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| transient(&e))?;
+    if let Err(e) = tx.commit().await {
+        // The runner holds a ticket the database never recorded: stop it; Pub/Sub retries.
+        executor.cancel(&execution).await;
+        return Err(transient(&e));
+    }
+    tracing::info!(run.id = %run.id, execution, "runner started");
+    Ok(())
+}
