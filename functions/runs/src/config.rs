@@ -32,6 +32,11 @@ pub struct Config {
     pub relay: RelayConfig,
     /// The agents runner images carry (`RUNS_AGENTS`, comma list; default `demo`).
     pub agents: Agents,
+    /// The Cloud Run job that runs runners (`projects/P/locations/L/jobs/J`); required in
+    /// production, where runs never starts processes itself. Unset: the local executor.
+    pub runner_job: Option<String>,
+    /// The Run API's base URL, for tests against a stand-in (`RUN_API_ENDPOINT`).
+    pub run_api_endpoint: Option<String>,
     /// The runner binary the local executor starts (default: `runner` beside this binary).
     pub runner_bin: PathBuf,
     /// The base URL a runner reaches runs at (default `http://127.0.0.1:{port}`).
@@ -58,9 +63,18 @@ impl Config {
                 .and_then(|exe| exe.parent().map(|dir| dir.join("runner")))
                 .unwrap_or_else(|| PathBuf::from("runner")),
         };
+        let runner_job = optional_var("RUNNER_JOB");
+        if env == Environment::Production && runner_job.is_none() {
+            return Err(ConfigError::Invalid {
+                name: "RUNNER_JOB",
+                reason: "required in production (projects/P/locations/L/jobs/J)".into(),
+            });
+        }
         Ok(Self {
             env,
             port,
+            runner_job,
+            run_api_endpoint: optional_var("RUN_API_ENDPOINT"),
             database_url: required_secret("DATABASE_URL")?,
             auth_jwks_url: http_url("AUTH_JWKS_URL", &required_var("AUTH_JWKS_URL")?)?,
             quotas_url: http_url("QUOTAS_URL", &required_var("QUOTAS_URL")?)?,

@@ -25,11 +25,14 @@ use crate::runs::{self, Status};
 pub struct Launch<'a> {
     pub run: Uuid,
     pub ticket: &'a str,
+    /// The run's granted cap: the execution's own timeout is this plus the grace.
+    pub cap_secs: i64,
 }
 
 /// Starts runner executions: Cloud Run job executions in production, child processes locally.
 #[derive(Clone)]
 pub enum Executor {
+    CloudRun(CloudRunExecutor),
     Local(LocalExecutor),
 }
 
@@ -37,6 +40,7 @@ impl Executor {
     /// Starts the execution; returns its name (for cancel).
     pub async fn start(&self, launch: Launch<'_>) -> anyhow::Result<String> {
         match self {
+            Self::CloudRun(cloud) => cloud.start(launch).await,
             Self::Local(local) => local.start(launch),
         }
     }
@@ -45,7 +49,93 @@ impl Executor {
     /// dead, so at its next call it stops its agent anyway).
     pub async fn cancel(&self, execution: &str) {
         match self {
+            Self::CloudRun(cloud) => cloud.cancel(execution).await,
             Self::Local(local) => local.cancel(execution),
+        }
+    }
+}
+
+/// Production: one Cloud Run job execution per run, through the official client. Only the
+/// run id, runs' URL and the single-use ticket travel as per-execution overrides (they are
+/// readable by whoever can read the execution); the internal secret reaches the job from
+/// Secret Manager through the job's own definition.
+#[derive(Clone)]
+pub struct CloudRunExecutor {
+    jobs: google_cloud_run_v2::client::Jobs,
+    executions: google_cloud_run_v2::client::Executions,
+    /// `projects/P/locations/L/jobs/J`.
+    job: String,
+    runs_url: String,
+    grace_secs: i64,
+}
+
+impl CloudRunExecutor {
+    /// `endpoint`: the Run API's base URL (tests); `None` is Google's, with ADC.
+    pub async fn connect(
+        job: String,
+        runs_url: String,
+        grace_secs: i64,
+        endpoint: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let mut jobs = google_cloud_run_v2::client::Jobs::builder();
+        let mut executions = google_cloud_run_v2::client::Executions::builder();
+        if let Some(endpoint) = endpoint {
+            let anonymous = || google_cloud_auth::credentials::anonymous::Builder::new().build();
+            jobs = jobs.with_endpoint(endpoint).with_credentials(anonymous());
+            executions = executions
+                .with_endpoint(endpoint)
+                .with_credentials(anonymous());
+        }
+        Ok(Self {
+            jobs: jobs.build().await?,
+            executions: executions.build().await?,
+            job,
+            runs_url,
+            grace_secs,
+        })
+    }
+
+    async fn start(&self, launch: Launch<'_>) -> anyhow::Result<String> {
+        use google_cloud_run_v2::model::EnvVar;
+        use google_cloud_run_v2::model::run_job_request::Overrides;
+        use google_cloud_run_v2::model::run_job_request::overrides::ContainerOverride;
+        let env = [
+            ("RUNWARDEN_RUN_ID", launch.run.to_string()),
+            ("RUNS_URL", self.runs_url.clone()),
+            ("RUNNER_TICKET", launch.ticket.to_owned()),
+        ]
+        .map(|(name, value)| EnvVar::new().set_name(name).set_value(value));
+        let overrides = Overrides::new()
+            .set_container_overrides([ContainerOverride::new().set_env(env)])
+            .set_task_count(1)
+            .set_timeout(google_cloud_wkt::Duration::clamp(
+                launch.cap_secs.saturating_add(self.grace_secs),
+                0,
+            ));
+        let operation = self
+            .jobs
+            .run_job()
+            .set_name(&self.job)
+            .set_overrides(overrides)
+            .send()
+            .await?;
+        let execution: google_cloud_run_v2::model::Execution = operation
+            .metadata
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("the Run API returned no execution"))?
+            .to_msg()?;
+        Ok(execution.name)
+    }
+
+    async fn cancel(&self, execution: &str) {
+        if let Err(e) = self
+            .executions
+            .cancel_execution()
+            .set_name(execution)
+            .send()
+            .await
+        {
+            tracing::warn!(execution, error = %e, "cancelling the runner execution failed");
         }
     }
 }
@@ -173,6 +263,7 @@ pub async fn handle_push(
         .start(Launch {
             run: run.id,
             ticket: &ticket,
+            cap_secs: run.granted_cap_secs.unwrap_or(0),
         })
         .await
         .map_err(|e| transient(&e))?;

@@ -100,12 +100,24 @@ impl App {
             .context("building the Pub/Sub publisher")?;
         let relay =
             Relay::new(pool.clone(), Arc::new(bus)).with_settings(config.relay.settings.clone());
-        let executor = dispatch::Executor::Local(dispatch::LocalExecutor::new(
-            config.runner_bin.clone(),
-            config.runner_runs_url.clone(),
-            config.internal_secrets.current(),
-        ));
         let grace = Duration::from_secs(config.runner_grace_secs);
+        let executor = match &config.runner_job {
+            Some(job) => dispatch::Executor::CloudRun(
+                dispatch::CloudRunExecutor::connect(
+                    job.clone(),
+                    config.runner_runs_url.clone(),
+                    i64::try_from(config.runner_grace_secs).unwrap_or(i64::MAX),
+                    config.run_api_endpoint.as_deref(),
+                )
+                .await
+                .context("building the Cloud Run jobs client")?,
+            ),
+            None => dispatch::Executor::Local(dispatch::LocalExecutor::new(
+                config.runner_bin.clone(),
+                config.runner_runs_url.clone(),
+                config.internal_secrets.current(),
+            )),
+        };
         let state = AppState {
             pool: pool.clone(),
             verifier,

@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod cloud_run;
 mod openapi;
 mod projects;
 mod runs;
