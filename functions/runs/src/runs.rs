@@ -497,17 +497,17 @@ pub async fn finish(
     .bind(run)
     .execute(&mut *tx)
     .await?;
-    if current.status() != Status::Admitting {
-        runwarden_events::enqueue(
-            tx,
-            org,
-            RUN_FINISHED_TOPIC,
-            "run.finished",
-            &json!({"run_id": run, "org_id": org, "status": status.as_str(),
-                    "actual_secs": actual_secs}),
-        )
-        .await?;
-    }
+    // Even a run that never left `admitting`: quotas may have admitted it before its answer
+    // was lost, and settling a run it never admitted changes nothing.
+    runwarden_events::enqueue(
+        tx,
+        org,
+        RUN_FINISHED_TOPIC,
+        "run.finished",
+        &json!({"run_id": run, "org_id": org, "status": status.as_str(),
+                "actual_secs": actual_secs}),
+    )
+    .await?;
     let (action, actor) = match by {
         EndedBy::Runner => ("run.finish", Actor::runner(run)),
         EndedBy::User(user) => ("run.cancel", Actor::user(user)),
