@@ -33,12 +33,20 @@ async fn running(
     assert_eq!(status, StatusCode::ACCEPTED, "{run}");
     let id = run["id"].as_str().unwrap().to_owned();
     assert_eq!(app.push_dispatch(org, &id).await, StatusCode::NO_CONTENT);
-    let starts = app.starts(1).await;
-    let (_, ticket) = starts
-        .iter()
-        .find(|(r, _)| *r == id)
-        .expect("runner started")
-        .clone();
+    let mut ticket = None;
+    for _ in 0..50 {
+        ticket = app
+            .starts(0)
+            .await
+            .into_iter()
+            .find(|(r, _)| *r == id)
+            .map(|(_, t)| t);
+        if ticket.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let ticket = ticket.expect("runner started");
     let (status, body) = app
         .runner_call(
             "/internal/runner/exchange",
@@ -470,4 +478,68 @@ async fn runs_role_matrix_and_tenant_isolation(_: PgPoolOptions, options: PgConn
         let (status, _, body) = app.start_run(org, &fresh, &token, bad.clone(), None).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
     }
+}
+
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn runner_callbacks_are_strict_and_runner_tokens_open_nothing_else(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = spawn_app(options).await;
+    let (org, token, project) = setup(&app).await;
+    let (run, runner_token) = running(&app, org, &token, &project, 60).await;
+    let path = format!("/internal/runner/runs/{run}/events");
+    // API10-01: unknown fields, wrong types, too many events, an oversized body.
+    for bad in [
+        json!({"events": [{"kind": "log", "stream": "stdout", "message": "x", "run_id": "other"}]}),
+        json!({"events": [{"kind": "progress", "percent": "half"}]}),
+        json!({"events": [{"kind": "shell", "message": "rm -rf /"}]}),
+        json!({"events": (0..501).map(|_| json!({"kind": "status", "message": "x"})).collect::<Vec<_>>()}),
+    ] {
+        let (status, body) = app.runner_call(&path, Some(&runner_token), &bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    }
+    let huge = json!({"events": [{"kind": "status", "message": "x".repeat(3 << 20)}]});
+    let (status, _) = app.runner_call(&path, Some(&runner_token), &huge).await;
+    assert_eq!(
+        status,
+        StatusCode::PAYMENT_REQUIRED.max(StatusCode::PAYLOAD_TOO_LARGE)
+    );
+    let (status, _) = app
+        .runner_call(
+            &format!("/internal/runner/runs/{run}/complete"),
+            Some(&runner_token),
+            &json!({"outcome": "succeeded", "actual_secs": 1, "status": "succeeded"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // JWT-14: a runner token is no access token.
+    for path in [
+        format!("/v1/orgs/{org}/runs"),
+        format!("/v1/orgs/{org}/runs/{run}"),
+    ] {
+        let (status, _) = app.call(Method::GET, &path, &runner_token, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    // AZ-03: a run in org A naming org B's project creates nothing and uses no quota.
+    let other = app.fx.org_on("team").await;
+    let owner_b = app.fx.member(other, Role::Owner).await;
+    let project_b = app.project(other, &owner_b.token).await;
+    let (status, _, _) = app.start_run(org, &project_b, &token, DEMO(60), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (runs_b, admissions): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM runs WHERE project_id = $1::uuid),
+                (SELECT count(*) FROM quota_admissions WHERE org_id = $2)",
+    )
+    .bind(&project_b)
+    .bind(org)
+    .fetch_one(&app.fx.admin)
+    .await
+    .unwrap();
+    assert_eq!(
+        (runs_b, admissions),
+        (0, 1),
+        "only the first run was admitted"
+    );
 }
