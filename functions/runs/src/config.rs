@@ -9,7 +9,8 @@ use runwarden_platform::config::{
 };
 use runwarden_platform::internal_auth::InternalSecrets;
 use runwarden_platform::{ConfigError, Environment};
-use secrecy::SecretString;
+use runwarden_vault::{KeyRing, KeyRingError};
+use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::runs::Agents;
@@ -45,11 +46,44 @@ pub struct Config {
     pub runner_grace_secs: u64,
     pub trusted_proxy_hops: usize,
     pub project: Option<String>,
+    /// The secrets vault's key-encryption keys (`VAULT_KEKS`, `VAULT_KEK_ACTIVE`). Always set
+    /// in production; `None` in development when unset (`App::build` then makes a throwaway).
+    pub vault: Option<KeyRing>,
+}
+
+/// The vault's key ring: `VAULT_KEKS=v1:<base64 of 32 bytes>[,v2:...]` and the version that
+/// wraps new data keys, `VAULT_KEK_ACTIVE`. Required in production (runs refuses to start
+/// without it); in development optional. A malformed ring is refused everywhere; the error
+/// names the variable and never echoes a key.
+pub fn vault_keys(env: Environment) -> Result<Option<KeyRing>, ConfigError> {
+    if env.is_production() {
+        return required_vault_keys().map(Some);
+    }
+    runwarden_platform::config::optional_secret("VAULT_KEKS")
+        .map(|keks| parse_vault_keys(&keks))
+        .transpose()
+}
+
+/// The vault's key ring, required whatever the environment (the `vault-rotate` job).
+pub fn required_vault_keys() -> Result<KeyRing, ConfigError> {
+    parse_vault_keys(&required_secret("VAULT_KEKS")?)
+}
+
+fn parse_vault_keys(keks: &SecretString) -> Result<KeyRing, ConfigError> {
+    let active = required_var("VAULT_KEK_ACTIVE")?;
+    KeyRing::parse(keks.expose_secret(), &active).map_err(|e| ConfigError::Invalid {
+        name: match e {
+            KeyRingError::ActiveMissing => "VAULT_KEK_ACTIVE",
+            _ => "VAULT_KEKS",
+        },
+        reason: e.to_string(),
+    })
 }
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         let env = Environment::from_env()?;
+        let vault = vault_keys(env)?;
         let port = port(DEFAULT_PORT)?;
         let agents_list = optional_var("RUNS_AGENTS").unwrap_or_else(|| "demo".into());
         let agents = Agents::parse(&agents_list).ok_or(ConfigError::Invalid {
@@ -88,6 +122,7 @@ impl Config {
             runner_grace_secs: var_parsed("RUNNER_GRACE_SECS", 30)?,
             trusted_proxy_hops: var_parsed("TRUSTED_PROXY_HOPS", 0)?,
             project: optional_var("GOOGLE_CLOUD_PROJECT"),
+            vault,
         })
     }
 }

@@ -10,6 +10,9 @@
 //!   Pub/Sub delivers ([`dispatch`]); the runner exchanges a single-use ticket for a token
 //!   bound to its run ([`runner`], `/internal/runner/...`).
 //! - **Reaper** ([`reaper`]): runs past their cap plus grace are ended by the server.
+//! - **Secrets** (`PUT|GET|DELETE .../projects/{project}/secrets[/{name}]`): versioned,
+//!   AES-256-GCM under a per-org data key wrapped by the configured key ring; the API answers
+//!   metadata only, the runner reads plaintexts through [`secrets::read_for_runner`].
 //!
 //! The app connects as `runwarden_runs`; every tenant table is under row-level security
 //! keyed by `app.org_id`. `App::build` wires configuration into a served router; `router`
@@ -25,6 +28,7 @@ pub mod reaper;
 pub mod routes;
 pub mod runner;
 pub mod runs;
+pub mod secrets;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -58,6 +62,17 @@ pub struct AppState {
     pub agents: runs::Agents,
     /// How long past its cap a runner token lives.
     pub runner_grace: chrono::Duration,
+    /// The secrets vault's key-encryption keys, parsed once at start.
+    pub vault: Arc<runwarden_vault::KeyRing>,
+}
+
+/// runs' request limits: the platform's, with room in a body for a 64 KiB secret value even
+/// when JSON escaping doubles it.
+pub fn limits() -> Limits {
+    Limits {
+        body_bytes: 5 * secrets::MAX_VALUE_BYTES / 2,
+        ..Limits::default()
+    }
 }
 
 /// Every runs route, with the platform's shared layers.
@@ -128,8 +143,15 @@ impl App {
             executor: executor.clone(),
             agents: config.agents.clone(),
             runner_grace: chrono::Duration::from_std(grace)?,
+            vault: Arc::new(config.vault.unwrap_or_else(|| {
+                tracing::warn!(
+                    "VAULT_KEKS is not set: secrets are encrypted under a throwaway development \
+                     key, unreadable after this process ends"
+                );
+                runwarden_vault::KeyRing::generate("dev")
+            })),
         };
-        let limits = Limits::default();
+        let limits = limits();
         let router = router(
             state,
             push_auth,

@@ -4,6 +4,7 @@
 pub(crate) mod projects;
 mod runner;
 mod runs;
+mod secrets;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -61,6 +62,26 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         "/v1/orgs/{org}/runs/{run}/cancel",
         Access::Org(Role::Member),
     ),
+    (
+        "GET",
+        "/v1/orgs/{org}/projects/{project}/secrets",
+        Access::Org(Role::Viewer),
+    ),
+    (
+        "PUT",
+        "/v1/orgs/{org}/projects/{project}/secrets/{name}",
+        Access::Org(Role::Member),
+    ),
+    (
+        "GET",
+        "/v1/orgs/{org}/projects/{project}/secrets/{name}",
+        Access::Org(Role::Viewer),
+    ),
+    (
+        "DELETE",
+        "/v1/orgs/{org}/projects/{project}/secrets/{name}",
+        Access::Org(Role::Member),
+    ),
     ("POST", "/internal/runner/exchange", Access::Runner),
     ("POST", "/internal/runner/runs/{run}/events", Access::Runner),
     (
@@ -108,6 +129,14 @@ pub fn router(state: AppState, push_auth: PushAuth, secrets: InternalSecrets) ->
         .route("/v1/orgs/{org}/runs", get(runs::list))
         .route("/v1/orgs/{org}/runs/{run}", get(runs::get))
         .route("/v1/orgs/{org}/runs/{run}/cancel", post(runs::cancel))
+        .route(
+            "/v1/orgs/{org}/projects/{project}/secrets",
+            get(secrets::list),
+        )
+        .route(
+            "/v1/orgs/{org}/projects/{project}/secrets/{name}",
+            get(secrets::get).put(secrets::put).delete(secrets::delete),
+        )
         .route("/openapi.json", get(openapi))
         .merge(internal)
         .with_state(state)

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use base64::Engine;
 use reqwest::{Method, StatusCode};
@@ -17,6 +18,7 @@ use runwarden_runs::runs::Agents;
 use runwarden_runs::{AppState, router};
 use runwarden_tenancy::OrgId;
 use runwarden_testkit::{Fixtures, Served};
+use runwarden_vault::KeyRing;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use sqlx::postgres::PgConnectOptions;
@@ -36,6 +38,8 @@ pub struct TestApp {
     /// Where the stand-in runner records each start: one line "<run id> <ticket>".
     pub starts: PathBuf,
     pub executor: Executor,
+    /// The app's vault key ring (one random key, `test`).
+    pub vault: Arc<KeyRing>,
     _dir: TempDir,
 }
 
@@ -67,7 +71,8 @@ const RECORDING_RUNNER: &str =
 
 pub async fn spawn_app(options: PgConnectOptions) -> TestApp {
     let fx = Fixtures::new(options).await;
-    let limits = Limits::default();
+    let limits: Limits = runwarden_runs::limits();
+    let vault = Arc::new(KeyRing::generate("test"));
     let secrets = InternalSecrets::parse(&SecretString::from(INTERNAL_SECRET)).unwrap();
     let push = || PushAuth::shared_secret(SecretString::from(PUSH_SECRET)).unwrap();
 
@@ -107,6 +112,7 @@ pub async fn spawn_app(options: PgConnectOptions) -> TestApp {
         executor: executor.clone(),
         agents: Agents::parse("demo").unwrap(),
         runner_grace: chrono::Duration::seconds(GRACE_SECS),
+        vault: vault.clone(),
     };
     let served = Served::start(
         router(state, push(), secrets, TrustedProxyHops(0), &limits),
@@ -120,6 +126,7 @@ pub async fn spawn_app(options: PgConnectOptions) -> TestApp {
         fx,
         starts: dir.path().join("starts"),
         executor,
+        vault,
         _dir: dir,
     }
 }

@@ -6,3 +6,4 @@ mod cloud_run;
 mod openapi;
 mod projects;
 mod runs;
+mod secrets;
