@@ -14,12 +14,12 @@
 use chrono::{DateTime, Utc};
 use runwarden_events::{Actor, AuditEvent, Target};
 use runwarden_platform::request::RequestMeta;
-use runwarden_tenancy::{OrgContext, OrgId};
+use runwarden_tenancy::{OrgContext, OrgId, begin_org_tx};
 use runwarden_vault::{Aad, DataKey, KeyRing};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::error::{RunsError, RunsResult};
@@ -500,6 +500,87 @@ pub async fn read_for_runner(
         });
     }
     Ok(secrets)
+}
+
+/// Re-wraps every org's data key under the ring's active key-encryption key, leaving every
+/// secret's ciphertext as it is. Answers how many keys were re-wrapped; safe to run again
+/// (keys already under the active version are skipped) and alongside the app.
+///
+/// Across orgs, without a role that bypasses row-level security: the SECURITY DEFINER function
+/// `vault_data_keys_to_rewrap` names only the orgs whose key is under another version (no key
+/// material leaves it), and each key is then re-wrapped in its own transaction scoped to its
+/// org, under row-level security and runs' column grants like any other write, with a
+/// `data_key.rewrap` audit event (actor: system). One org's failure (a version missing from
+/// the ring, a tampered row) does not stop the others; it is logged and the call then fails.
+pub async fn rewrap_data_keys(pool: &PgPool, ring: &KeyRing) -> RunsResult<u64> {
+    let orgs: Vec<Uuid> = sqlx::query_scalar("SELECT org_id FROM vault_data_keys_to_rewrap($1)")
+        .bind(ring.active_version())
+        .fetch_all(pool)
+        .await?;
+    let (mut rewrapped, mut failed) = (0u64, 0u64);
+    for org in orgs.into_iter().map(OrgId::from) {
+        match rewrap_one(pool, ring, org).await {
+            Ok(true) => rewrapped += 1,
+            Ok(false) => {}
+            Err(e) => {
+                failed += 1;
+                tracing::error!(org.id = %org, error = %e, "data key not re-wrapped");
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(RunsError::Internal(anyhow::anyhow!(
+            "{failed} data keys could not be re-wrapped ({rewrapped} were)"
+        )));
+    }
+    Ok(rewrapped)
+}
+
+async fn rewrap_one(pool: &PgPool, ring: &KeyRing, org: OrgId) -> RunsResult<bool> {
+    let mut tx = begin_org_tx(pool, org, None).await?;
+    let row: Option<(String, Vec<u8>)> = sqlx::query_as(
+        "SELECT kek_version, wrapped_key FROM org_data_keys WHERE org_id = $1 FOR UPDATE",
+    )
+    .bind(org)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((from, wrapped)) = row else {
+        return Ok(false);
+    };
+    if from == ring.active_version() {
+        return Ok(false);
+    }
+    let aad = Aad::data_key(org.as_uuid());
+    let key = ring.unwrap(&from, &wrapped, &aad).map_err(|e| {
+        integrity_failure(
+            org,
+            format!("the org's data key ({from}) did not unwrap"),
+            e,
+        )
+    })?;
+    let rewrapped = ring
+        .wrap(&key, &aad)
+        .map_err(|e| RunsError::Internal(anyhow::anyhow!("re-wrapping a data key: {e}")))?;
+    sqlx::query(
+        "UPDATE org_data_keys SET kek_version = $2, wrapped_key = $3, rotated_at = now()
+         WHERE org_id = $1",
+    )
+    .bind(org)
+    .bind(&rewrapped.kek_version)
+    .bind(&rewrapped.bytes)
+    .execute(&mut *tx)
+    .await?;
+    AuditEvent::new(
+        org,
+        Actor::system(),
+        "data_key.rewrap",
+        Target::new("data_key", org),
+    )
+    .with_details(json!({"from": from, "to": rewrapped.kek_version}))
+    .record(&mut tx)
+    .await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 #[cfg(test)]
