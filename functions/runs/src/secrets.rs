@@ -432,9 +432,11 @@ pub async fn delete(
 /// the same transaction, so the reads are on record exactly when the caller commits.
 ///
 /// `tx` must be scoped to `org` (e.g. [`crate::runner::enter_run`] or
-/// [`runwarden_tenancy::begin_org_tx`]); the caller has already checked that `run` belongs to
-/// `project` and that its runner is authenticated. Any secret that fails to decrypt fails the
-/// whole read (a generic internal error, logged as a security event): no partial result.
+/// [`runwarden_tenancy::begin_org_tx`]), and the caller has authenticated the runner of `run`
+/// (its token, its run's state). This checks again that `run` is a run of `project` in `org`
+/// (404 otherwise): secrets go to a run of their own project only. Any secret that fails to
+/// decrypt fails the whole read (a generic internal error, logged as a security event): no
+/// partial result.
 pub async fn read_for_runner(
     tx: &mut PgConnection,
     ring: &KeyRing,
@@ -442,6 +444,17 @@ pub async fn read_for_runner(
     project: Uuid,
     run: Uuid,
 ) -> RunsResult<Vec<PlainSecret>> {
+    let of_project: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM runs WHERE id = $1 AND org_id = $2 AND project_id = $3)",
+    )
+    .bind(run)
+    .bind(org)
+    .bind(project)
+    .fetch_one(&mut *tx)
+    .await?;
+    if !of_project {
+        return Err(RunsError::NotFound);
+    }
     let rows: Vec<(String, SecretKind, i32, Vec<u8>)> = sqlx::query_as(
         "SELECT s.name, s.kind, v.version, v.ciphertext
          FROM project_secrets s

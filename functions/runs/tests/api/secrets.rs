@@ -91,9 +91,27 @@ async fn text(app: &TestApp, method: Method, path: &str, token: &str) -> (Status
     (response.status(), response.text().await.unwrap())
 }
 
-/// The runner's read, as the runtime role in a transaction scoped to `org`, committed when it
-/// succeeds (as the runner API would).
-async fn runner_read(
+/// A run of `project`, inserted as the runtime role (as `POST .../runs` would leave it).
+async fn new_run(runtime: &PgPool, org: OrgId, project: &str) -> Uuid {
+    let run = Uuid::now_v7();
+    let mut tx = begin_org_tx(runtime, org, None).await.unwrap();
+    sqlx::query(
+        "INSERT INTO runs (id, org_id, project_id, agent, requested_cap_secs, status)
+         VALUES ($1, $2, $3::uuid, 'demo', 60, 'running')",
+    )
+    .bind(run)
+    .bind(org)
+    .bind(project)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    run
+}
+
+/// The runner of `run` reads, as the runtime role in a transaction scoped to `org`, committed
+/// when it succeeds (as the runner API would).
+async fn read_as(
     runtime: &PgPool,
     ring: &KeyRing,
     org: OrgId,
@@ -104,6 +122,17 @@ async fn runner_read(
     let read = secrets::read_for_runner(&mut tx, ring, org, project.parse().unwrap(), run).await?;
     tx.commit().await.unwrap();
     Ok(read)
+}
+
+/// The runner of a new run of `project` reads.
+async fn runner_read(
+    runtime: &PgPool,
+    ring: &KeyRing,
+    org: OrgId,
+    project: &str,
+) -> RunsResult<Vec<PlainSecret>> {
+    let run = new_run(runtime, org, project).await;
+    read_as(runtime, ring, org, project, run).await
 }
 
 fn values(read: &[PlainSecret]) -> Vec<(String, i32, String)> {
@@ -556,11 +585,17 @@ async fn another_orgs_secrets_do_not_exist(_: PgPoolOptions, options: PgConnectO
     assert!(update.to_string().contains("permission denied"), "{update}");
     tx.rollback().await.unwrap();
 
-    // The runner's read, scoped to B, never yields A's secrets even when asked for A's project.
-    let read = runner_read(&runtime, &app.vault, b, &project_a, Uuid::now_v7())
-        .await
-        .unwrap();
-    assert!(read.is_empty());
+    // The runner's read, scoped to B, never yields A's secrets even when asked for A's
+    // project with a run of A's: that run is no run of B's.
+    let run_a = new_run(&runtime, a, &project_a).await;
+    let refused = read_as(&runtime, &app.vault, b, &project_a, run_a).await;
+    assert!(matches!(refused, Err(RunsError::NotFound)), "{refused:?}");
+    assert!(
+        app.fx
+            .audit_events(b, "secret.read_by_runner")
+            .await
+            .is_empty()
+    );
     // Other roles have no access at all.
     for role in [
         runwarden_store::roles::AUTH,
@@ -647,7 +682,7 @@ async fn no_value_in_any_answer_event_or_row(_: PgPoolOptions, options: PgConnec
     }
     bodies.push(text_of(&app, Method::GET, &list_path(org, &project), &member.token).await);
     let runtime = app.fx.pool_as(runwarden_store::roles::RUNS, 1).await;
-    runner_read(&runtime, &app.vault, org, &project, Uuid::now_v7())
+    runner_read(&runtime, &app.vault, org, &project)
         .await
         .unwrap();
 
@@ -941,7 +976,7 @@ async fn concurrent_puts_get_consecutive_versions_and_one_data_key(
     );
 
     let runtime = app.fx.pool_as(runwarden_store::roles::RUNS, 1).await;
-    let read = runner_read(&runtime, &app.vault, org, &project, Uuid::now_v7())
+    let read = runner_read(&runtime, &app.vault, org, &project)
         .await
         .unwrap();
     assert_eq!(read.len(), 11);
@@ -1024,8 +1059,22 @@ async fn the_runner_reads_the_latest_versions_and_each_read_is_audited(
     .await;
 
     let runtime = app.fx.pool_as(runwarden_store::roles::RUNS, 1).await;
-    let run = Uuid::now_v7();
-    let read = runner_read(&runtime, &app.vault, org, &project, run)
+    // Secrets go to a run of their own project only: not to a run of a sibling project, not
+    // to a run id that names no run.
+    let sibling_run = new_run(&runtime, org, &sibling).await;
+    for run in [sibling_run, Uuid::now_v7()] {
+        let refused = read_as(&runtime, &app.vault, org, &project, run).await;
+        assert!(matches!(refused, Err(RunsError::NotFound)), "{refused:?}");
+    }
+    assert!(
+        app.fx
+            .audit_events(org, "secret.read_by_runner")
+            .await
+            .is_empty()
+    );
+
+    let run = new_run(&runtime, org, &project).await;
+    let read = read_as(&runtime, &app.vault, org, &project, run)
         .await
         .unwrap();
     assert_eq!(
@@ -1074,7 +1123,7 @@ async fn the_runner_reads_the_latest_versions_and_each_read_is_audited(
     let fresh = app.fx.org_on("team").await;
     let owner = app.fx.member(fresh, Role::Owner).await;
     let empty = app.project(fresh, &owner.token).await;
-    let read = runner_read(&runtime, &app.vault, fresh, &empty, run)
+    let read = runner_read(&runtime, &app.vault, fresh, &empty)
         .await
         .unwrap();
     assert!(read.is_empty());
@@ -1166,7 +1215,7 @@ async fn moved_or_tampered_ciphertexts_fail_to_decrypt(
     .await;
 
     let runtime = app.fx.pool_as(runwarden_store::roles::RUNS, 1).await;
-    let run = Uuid::now_v7();
+    let run = new_run(&runtime, a, &project).await;
     let admin = &app.fx.admin;
     let snapshot: Vec<(String, String, i32, Vec<u8>)> = sqlx::query_as(
         "SELECT project_id::text, name, version, ciphertext FROM project_secret_versions",
@@ -1206,7 +1255,7 @@ async fn moved_or_tampered_ciphertexts_fail_to_decrypt(
             .await
             .unwrap();
     };
-    let read_a = || runner_read(&runtime, &app.vault, a, &project, run);
+    let read_a = || read_as(&runtime, &app.vault, a, &project, run);
     assert_eq!(read_a().await.unwrap().len(), 2, "untampered reads work");
 
     let first = format!("project_id = '{project}' AND name = 'FIRST'");
@@ -1428,9 +1477,7 @@ async fn rotation_rewraps_data_keys_and_never_touches_ciphertexts(
     .await
     .unwrap();
     for (i, (org, ctx, project)) in orgs.iter().enumerate() {
-        let read = runner_read(&runtime, &both, *org, project, Uuid::now_v7())
-            .await
-            .unwrap();
+        let read = runner_read(&runtime, &both, *org, project).await.unwrap();
         assert_eq!(read[0].value.expose_secret(), format!("old-{i}"));
         // Writing a new version with the new ring still uses the org's (v1-wrapped) key.
         assert_eq!(
@@ -1493,16 +1540,14 @@ async fn rotation_rewraps_data_keys_and_never_touches_ciphertexts(
 
     // v1 dropped from the ring: everything still reads; a ring of v1 alone reads nothing.
     for (i, (org, _, project)) in orgs.iter().enumerate() {
-        let read = runner_read(&runtime, &v2, *org, project, Uuid::now_v7())
-            .await
-            .unwrap();
+        let read = runner_read(&runtime, &v2, *org, project).await.unwrap();
         assert_eq!(values(&read), [("TOKEN".to_owned(), 2, format!("old-{i}"))]);
         assert!(matches!(
-            runner_read(&runtime, &v1, *org, project, Uuid::now_v7()).await,
+            runner_read(&runtime, &v1, *org, project).await,
             Err(RunsError::Internal(_))
         ));
     }
-    let read = runner_read(&runtime, &v2, newcomer, &newcomer_project, Uuid::now_v7())
+    let read = runner_read(&runtime, &v2, newcomer, &newcomer_project)
         .await
         .unwrap();
     assert_eq!(read[0].value.expose_secret(), "new");
@@ -1534,9 +1579,7 @@ async fn rotation_rewraps_data_keys_and_never_touches_ciphertexts(
     assert!(!String::from_utf8_lossy(&out.stdout).contains(k2.expose_secret()));
     let v3 = ring(&[("v3", &k3)], "v3");
     for (i, (org, _, project)) in orgs.iter().enumerate() {
-        let read = runner_read(&runtime, &v3, *org, project, Uuid::now_v7())
-            .await
-            .unwrap();
+        let read = runner_read(&runtime, &v3, *org, project).await.unwrap();
         assert_eq!(read[0].value.expose_secret(), format!("old-{i}"));
     }
     // Without its keys the job refuses to run (exit 2, naming the variable).
