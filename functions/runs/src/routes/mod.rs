@@ -83,6 +83,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         Access::Org(Role::Member),
     ),
     ("POST", "/internal/runner/exchange", Access::Runner),
+    ("GET", "/internal/runner/runs/{run}/secrets", Access::Runner),
     ("POST", "/internal/runner/runs/{run}/events", Access::Runner),
     (
         "POST",
@@ -102,6 +103,10 @@ pub fn router(state: AppState, push_auth: PushAuth, secrets: InternalSecrets) ->
     let executor = state.executor.clone();
     let internal = Router::new()
         .route("/internal/runner/exchange", post(runner::exchange))
+        .route(
+            "/internal/runner/runs/{run}/secrets",
+            get(runner::read_secrets),
+        )
         .route(
             "/internal/runner/runs/{run}/events",
             post(runner::append_events),

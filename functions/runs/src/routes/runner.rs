@@ -13,6 +13,7 @@ use crate::AppState;
 use crate::error::{RunsError, RunsResult};
 use crate::runner;
 use crate::runs::{self, EndedBy, Ending, RunnerOutcome};
+use crate::secrets::{self, SecretKind};
 
 /// Most events in one append, and the longest message kept (longer ones are cut).
 pub const MAX_EVENTS_PER_CALL: usize = 500;
@@ -53,6 +54,46 @@ pub async fn exchange(
         agent: exchanged.run.agent,
         input: exchanged.run.input.0,
         cap_secs: exchanged.run.granted_cap_secs.unwrap_or(0),
+    }))
+}
+
+/// One secret as the runner receives it: the only answer that carries a plaintext, and only
+/// to the live runner of a run of that project.
+#[derive(Serialize)]
+pub struct RunnerSecret {
+    pub name: String,
+    pub kind: SecretKind,
+    pub value: String,
+}
+
+#[derive(Serialize)]
+pub struct SecretsResponse {
+    pub secrets: Vec<RunnerSecret>,
+}
+
+/// The latest version of every secret of the run's project, each read audited
+/// (`secret.read_by_runner`) in the same transaction.
+pub async fn read_secrets(
+    State(state): State<AppState>,
+    Path(run_id): Path<Uuid>,
+    headers: HeaderMap,
+) -> RunsResult<AxumJson<SecretsResponse>> {
+    use secrecy::ExposeSecret;
+    let token = bearer(&headers)?;
+    let (mut tx, org) = runner::enter_run(&state.pool, run_id).await?;
+    let run = runner::check_token(&mut tx, org, run_id, token).await?;
+    let plain =
+        secrets::read_for_runner(&mut tx, &state.vault, org, run.project_id, run_id).await?;
+    tx.commit().await?;
+    Ok(AxumJson(SecretsResponse {
+        secrets: plain
+            .into_iter()
+            .map(|s| RunnerSecret {
+                name: s.name,
+                kind: s.kind,
+                value: s.value.expose_secret().to_owned(),
+            })
+            .collect(),
     }))
 }
 

@@ -543,3 +543,84 @@ async fn runner_callbacks_are_strict_and_runner_tokens_open_nothing_else(
         "only the first run was admitted"
     );
 }
+
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn the_runner_reads_its_projects_secrets_and_no_others(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = spawn_app(options).await;
+    let (org, token, project) = setup(&app).await;
+    let other = app.project(org, &token).await;
+    for (p, name, value) in [
+        (&project, "SHOP_API_KEY", "shop-canary-1"),
+        (&project, "LOGIN_COOKIE", "cookie-canary-2"),
+        (&other, "OTHER_KEY", "other-canary-3"),
+    ] {
+        let (status, body) = app
+            .call(
+                Method::PUT,
+                &format!("/v1/orgs/{org}/projects/{p}/secrets/{name}"),
+                &token,
+                Some(&json!({"kind": "api_key", "value": value})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (run, runner_token) = running(&app, org, &token, &project, 60).await;
+    let path = format!("/internal/runner/runs/{run}/secrets");
+    let read = |token: Option<String>| {
+        let app = &app;
+        let path = path.clone();
+        async move {
+            let mut request = app
+                .client
+                .get(app.served.url(&path))
+                .header("x-internal-auth", crate::helpers::INTERNAL_SECRET);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, body) = read(Some(runner_token.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let got: Vec<(&str, &str)> = body["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["value"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("LOGIN_COOKIE", "cookie-canary-2"),
+            ("SHOP_API_KEY", "shop-canary-1")
+        ]
+    );
+    let reads = app.fx.audit_events(org, "secret.read_by_runner").await;
+    assert_eq!(reads.len(), 2);
+    assert!(
+        reads
+            .iter()
+            .all(|e| e["actor"]["kind"] == "runner" && e["actor"]["id"] == run)
+    );
+    assert!(!serde_json::to_string(&reads).unwrap().contains("canary"));
+
+    // Without the token, with another run's token, and after the run ended: 401.
+    assert_eq!(read(None).await.0, StatusCode::UNAUTHORIZED);
+    let (_, other_token) = running(&app, org, &token, &other, 60).await;
+    assert_eq!(read(Some(other_token)).await.0, StatusCode::UNAUTHORIZED);
+    app.runner_call(
+        &format!("/internal/runner/runs/{run}/complete"),
+        Some(&runner_token),
+        &json!({"outcome": "succeeded", "exit_code": 0, "actual_secs": 1}),
+    )
+    .await;
+    assert_eq!(read(Some(runner_token)).await.0, StatusCode::UNAUTHORIZED);
+}
