@@ -212,6 +212,16 @@ ensure_tools() {
   log "tools: pg_isready, psql, curl, openssl, python3 venv present"
 }
 
+# ensure_ffmpeg: ffmpeg, installed if missing. The runner's demo agent renders its
+# screenshot.png and video.webm artifacts with it (functions/runner, src/bin/demo-agent.rs).
+ensure_ffmpeg() {
+  if ! command -v ffmpeg >/dev/null 2>&1; then
+    apt_install ffmpeg || die "could not install ffmpeg (the runner's demo agent renders its artifacts with it): apt-get install ffmpeg"
+    command -v ffmpeg >/dev/null 2>&1 || die "ffmpeg is still not on PATH after apt-get install ffmpeg"
+  fi
+  log "tools: ffmpeg present"
+}
+
 # ---------------------------------------------------------------------------------------
 # URLs (python3's urllib: handles users, passwords, IPv6 hosts and query strings)
 
