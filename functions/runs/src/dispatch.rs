@@ -203,11 +203,17 @@ impl LocalExecutor {
         Ok(execution)
     }
 
+    /// SIGTERM, which the runner answers by killing its agent's process group (a SIGKILL
+    /// would leave the agent running: it has a group of its own).
     fn cancel(&self, execution: &str) {
-        if let Ok(mut map) = self.children.lock()
-            && let Some(child) = map.get_mut(execution)
+        if let Ok(map) = self.children.lock()
+            && let Some(pid) = map.get(execution).and_then(tokio::process::Child::id)
+            && let Ok(pid) = i32::try_from(pid)
         {
-            let _ = child.start_kill();
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
         }
     }
 }
