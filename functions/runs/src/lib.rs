@@ -25,6 +25,7 @@ pub mod reaper;
 pub mod routes;
 pub mod runner;
 pub mod runs;
+pub mod storage;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
