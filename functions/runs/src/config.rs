@@ -45,6 +45,8 @@ pub struct Config {
     pub runner_grace_secs: u64,
     pub trusted_proxy_hops: usize,
     pub project: Option<String>,
+    /// Media tokens and artifact storage.
+    pub media: crate::media::MediaConfig,
 }
 
 impl Config {
@@ -88,6 +90,7 @@ impl Config {
             runner_grace_secs: var_parsed("RUNNER_GRACE_SECS", 30)?,
             trusted_proxy_hops: var_parsed("TRUSTED_PROXY_HOPS", 0)?,
             project: optional_var("GOOGLE_CLOUD_PROJECT"),
+            media: crate::media::MediaConfig::from_env(env)?,
         })
     }
 }

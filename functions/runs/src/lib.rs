@@ -10,6 +10,9 @@
 //!   Pub/Sub delivers ([`dispatch`]); the runner exchanges a single-use ticket for a token
 //!   bound to its run ([`runner`], `/internal/runner/...`).
 //! - **Reaper** ([`reaper`]): runs past their cap plus grace are ended by the server.
+//! - **Media** ([`media`], [`storage`]): 5-minute media tokens of one run and scope, the
+//!   run's events as Server-Sent Events (one `LISTEN` per process, fanned out), and artifacts
+//!   through V4 signed Cloud Storage URLs (`/v1/media/...`, `POST .../media-token`).
 //!
 //! The app connects as `runwarden_runs`; every tenant table is under row-level security
 //! keyed by `app.org_id`. `App::build` wires configuration into a served router; `router`
@@ -20,6 +23,7 @@ pub mod config;
 pub mod dispatch;
 pub mod error;
 pub mod extract;
+pub mod media;
 pub mod projects;
 pub mod reaper;
 pub mod routes;
@@ -59,6 +63,8 @@ pub struct AppState {
     pub agents: runs::Agents,
     /// How long past its cap a runner token lives.
     pub runner_grace: chrono::Duration,
+    /// Media tokens, the SSE fan-out and artifact storage.
+    pub media: media::Media,
 }
 
 /// Every runs route, with the platform's shared layers.
@@ -86,6 +92,7 @@ pub struct App {
     pool: PgPool,
     executor: dispatch::Executor,
     grace: Duration,
+    hub: media::EventHub,
 }
 
 impl App {
@@ -119,6 +126,10 @@ impl App {
                 config.internal_secrets.current(),
             )),
         };
+        let media = media::Media::build(config.media, pool.clone())
+            .await
+            .context("media keys and artifact storage")?;
+        let hub = media.hub.clone();
         let state = AppState {
             pool: pool.clone(),
             verifier,
@@ -129,6 +140,7 @@ impl App {
             executor: executor.clone(),
             agents: config.agents.clone(),
             runner_grace: chrono::Duration::from_std(grace)?,
+            media,
         };
         let limits = Limits::default();
         let router = router(
@@ -149,6 +161,7 @@ impl App {
             pool,
             executor,
             grace,
+            hub,
         })
     }
 
@@ -170,12 +183,12 @@ impl App {
             self.grace,
             REAPER_INTERVAL,
         );
-        let served = server::serve(
-            self.listener,
-            self.router,
-            &self.limits,
-            server::shutdown_signal(),
-        )
+        // Open event streams end with the signal, so they do not hold the drain.
+        let hub = self.hub.clone();
+        let served = server::serve(self.listener, self.router, &self.limits, async move {
+            server::shutdown_signal().await;
+            hub.close();
+        })
         .await;
         reaper.abort();
         let _ = stop.send(true);

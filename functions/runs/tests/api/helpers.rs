@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use base64::Engine;
 use reqwest::{Method, StatusCode};
@@ -13,7 +14,9 @@ use runwarden_platform::internal_auth::InternalSecrets;
 use runwarden_platform::request::TrustedProxyHops;
 use runwarden_platform::server::Limits;
 use runwarden_runs::dispatch::{Executor, LocalExecutor};
+use runwarden_runs::media::{Media, MediaKeys};
 use runwarden_runs::runs::Agents;
+use runwarden_runs::storage::{ArtifactStore, SigningKey};
 use runwarden_runs::{AppState, router};
 use runwarden_tenancy::OrgId;
 use runwarden_testkit::{Fixtures, Served};
@@ -36,6 +39,8 @@ pub struct TestApp {
     /// Where the stand-in runner records each start: one line "<run id> <ticket>".
     pub starts: PathBuf,
     pub executor: Executor,
+    /// The app's media keys (to mint tokens it would not), fan-out and artifact store.
+    pub media: Media,
     _dir: TempDir,
 }
 
@@ -96,8 +101,14 @@ pub async fn spawn_app(options: PgConnectOptions) -> TestApp {
         "http://127.0.0.1:9".into(),
         SecretString::from(INTERNAL_SECRET),
     ));
+    let pool = fx.pool_as(runwarden_store::roles::RUNS, 20).await;
+    let media = Media::new(
+        MediaKeys::new(runwarden_tokens::TokenSigner::generate("test-media-key")),
+        pool.clone(),
+        artifact_store().await,
+    );
     let state = AppState {
-        pool: fx.pool_as(runwarden_store::roles::RUNS, 20).await,
+        pool,
         verifier: fx.signer.verifier(),
         quotas: runwarden_runs::admission::QuotasClient::new(
             &quotas.url("/").parse().unwrap(),
@@ -107,6 +118,7 @@ pub async fn spawn_app(options: PgConnectOptions) -> TestApp {
         executor: executor.clone(),
         agents: Agents::parse("demo").unwrap(),
         runner_grace: chrono::Duration::seconds(GRACE_SECS),
+        media: media.clone(),
     };
     let served = Served::start(
         router(state, push(), secrets, TrustedProxyHops(0), &limits),
@@ -120,8 +132,35 @@ pub async fn spawn_app(options: PgConnectOptions) -> TestApp {
         fx,
         starts: dir.path().join("starts"),
         executor,
+        media,
         _dir: dir,
     }
+}
+
+/// The bucket the tests' artifacts go to (created on the emulator by [`gcs_emulator`]).
+pub const TEST_BUCKET: &str = "runwarden-artifacts-test";
+
+/// Signs with a service-account key generated once per test binary (an RSA key takes a
+/// moment), against `STORAGE_EMULATOR_HOST` (signing itself never contacts it).
+async fn artifact_store() -> ArtifactStore {
+    static KEY: OnceLock<Value> = OnceLock::new();
+    let key = KEY.get_or_init(|| {
+        runwarden_runs::storage::throwaway_service_account_key(
+            "runs-test@runwarden-local.iam.gserviceaccount.com",
+        )
+        .unwrap()
+    });
+    let endpoint = std::env::var("STORAGE_EMULATOR_HOST")
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+        .unwrap_or_else(|| "http://127.0.0.1".into());
+    ArtifactStore::new(
+        TEST_BUCKET,
+        SigningKey::ServiceAccount(key.clone()),
+        Some(endpoint),
+    )
+    .await
+    .unwrap()
 }
 
 impl TestApp {
