@@ -163,6 +163,80 @@ async fn artifact_store() -> ArtifactStore {
     .unwrap()
 }
 
+/// `STORAGE_EMULATOR_HOST` (fake-gcs-server), checked to answer, with the test bucket in
+/// it. The artifact tests never skip: without the emulator they fail with what to do.
+pub async fn gcs_emulator(client: &reqwest::Client) -> String {
+    let host = std::env::var("STORAGE_EMULATOR_HOST")
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+        .unwrap_or_else(|| {
+            panic!(
+                "STORAGE_EMULATOR_HOST is not set: the artifact tests PUT to and GET from \
+                 fake-gcs-server. Run them through scripts/test (which starts it), or start it \
+                 (bash -c 'source scripts/lib/stack.sh; ensure_fake_gcs; sleep infinity') and \
+                 export STORAGE_EMULATOR_HOST=http://127.0.0.1"
+            )
+        });
+    let host = host.trim().trim_end_matches('/').to_owned();
+    let created = client
+        .post(format!("{host}/storage/v1/b?project=test"))
+        .json(&json!({"name": TEST_BUCKET}))
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "fake-gcs-server at STORAGE_EMULATOR_HOST={host} is not reachable ({e}); start \
+                 it (scripts/test does) and re-run"
+            )
+        })
+        .status();
+    assert!(
+        created.is_success() || created == StatusCode::CONFLICT,
+        "creating the test bucket on {host}: {created}"
+    );
+    host
+}
+
+/// Starts a run and takes it to `running` through dispatch and the ticket exchange: (run id,
+/// runner token).
+pub async fn running(
+    app: &TestApp,
+    org: OrgId,
+    token: &str,
+    project: &str,
+    cap: i64,
+) -> (String, String) {
+    let body = json!({"agent": "demo", "input": {"sleep_seconds": 1}, "max_seconds": cap});
+    let (status, _, run) = app.start_run(org, project, token, body, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+    let id = run["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.push_dispatch(org, &id).await, StatusCode::NO_CONTENT);
+    let mut ticket = None;
+    for _ in 0..50 {
+        ticket = app
+            .starts(0)
+            .await
+            .into_iter()
+            .find(|(r, _)| *r == id)
+            .map(|(_, t)| t);
+        if ticket.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let ticket = ticket.expect("runner started");
+    let (status, body) = app
+        .runner_call(
+            "/internal/runner/exchange",
+            None,
+            &json!({"run_id": id, "ticket": ticket}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    (id, body["runner_token"].as_str().unwrap().to_owned())
+}
+
 impl TestApp {
     /// `method path` with a bearer token and an optional JSON body: (status, JSON or Null).
     pub async fn call(
