@@ -429,3 +429,20 @@ ensure_fake_gcs() {
   fi
   log "fake-gcs-server ready on 127.0.0.1:80"
 }
+
+# ensure_gcs_bucket NAME: create bucket NAME on the emulator unless it is there already
+# (idempotent: a GET first, and a 409 from a concurrent create is fine). fake-gcs-server keeps
+# buckets in memory, so each start of it needs them again. Call after ensure_fake_gcs.
+ensure_gcs_bucket() {
+  local name=$1 code
+  [[ $name =~ ^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$ ]] || die "ensure_gcs_bucket: '$name' is not a bucket name"
+  [[ -n ${STORAGE_EMULATOR_HOST:-} ]] || die "ensure_gcs_bucket: STORAGE_EMULATOR_HOST is not set (call ensure_fake_gcs first)"
+  code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 5 "$STORAGE_EMULATOR_HOST/storage/v1/b/$name" 2>/dev/null) || code=000
+  if [[ $code != 200 ]]; then
+    code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 5 -X POST \
+      "$STORAGE_EMULATOR_HOST/storage/v1/b?project=runwarden-local" \
+      -H 'content-type: application/json' -d "{\"name\":\"$name\"}" 2>/dev/null) || code=000
+    [[ $code == 200 || $code == 409 ]] || die "fake-gcs-server: creating bucket $name failed (HTTP $code)"
+  fi
+  log "fake-gcs-server: bucket $name ready"
+}

@@ -46,6 +46,8 @@ pub struct Config {
     pub runner_grace_secs: u64,
     pub trusted_proxy_hops: usize,
     pub project: Option<String>,
+    /// Media tokens and artifact storage.
+    pub media: crate::media::MediaConfig,
     /// The secrets vault's key-encryption keys (`VAULT_KEKS`, `VAULT_KEK_ACTIVE`). Always set
     /// in production; `None` in development when unset (`App::build` then makes a throwaway).
     pub vault: Option<KeyRing>,
@@ -123,6 +125,7 @@ impl Config {
             trusted_proxy_hops: var_parsed("TRUSTED_PROXY_HOPS", 0)?,
             project: optional_var("GOOGLE_CLOUD_PROJECT"),
             vault,
+            media: crate::media::MediaConfig::from_env(env)?,
         })
     }
 }

@@ -13,6 +13,9 @@
 //! - **Secrets** (`PUT|GET|DELETE .../projects/{project}/secrets[/{name}]`): versioned,
 //!   AES-256-GCM under a per-org data key wrapped by the configured key ring; the API answers
 //!   metadata only, the runner reads plaintexts through [`secrets::read_for_runner`].
+//! - **Media** ([`media`], [`storage`]): 5-minute media tokens of one run and scope, the
+//!   run's events as Server-Sent Events (one `LISTEN` per process, fanned out), and artifacts
+//!   through V4 signed Cloud Storage URLs (`/v1/media/...`, `POST .../media-token`).
 //!
 //! The app connects as `runwarden_runs`; every tenant table is under row-level security
 //! keyed by `app.org_id`. `App::build` wires configuration into a served router; `router`
@@ -23,12 +26,14 @@ pub mod config;
 pub mod dispatch;
 pub mod error;
 pub mod extract;
+pub mod media;
 pub mod projects;
 pub mod reaper;
 pub mod routes;
 pub mod runner;
 pub mod runs;
 pub mod secrets;
+pub mod storage;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -62,6 +67,8 @@ pub struct AppState {
     pub agents: runs::Agents,
     /// How long past its cap a runner token lives.
     pub runner_grace: chrono::Duration,
+    /// Media tokens, the SSE fan-out and artifact storage.
+    pub media: media::Media,
     /// The secrets vault's key-encryption keys, parsed once at start.
     pub vault: Arc<runwarden_vault::KeyRing>,
 }
@@ -100,6 +107,7 @@ pub struct App {
     pool: PgPool,
     executor: dispatch::Executor,
     grace: Duration,
+    hub: media::EventHub,
 }
 
 impl App {
@@ -133,6 +141,10 @@ impl App {
                 config.internal_secrets.current(),
             )),
         };
+        let media = media::Media::build(config.media, pool.clone())
+            .await
+            .context("media keys and artifact storage")?;
+        let hub = media.hub.clone();
         let state = AppState {
             pool: pool.clone(),
             verifier,
@@ -150,6 +162,7 @@ impl App {
                 );
                 runwarden_vault::KeyRing::generate("dev")
             })),
+            media,
         };
         let limits = limits();
         let router = router(
@@ -170,6 +183,7 @@ impl App {
             pool,
             executor,
             grace,
+            hub,
         })
     }
 
@@ -191,12 +205,12 @@ impl App {
             self.grace,
             REAPER_INTERVAL,
         );
-        let served = server::serve(
-            self.listener,
-            self.router,
-            &self.limits,
-            server::shutdown_signal(),
-        )
+        // Open event streams end with the signal, so they do not hold the drain.
+        let hub = self.hub.clone();
+        let served = server::serve(self.listener, self.router, &self.limits, async move {
+            server::shutdown_signal().await;
+            hub.close();
+        })
         .await;
         reaper.abort();
         let _ = stop.send(true);

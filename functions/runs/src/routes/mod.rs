@@ -1,6 +1,7 @@
 //! runs' HTTP surface. `ROUTES` is the one list of what is served: the router, the OpenAPI
 //! document and the access tests are all checked against it.
 
+mod media;
 pub(crate) mod projects;
 mod runner;
 mod runs;
@@ -25,6 +26,8 @@ pub enum Access {
     Runner,
     /// A member of the org in the path with at least this role.
     Org(Role),
+    /// A media token of the path's run in the query string (`?token=`), of the route's scope.
+    Media,
 }
 
 /// (method, path, access).
@@ -82,12 +85,33 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         "/v1/orgs/{org}/projects/{project}/secrets/{name}",
         Access::Org(Role::Member),
     ),
+    (
+        "POST",
+        "/v1/orgs/{org}/runs/{run}/media-token",
+        Access::Org(Role::Viewer),
+    ),
+    (
+        "GET",
+        "/v1/orgs/{org}/runs/{run}/artifacts",
+        Access::Org(Role::Viewer),
+    ),
+    ("GET", "/v1/media/runs/{run}/events", Access::Media),
+    (
+        "GET",
+        "/v1/media/runs/{run}/artifacts/{name}",
+        Access::Media,
+    ),
     ("POST", "/internal/runner/exchange", Access::Runner),
     ("GET", "/internal/runner/runs/{run}/secrets", Access::Runner),
     ("POST", "/internal/runner/runs/{run}/events", Access::Runner),
     (
         "POST",
         "/internal/runner/runs/{run}/complete",
+        Access::Runner,
+    ),
+    (
+        "POST",
+        "/internal/runner/runs/{run}/artifacts",
         Access::Runner,
     ),
     ("POST", "/push/run-dispatch", Access::Push),
@@ -115,6 +139,7 @@ pub fn router(state: AppState, push_auth: PushAuth, secrets: InternalSecrets) ->
             "/internal/runner/runs/{run}/complete",
             post(runner::complete),
         )
+        .route("/internal/runner/runs/{run}/artifacts", post(media::upload))
         .route_layer(axum::middleware::from_fn_with_state(
             secrets,
             require_internal_auth,
@@ -141,6 +166,16 @@ pub fn router(state: AppState, push_auth: PushAuth, secrets: InternalSecrets) ->
         .route(
             "/v1/orgs/{org}/projects/{project}/secrets/{name}",
             get(secrets::get).put(secrets::put).delete(secrets::delete),
+        )
+        .route("/v1/orgs/{org}/runs/{run}/media-token", post(media::mint))
+        .route(
+            "/v1/orgs/{org}/runs/{run}/artifacts",
+            get(media::list_artifacts),
+        )
+        .route("/v1/media/runs/{run}/events", get(media::events))
+        .route(
+            "/v1/media/runs/{run}/artifacts/{name}",
+            get(media::artifact),
         )
         .route("/openapi.json", get(openapi))
         .merge(internal)

@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::OnceLock;
 
 use base64::Engine;
 use reqwest::{Method, StatusCode};
@@ -14,7 +15,9 @@ use runwarden_platform::internal_auth::InternalSecrets;
 use runwarden_platform::request::TrustedProxyHops;
 use runwarden_platform::server::Limits;
 use runwarden_runs::dispatch::{Executor, LocalExecutor};
+use runwarden_runs::media::{Media, MediaKeys};
 use runwarden_runs::runs::Agents;
+use runwarden_runs::storage::{ArtifactStore, SigningKey};
 use runwarden_runs::{AppState, router};
 use runwarden_tenancy::OrgId;
 use runwarden_testkit::{Fixtures, Served};
@@ -40,6 +43,8 @@ pub struct TestApp {
     pub executor: Executor,
     /// The app's vault key ring (one random key, `test`).
     pub vault: Arc<KeyRing>,
+    /// The app's media keys (to mint tokens it would not), fan-out and artifact store.
+    pub media: Media,
     _dir: TempDir,
 }
 
@@ -101,8 +106,14 @@ pub async fn spawn_app(options: PgConnectOptions) -> TestApp {
         "http://127.0.0.1:9".into(),
         SecretString::from(INTERNAL_SECRET),
     ));
+    let pool = fx.pool_as(runwarden_store::roles::RUNS, 20).await;
+    let media = Media::new(
+        MediaKeys::new(runwarden_tokens::TokenSigner::generate("test-media-key")),
+        pool.clone(),
+        artifact_store().await,
+    );
     let state = AppState {
-        pool: fx.pool_as(runwarden_store::roles::RUNS, 20).await,
+        pool,
         verifier: fx.signer.verifier(),
         quotas: runwarden_runs::admission::QuotasClient::new(
             &quotas.url("/").parse().unwrap(),
@@ -113,6 +124,7 @@ pub async fn spawn_app(options: PgConnectOptions) -> TestApp {
         agents: Agents::parse("demo").unwrap(),
         runner_grace: chrono::Duration::seconds(GRACE_SECS),
         vault: vault.clone(),
+        media: media.clone(),
     };
     let served = Served::start(
         router(state, push(), secrets, TrustedProxyHops(0), &limits),
@@ -127,8 +139,109 @@ pub async fn spawn_app(options: PgConnectOptions) -> TestApp {
         starts: dir.path().join("starts"),
         executor,
         vault,
+        media,
         _dir: dir,
     }
+}
+
+/// The bucket the tests' artifacts go to (created on the emulator by [`gcs_emulator`]).
+pub const TEST_BUCKET: &str = "runwarden-artifacts-test";
+
+/// Signs with a service-account key generated once per test binary (an RSA key takes a
+/// moment), against `STORAGE_EMULATOR_HOST` (signing itself never contacts it).
+async fn artifact_store() -> ArtifactStore {
+    static KEY: OnceLock<Value> = OnceLock::new();
+    let key = KEY.get_or_init(|| {
+        runwarden_runs::storage::throwaway_service_account_key(
+            "runs-test@runwarden-local.iam.gserviceaccount.com",
+        )
+        .unwrap()
+    });
+    let endpoint = std::env::var("STORAGE_EMULATOR_HOST")
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+        .unwrap_or_else(|| "http://127.0.0.1".into());
+    ArtifactStore::new(
+        TEST_BUCKET,
+        SigningKey::ServiceAccount(key.clone()),
+        Some(endpoint),
+    )
+    .await
+    .unwrap()
+}
+
+/// `STORAGE_EMULATOR_HOST` (fake-gcs-server), checked to answer, with the test bucket in
+/// it. The artifact tests never skip: without the emulator they fail with what to do.
+pub async fn gcs_emulator(client: &reqwest::Client) -> String {
+    let host = std::env::var("STORAGE_EMULATOR_HOST")
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+        .unwrap_or_else(|| {
+            panic!(
+                "STORAGE_EMULATOR_HOST is not set: the artifact tests PUT to and GET from \
+                 fake-gcs-server. Run them through scripts/test (which starts it), or start it \
+                 (bash -c 'source scripts/lib/stack.sh; ensure_fake_gcs; sleep infinity') and \
+                 export STORAGE_EMULATOR_HOST=http://127.0.0.1"
+            )
+        });
+    let host = host.trim().trim_end_matches('/').to_owned();
+    let created = client
+        .post(format!("{host}/storage/v1/b?project=test"))
+        .json(&json!({"name": TEST_BUCKET}))
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "fake-gcs-server at STORAGE_EMULATOR_HOST={host} is not reachable ({e}); start \
+                 it (scripts/test does) and re-run"
+            )
+        })
+        .status();
+    assert!(
+        created.is_success() || created == StatusCode::CONFLICT,
+        "creating the test bucket on {host}: {created}"
+    );
+    host
+}
+
+/// Starts a run and takes it to `running` through dispatch and the ticket exchange: (run id,
+/// runner token).
+pub async fn running(
+    app: &TestApp,
+    org: OrgId,
+    token: &str,
+    project: &str,
+    cap: i64,
+) -> (String, String) {
+    let body = json!({"agent": "demo", "input": {"sleep_seconds": 1}, "max_seconds": cap});
+    let (status, _, run) = app.start_run(org, project, token, body, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+    let id = run["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.push_dispatch(org, &id).await, StatusCode::NO_CONTENT);
+    let mut ticket = None;
+    for _ in 0..50 {
+        ticket = app
+            .starts(0)
+            .await
+            .into_iter()
+            .find(|(r, _)| *r == id)
+            .map(|(_, t)| t);
+        if ticket.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let ticket = ticket.expect("runner started");
+    let (status, body) = app
+        .runner_call(
+            "/internal/runner/exchange",
+            None,
+            &json!({"run_id": id, "ticket": ticket}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    (id, body["runner_token"].as_str().unwrap().to_owned())
 }
 
 impl TestApp {

@@ -74,7 +74,8 @@ async fn openapi_lists_exactly_the_routes(_: PgPoolOptions, options: PgConnectOp
             &path
                 .replace("{org}", &org.to_string())
                 .replace("{project}", &project.to_string())
-                .replace("{run}", &project.to_string()),
+                .replace("{run}", &project.to_string())
+                .replace("{name}", "screenshot.png"),
         );
         let method = Method::from_bytes(method.as_bytes()).unwrap();
         let status = app
@@ -84,10 +85,12 @@ async fn openapi_lists_exactly_the_routes(_: PgPoolOptions, options: PgConnectOp
             .await
             .unwrap()
             .status();
-        // Org, runner and push routes all refuse a caller with no credentials.
+        // Org, media, runner and push routes all refuse a caller with no credentials.
         let expected = match access {
             Access::Public => StatusCode::OK,
-            Access::Org(_) | Access::Runner | Access::Push => StatusCode::UNAUTHORIZED,
+            Access::Org(_) | Access::Media | Access::Runner | Access::Push => {
+                StatusCode::UNAUTHORIZED
+            }
         };
         assert_eq!(status, expected, "{method} {path}");
     }

@@ -7,7 +7,7 @@ use runwarden_tenancy::Role;
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, running, spawn_app};
 
 const DEMO: fn(i64) -> Value =
     |cap| json!({"agent": "demo", "input": {"sleep_seconds": 1}, "max_seconds": cap});
@@ -18,44 +18,6 @@ async fn setup(app: &TestApp) -> (runwarden_tenancy::OrgId, String, String) {
     let member = app.fx.member(org, Role::Member).await;
     let project = app.project(org, &member.token).await;
     (org, member.token, project)
-}
-
-/// Starts a run and takes it to `running` through dispatch and the ticket exchange: (run id,
-/// runner token).
-async fn running(
-    app: &TestApp,
-    org: runwarden_tenancy::OrgId,
-    token: &str,
-    project: &str,
-    cap: i64,
-) -> (String, String) {
-    let (status, _, run) = app.start_run(org, project, token, DEMO(cap), None).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{run}");
-    let id = run["id"].as_str().unwrap().to_owned();
-    assert_eq!(app.push_dispatch(org, &id).await, StatusCode::NO_CONTENT);
-    let mut ticket = None;
-    for _ in 0..50 {
-        ticket = app
-            .starts(0)
-            .await
-            .into_iter()
-            .find(|(r, _)| *r == id)
-            .map(|(_, t)| t);
-        if ticket.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let ticket = ticket.expect("runner started");
-    let (status, body) = app
-        .runner_call(
-            "/internal/runner/exchange",
-            None,
-            &json!({"run_id": id, "ticket": ticket}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    (id, body["runner_token"].as_str().unwrap().to_owned())
 }
 
 #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]

@@ -1,0 +1,302 @@
+//! Media routes (see [`crate::media`] and [`crate::storage`]):
+//!
+//! - `POST /v1/orgs/{org}/runs/{run}/media-token` (Viewer): one 5-minute token per scope,
+//!   with ready URLs;
+//! - `GET /v1/orgs/{org}/runs/{run}/artifacts` (Viewer): the run's artifacts;
+//! - `GET /v1/media/runs/{run}/events?token=` (events token): the run's events as SSE;
+//! - `GET /v1/media/runs/{run}/artifacts/{name}?token=` (artifacts token): 302 to a signed
+//!   Cloud Storage URL;
+//! - `POST /internal/runner/runs/{run}/artifacts` (runner): a signed upload URL.
+//!
+//! The media routes take their token from the query string only (the one place a token may
+//! be there); the platform's access log names the route template, never the query.
+
+use std::collections::BTreeMap;
+
+use axum::Json as AxumJson;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use runwarden_events::{Actor, AuditEvent, Target};
+use runwarden_platform::extract::Json;
+use runwarden_platform::request::RequestMeta;
+use runwarden_tenancy::Role;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::error::{RunsError, RunsResult};
+use crate::extract::OrgAccess;
+use crate::media::{self, Grant, MediaKeys, Scope};
+use crate::runner;
+use crate::runs;
+use crate::storage::{self, Artifact, ArtifactName, ArtifactStore, MAX_URL_LIFETIME};
+
+#[derive(Debug, Deserialize)]
+pub struct RunPath {
+    #[allow(dead_code)]
+    org: String,
+    run: String,
+}
+
+fn run_id(raw: &str) -> RunsResult<Uuid> {
+    raw.parse().map_err(|_| RunsError::NotFound)
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventsAccess {
+    pub token: String,
+    pub url: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ArtifactsAccess {
+    pub token: String,
+    /// Artifact name → its media URL.
+    pub urls: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MediaTokens {
+    pub expires_in: u64,
+    pub events: EventsAccess,
+    pub artifacts: ArtifactsAccess,
+}
+
+/// Two tokens, one per scope, bound to this run, for the caller (audited).
+pub async fn mint(
+    State(state): State<AppState>,
+    mut access: OrgAccess,
+    meta: RequestMeta,
+    Path(path): Path<RunPath>,
+) -> RunsResult<AxumJson<MediaTokens>> {
+    access.require(Role::Viewer)?;
+    let run = run_id(&path.run)?;
+    let (org, user) = (access.ctx.org_id, access.ctx.principal.user_id);
+    runs::get(&mut access.tx, org, run, false).await?;
+    let artifacts = storage::list(&mut access.tx, org, run).await?;
+    let now = Utc::now().timestamp();
+    let keys = &state.media.keys;
+    let events_token = keys.sign(&MediaKeys::claims(org, run, user, Scope::Events, now))?;
+    let artifacts_token = keys.sign(&MediaKeys::claims(org, run, user, Scope::Artifacts, now))?;
+    AuditEvent::by_user(&meta, org, user, "run.media_token", Target::new("run", run))
+        .with_details(json!({
+            "scopes": [Scope::Events.as_str(), Scope::Artifacts.as_str()],
+            "expires_in": media::TOKEN_LIFETIME.as_secs(),
+        }))
+        .record(&mut access.tx)
+        .await?;
+    access.tx.commit().await?;
+    let urls = artifacts
+        .iter()
+        .map(|a| {
+            (
+                a.name.clone(),
+                format!(
+                    "/v1/media/runs/{run}/artifacts/{}?token={artifacts_token}",
+                    a.name
+                ),
+            )
+        })
+        .collect();
+    Ok(AxumJson(MediaTokens {
+        expires_in: media::TOKEN_LIFETIME.as_secs(),
+        events: EventsAccess {
+            url: format!("/v1/media/runs/{run}/events?token={events_token}"),
+            token: events_token,
+        },
+        artifacts: ArtifactsAccess {
+            token: artifacts_token,
+            urls,
+        },
+    }))
+}
+
+#[derive(Debug, Serialize)]
+pub struct ArtifactList {
+    pub items: Vec<Artifact>,
+}
+
+pub async fn list_artifacts(
+    mut access: OrgAccess,
+    Path(path): Path<RunPath>,
+) -> RunsResult<AxumJson<ArtifactList>> {
+    access.require(Role::Viewer)?;
+    let run = run_id(&path.run)?;
+    let org = access.ctx.org_id;
+    runs::get(&mut access.tx, org, run, false).await?;
+    let items = storage::list(&mut access.tx, org, run).await?;
+    access.tx.commit().await?;
+    Ok(AxumJson(ArtifactList { items }))
+}
+
+/// The media token of a media URL, checked against the URL's run and scope. Only `token`
+/// may be in the query, once; without one (or with `access_token=` and such) it is 401.
+/// Other parameters are refused (400) only after the token passed, so anonymous probes
+/// learn nothing.
+fn grant(state: &AppState, query: Option<&str>, run: &str, scope: Scope) -> RunsResult<Grant> {
+    let mut tokens = Vec::new();
+    let mut other = false;
+    for (name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if name == "token" {
+            tokens.push(value.into_owned());
+        } else {
+            other = true;
+        }
+    }
+    let [token] = tokens.as_slice() else {
+        return Err(RunsError::Unauthenticated);
+    };
+    let grant = state
+        .media
+        .keys
+        .check(token, run, scope, Utc::now().timestamp())?;
+    if other {
+        return Err(RunsError::invalid(
+            "invalid_query",
+            "media URLs take only the token parameter",
+        ));
+    }
+    Ok(grant)
+}
+
+/// `Last-Event-ID`: the id of the last event the client has (a non-negative integer).
+fn last_event_id(headers: &HeaderMap) -> RunsResult<i64> {
+    match headers.get("last-event-id") {
+        None => Ok(0),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .filter(|id| *id >= 0)
+            .ok_or_else(|| {
+                RunsError::invalid("invalid_last_event_id", "Last-Event-ID must be an event id")
+            }),
+    }
+}
+
+/// The run's events as Server-Sent Events: `id:` the event id, `event:` its kind, `data:`
+/// the event as JSON. Resumes after `Last-Event-ID`; ends after the run's final status, when
+/// the token expires, or when the server stops.
+pub async fn events(
+    State(state): State<AppState>,
+    Path(run): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> RunsResult<Response> {
+    let grant = grant(&state, query.as_deref(), &run, Scope::Events)?;
+    let after = last_event_id(&headers)?;
+    let stream = state.media.hub.watch(grant, after).await?;
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(media::KEEP_ALIVE))
+        .into_response())
+}
+
+/// 302 to a signed GET of the artifact, living no longer than the token (and never over
+/// 5 minutes).
+pub async fn artifact(
+    State(state): State<AppState>,
+    Path((run, name)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> RunsResult<Response> {
+    let grant = grant(&state, query.as_deref(), &run, Scope::Artifacts)?;
+    let name = ArtifactName::parse(&name).ok_or_else(invalid_name)?;
+    storage::find_for(&state.pool, grant.org, grant.run, grant.user, &name)
+        .await?
+        .ok_or(RunsError::NotFound)?;
+    let url = state
+        .media
+        .store
+        .download_url(
+            ArtifactStore::object_name(grant.org, grant.run, &name),
+            grant.remaining().min(MAX_URL_LIFETIME),
+        )
+        .await?;
+    Ok((StatusCode::FOUND, [(header::LOCATION, url)]).into_response())
+}
+
+fn invalid_name() -> RunsError {
+    RunsError::invalid(
+        "invalid_artifact_name",
+        "an artifact name is 1 to 100 of A-Z a-z 0-9 . _ -, starting with a letter or digit",
+    )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadRequest {
+    pub name: String,
+    pub content_type: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UploadTarget {
+    pub upload_url: String,
+    pub method: &'static str,
+    /// Headers the PUT must send (signed into the URL).
+    pub headers: BTreeMap<&'static str, String>,
+}
+
+fn bearer(headers: &HeaderMap) -> RunsResult<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or(RunsError::Unauthenticated)
+}
+
+/// The runner's upload target for one artifact of its (running) run: recorded and audited
+/// first, then a signed PUT to `runs/{org}/{run}/{name}` (no lock held while signing, which
+/// is a network call in production).
+pub async fn upload(
+    State(state): State<AppState>,
+    Path(run_id): Path<Uuid>,
+    headers: HeaderMap,
+    Json(req): Json<UploadRequest>,
+) -> RunsResult<AxumJson<UploadTarget>> {
+    let token = bearer(&headers)?;
+    let (mut tx, org) = runner::enter_run(&state.pool, run_id).await?;
+    runner::check_token(&mut tx, org, run_id, token).await?;
+    let name = ArtifactName::parse(&req.name).ok_or_else(invalid_name)?;
+    if !storage::valid_content_type(&req.content_type) {
+        return Err(RunsError::invalid(
+            "invalid_content_type",
+            "content_type must be a lower-case type/subtype such as image/png",
+        ));
+    }
+    let artifact =
+        storage::record(&mut tx, org, run_id, &name, &req.content_type, req.size).await?;
+    AuditEvent::new(
+        org,
+        Actor::runner(run_id),
+        "run.artifact_upload",
+        Target::new("run", run_id),
+    )
+    .with_details(json!({
+        "name": artifact.name,
+        "content_type": artifact.content_type,
+        "size": artifact.size,
+    }))
+    .record(&mut tx)
+    .await?;
+    tx.commit().await?;
+    let upload_url = state
+        .media
+        .store
+        .upload_url(
+            ArtifactStore::object_name(org, run_id, &name),
+            &req.content_type,
+            MAX_URL_LIFETIME,
+        )
+        .await?;
+    Ok(AxumJson(UploadTarget {
+        upload_url,
+        method: "PUT",
+        headers: BTreeMap::from([("content-type", req.content_type)]),
+    }))
+}
