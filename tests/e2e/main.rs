@@ -10,5 +10,6 @@ mod audit_pipeline;
 mod config;
 mod frontdoor;
 mod logs;
+mod run_path;
 mod shutdown;
 mod unix_socket;

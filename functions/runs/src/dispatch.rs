@@ -164,14 +164,20 @@ impl LocalExecutor {
         let mut command = tokio::process::Command::new(&self.runner);
         command
             .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("RUNWARDEN_RUN_ID", launch.run.to_string())
             .env("RUNS_URL", &self.runs_url)
             .env("RUNNER_TICKET", launch.ticket)
             .env("INTERNAL_AUTH_SECRET", self.internal_secret.expose_secret())
             .stdin(std::process::Stdio::null())
             .kill_on_drop(false);
-        for name in ["RUST_LOG", "RUNWARDEN_ENV", "RUNNER_AGENTS", "TMPDIR"] {
+        // Unset, not empty, when runs has none: the runner then uses its default PATH.
+        for name in [
+            "PATH",
+            "RUST_LOG",
+            "RUNWARDEN_ENV",
+            "RUNNER_AGENTS",
+            "TMPDIR",
+        ] {
             if let Some(value) = std::env::var_os(name) {
                 command.env(name, value);
             }
