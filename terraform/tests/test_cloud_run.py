@@ -182,3 +182,15 @@ def test_functions_config_vars_are_set(platform):
             text = str(body.get("env", "")) + str(body.get("secret_env", ""))
             for var in required:
                 assert var in text, f"{name} ({fn}) does not set {var}"
+
+
+def test_runner_timeout_is_the_largest_plan_cap_plus_grace(platform):
+    """TFX-02: the job's own timeout is no longer than the largest wall-clock cap of any plan
+    plus runs' grace (each execution gets its run's cap plus grace as an override)."""
+    sql = (ROOT / "shared/store/migrations/20261125000008_quotas.sql").read_text()
+    rows = re.findall(r"\('(\w+)',\s*(\d+),\s*(\d+),\s*(\d+),\s*(\d+),", sql)
+    assert rows, "plans not found in the quotas migration"
+    largest_cap = max(int(r[4]) for r in rows)
+    config = (ROOT / "functions/runs/src/config.rs").read_text()
+    grace = int(re.search(r'var_parsed\("RUNNER_GRACE_SECS", (\d+)\)', config).group(1))
+    assert platform.variables()["runner_timeout_seconds"]["default"] == largest_cap + grace

@@ -118,9 +118,9 @@ variable "export_window_days" {
 }
 
 variable "runner_timeout_seconds" {
-  description = "Ceiling of a runner execution: the largest plan wall-clock cap plus grace (runs sets each execution's own timeout to its run's cap plus grace)."
+  description = "Timeout of a runner execution started without one: the largest plan wall-clock cap (enterprise, 14400 s) plus runs' RUNNER_GRACE_SECS (30). runs sets each execution's own timeout to its run's granted cap plus grace."
   type        = number
-  default     = 3900
+  default     = 14430
   validation {
     condition     = var.runner_timeout_seconds > 0 && var.runner_timeout_seconds <= 86400
     error_message = "runner_timeout_seconds must be 1-86400."
