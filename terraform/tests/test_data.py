@@ -141,11 +141,11 @@ def test_prod_never_force_destroys_buckets_and_locks_audit_logs(prod):
 
 def test_platform_buckets_are_versioned_with_lifecycle_rules(platform):
     calls = platform.calls()
-    for name in ("artifacts_bucket", "exports_bucket", "access_logs_bucket"):
+    for name in ("artifacts_bucket", "exports_bucket", "access_logs_bucket", "build_source_bucket"):
         body = calls[name].body
         assert body["versioning"] is True, name
     assert calls["artifacts_bucket"].body["delete_after_days"] == "${var.artifact_retention_days}"
     assert calls["exports_bucket"].body["delete_after_days"] == "${var.export_window_days}"
     assert platform.variables()["export_window_days"]["default"] == 30
-    for name in ("artifacts_bucket", "exports_bucket"):
+    for name in ("artifacts_bucket", "exports_bucket", "build_source_bucket"):
         assert calls[name].body["access_log_bucket"] == "${module.access_logs_bucket.name}"

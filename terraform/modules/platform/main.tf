@@ -203,6 +203,24 @@ module "exports_bucket" {
   labels = local.labels
 }
 
+# Source uploads of `gcloud builds submit` (the default gs://PROJECT_cloudbuild bucket would be
+# multi-regional, which the location policy refuses). Triggers do not need it.
+module "build_source_bucket" {
+  source            = "../storage-bucket"
+  project_id        = var.project_id
+  region            = var.region
+  name              = "${var.project_id}-${var.name}-build-source"
+  versioning        = true
+  noncurrent_days   = 1
+  delete_after_days = 7
+  access_log_bucket = module.access_logs_bucket.name
+  force_destroy     = var.force_destroy_buckets
+  iam = {
+    build-reads = { role = "roles/storage.objectViewer", member = google_service_account.build.member }
+  }
+  labels = local.labels
+}
+
 # ---- services -----------------------------------------------------------------------------
 
 module "auth" {

@@ -80,9 +80,10 @@ output "database_users" {
 output "buckets" {
   description = "Bucket names."
   value = {
-    artifacts   = module.artifacts_bucket.name
-    exports     = module.exports_bucket.name
-    access_logs = module.access_logs_bucket.name
-    audit_logs  = module.baseline.audit_logs_bucket
+    artifacts    = module.artifacts_bucket.name
+    exports      = module.exports_bucket.name
+    access_logs  = module.access_logs_bucket.name
+    build_source = module.build_source_bucket.name
+    audit_logs   = module.baseline.audit_logs_bucket
   }
 }
