@@ -33,6 +33,11 @@ STACK_APT_UPDATED=0
 STACK_CLEANED=0
 
 FAKE_GCS_WRAPPER_VERSION="0.1.1"
+# Infrastructure checks (terraform/): checkov in a venv of its own, because it depends on
+# bc-python-hcl2, which installs the same `hcl2` module as python-hcl2 (terraform/tests).
+CHECKOV_VERSION="3.3.30"
+STACK_CHECKOV_VENV="$STACK_ROOT/.venv-checkov"
+STACK_IAC_VENV="$STACK_ROOT/.venv-iac"
 PUBSUB_EMULATOR_PACKAGE="google-cloud-cli-pubsub-emulator"
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -446,3 +451,45 @@ ensure_gcs_bucket() {
   fi
   log "fake-gcs-server: bucket $name ready"
 }
+
+# ---------------------------------------------------------------------------------------
+# infrastructure checks: checkov and terraform/tests (python-hcl2 + pytest), each in its venv
+
+# venv_with DIR STAMP PIP_ARGS...: make sure venv DIR exists and holds exactly what PIP_ARGS
+# install; STAMP (the pins) is recorded in DIR so a warm run does no pip call at all.
+venv_with() {
+  local dir=$1 stamp=$2
+  shift 2
+  if [[ -x $dir/bin/python ]] && "$dir/bin/python" -c 'import sys' >/dev/null 2>&1 &&
+    [[ -f $dir/.runwarden-pins && $(cat "$dir/.runwarden-pins") == "$stamp" ]]; then
+    return 0
+  fi
+  log "creating python venv ${dir#"$STACK_ROOT"/} ($stamp)"
+  rm -rf "$dir"
+  python3 -m venv "$dir" || die "python3 -m venv failed (apt-get install python3-venv)"
+  "$dir/bin/python" -m pip install -q --disable-pip-version-check "$@" ||
+    die "pip install into ${dir#"$STACK_ROOT"/} failed: $*"
+  printf '%s\n' "$stamp" >"$dir/.runwarden-pins"
+}
+
+# ensure_iac_tools: .venv-checkov with checkov==$CHECKOV_VERSION and .venv-iac with
+# terraform/tests/requirements.txt (python-hcl2, pytest, pyyaml). Idempotent; no network
+# when both are already in place.
+ensure_iac_tools() {
+  command -v python3 >/dev/null 2>&1 || die "python3 is required"
+  venv_with "$STACK_CHECKOV_VENV" "checkov==$CHECKOV_VERSION" "checkov==$CHECKOV_VERSION"
+  local reqs="$STACK_ROOT/terraform/tests/requirements.txt"
+  venv_with "$STACK_IAC_VENV" "$(grep -v '^#' "$reqs" | paste -sd ' ')" -r "$reqs"
+  log "iac tools: checkov $CHECKOV_VERSION, $(grep -v '^#' "$reqs" | paste -sd ' ')"
+}
+
+# The two checks, as commands (scripts/test runs them as steps, terraform/check directly):
+# checkov over terraform/ without network use, failing on any failed check (skips are written
+# next to their resource: #checkov:skip=CKV_...:reason); and terraform/tests (the HCL parsed
+# with python-hcl2: issue 6's invariants, TFX-01..08, DATA-05, the URL map against
+# routes.json, cloudbuild.yaml and the Dockerfile).
+# shellcheck disable=SC2034 # used by scripts/test and terraform/check
+CHECKOV_CMD=("$STACK_CHECKOV_VENV/bin/checkov" --directory "$STACK_ROOT/terraform" --framework terraform
+  --skip-download --quiet --compact --output cli)
+# shellcheck disable=SC2034 # used by scripts/test and terraform/check
+IAC_TESTS_CMD=("$STACK_IAC_VENV/bin/python" -m pytest -q -p no:cacheprovider "$STACK_ROOT/terraform/tests")

@@ -1,0 +1,23 @@
+# Production.
+module "platform" {
+  source      = "../../modules/platform"
+  project_id  = var.project_id
+  region      = "southamerica-west1"
+  environment = "prod"
+  name        = "rw-prod"
+  domains     = var.domains
+
+  db_tier                  = "db-custom-2-7680"
+  db_availability_type     = "REGIONAL"
+  db_backup_retained_count = 14
+  max_instances            = 3
+
+  assign_database_roles     = var.assign_database_roles
+  google_oauth_client_id    = var.google_oauth_client_id
+  scheduler_endpoints_ready = var.scheduler_endpoints_ready
+
+  deletion_protection      = true
+  force_destroy_buckets    = false
+  lock_audit_log_retention = true
+  waf_preview              = false
+}

@@ -1,0 +1,248 @@
+"""TFX-08 and the issue's IAM invariants: no primitive roles, no project-level secret access,
+an own service account for every service and job, grants on the narrowest resource, the
+runner with nothing beyond what a run needs, audit logs for every service."""
+
+import re
+
+import pytest
+
+from conftest import (
+    ENVS, MODULES, TERRAFORM, all_module_paths, expr, first, load_module,
+)
+
+# The only roles any account holds at project level, and why.
+PROJECT_ROLE_ALLOWLIST = {
+    "roles/cloudsql.client",  # connect through the Auth Proxy (Cloud SQL has no instance IAM)
+    "roles/cloudsql.instanceUser",  # log in as an IAM database user (project level only)
+    "roles/logging.logWriter",  # Cloud Build's deployer account writes its build logs
+}
+
+SECRET_ENV = {
+    "AUTH_SIGNING_KEY", "GOOGLE_OAUTH_CLIENT_SECRET", "INTERNAL_AUTH_SECRETS",
+    "INTERNAL_AUTH_SECRET", "VAULT_KEKS", "MEDIA_SIGNING_KEY",
+}
+SECRETISH = re.compile(r"(SECRET|PASSWORD|TOKEN|_KEY$|_KEYS$|KEKS$)")
+
+
+def tf_text() -> str:
+    return "\n".join(p.read_text() for p in sorted(TERRAFORM.rglob("*.tf")))
+
+
+def test_no_primitive_roles_anywhere():
+    text = tf_text()
+    for role in ("roles/owner", "roles/editor", "roles/viewer"):
+        assert role not in text, f"{role} appears in terraform/"
+
+
+def test_no_authoritative_project_iam():
+    """Bindings/policies at project level would replace grants made outside Terraform and
+    invite broad members; only additive members are used."""
+    for path in all_module_paths():
+        for rtype in ("google_project_iam_binding", "google_project_iam_policy"):
+            assert not load_module(path).resources(rtype), f"{path.name} uses {rtype}"
+
+
+def project_roles():
+    for path in all_module_paths():
+        for b in load_module(path).resources("google_project_iam_member"):
+            role = b.body["role"]
+            if role.startswith("roles/"):
+                yield path, b, [role]
+            else:
+                assert expr(role) == "each.value", f"{path.name}/{b.address}: role {role!r}"
+                yield path, b, re.findall(r"roles/[A-Za-z.]+", b.body["for_each"])
+
+
+def test_project_level_roles_are_allowlisted():
+    """TFX-08: no project-level roles beyond the allowlist; in particular no secretAccessor,
+    tokenCreator, serviceAccountUser, pubsub or storage role at project level."""
+    seen = 0
+    for path, block, roles in project_roles():
+        assert roles, f"{path.name}/{block.address}: cannot tell its roles"
+        for role in roles:
+            seen += 1
+            assert role in PROJECT_ROLE_ALLOWLIST, f"{path.name}/{block.address}: project-level {role}"
+    assert seen >= 3
+
+
+def test_secret_access_is_granted_per_secret_to_the_reader_itself():
+    for name in ("cloud-run-service", "cloud-run-job"):
+        mod = load_module(MODULES / name)
+        grant = mod.resource("google_secret_manager_secret_iam_member", "this").body
+        assert grant["role"] == "roles/secretmanager.secretAccessor"
+        assert grant["member"] == "${google_service_account.this.member}"
+        assert grant["for_each"] == "${var.secret_env}"
+        assert grant["secret_id"] == "${each.value.secret}"
+    # No other module grants secret access.
+    for path in all_module_paths():
+        if path.name in ("cloud-run-service", "cloud-run-job"):
+            continue
+        assert "secretmanager.secretAccessor" not in load_module(path).text, path.name
+
+
+@pytest.mark.parametrize("module,rtype", [
+    ("cloud-run-service", "google_cloud_run_v2_service"),
+    ("cloud-run-job", "google_cloud_run_v2_job"),
+])
+def test_every_service_and_job_runs_as_its_own_account(module, rtype):
+    mod = load_module(MODULES / module)
+    sa = mod.resource("google_service_account", "this").body
+    assert sa["account_id"] == "${var.name}"
+    body = mod.resource(rtype, "this").body
+    template = first(body["template"])
+    if rtype == "google_cloud_run_v2_job":
+        template = first(template["template"])
+    assert template["service_account"] == "${google_service_account.this.email}"
+
+
+def test_account_ids_are_distinct(platform):
+    """One account per service and job: module names are distinct, so are account ids."""
+    names = [c.body["name"] for c in platform.calls().values()
+             if c.body["source"] in ("../cloud-run-service", "../cloud-run-job")]
+    assert len(names) == 8 and len(set(names)) == len(names), names
+    assert all(n.startswith("${var.name}-") for n in names)
+
+
+def test_no_default_compute_account():
+    """CKV_GCP_46 for Cloud Run: no resource names the default compute account."""
+    assert "-compute@developer.gserviceaccount.com" not in tf_text()
+
+
+def test_runner_holds_nothing_beyond_a_run(platform):
+    """INT-06: the runner's account has no project role, no database, publishes nothing,
+    invokes nothing, and can at most create objects under runs/ in the artifacts bucket (and
+    not even that unless runner_direct_upload: it uploads through URLs runs signs)."""
+    runner = platform.calls()["runner"].body
+    assert "database" not in runner
+    assert set(runner["secret_env"]) == {"INTERNAL_AUTH_SECRET"}
+    uses = [line for line in platform.text.splitlines() if "module.runner." in line]
+    allowed = ("module.runner.service_account", "module.runner.member", "module.runner.id")
+    for line in uses:
+        assert any(a in line for a in allowed), line
+    member_uses = [line.strip() for line in uses if "module.runner.member" in line]
+    assert member_uses == ["member     = module.runner.member"], member_uses
+    artifacts = platform.calls()["artifacts_bucket"].body
+    cond = expr(artifacts["iam_conditional"])
+    assert cond.startswith("var.runner_direct_upload ?") and cond.endswith(": {}")
+    assert '"roles/storage.objectCreator"' in cond
+    assert 'resource.name.startsWith' in cond and '/objects/runs/' in cond
+    assert platform.variables()["runner_direct_upload"]["default"] is False
+    # The runner's network tag gets the sandbox firewall.
+    assert "runwarden-runner" in runner["vpc"]
+    net = load_module(MODULES / "network")
+    assert net.variables()["sandboxed_tags"]["default"] == ["runwarden-runner"]
+    fw = net.resource("google_compute_firewall", "sandbox_no_private_egress").body
+    assert fw["direction"] == "EGRESS" and fw["target_tags"] == "${var.sandboxed_tags}"
+    assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"} <= set(fw["destination_ranges"])
+
+
+def test_runs_may_only_run_and_cancel_the_runner_job(platform):
+    role = platform.resource("google_project_iam_custom_role", "runner_dispatch").body
+    assert set(role["permissions"]) == {
+        "run.jobs.run", "run.jobs.runWithOverrides", "run.executions.get", "run.executions.cancel"}
+    executors = platform.calls()["runner"].body["executors"]
+    assert executors["runs-dispatches"] == {
+        "member": "${module.runs.member}",
+        "role": "${google_project_iam_custom_role.runner_dispatch.id}",
+    }
+    # granted on the job resource, nowhere else
+    job = load_module(MODULES / "cloud-run-job").resource("google_cloud_run_v2_job_iam_member", "executors").body
+    assert job["name"] == "${google_cloud_run_v2_job.this.name}"
+    assert platform.text.count("runner_dispatch.id") == 1
+
+
+def test_runs_signs_urls_with_token_creator_on_itself_only(platform):
+    assert platform.calls()["runs"].body["self_token_creator"] is True
+    others = [n for n, c in platform.calls().items() if c.body.get("self_token_creator") and n != "runs"]
+    assert not others
+    grant = load_module(MODULES / "cloud-run-service").resource(
+        "google_service_account_iam_member", "self_token_creator").body
+    assert grant["service_account_id"] == "${google_service_account.this.name}"
+    assert grant["member"] == "${google_service_account.this.member}"
+    assert grant["role"] == "roles/iam.serviceAccountTokenCreator"
+
+
+def test_bucket_grants_are_per_bucket_and_never_public(platform):
+    artifacts = platform.calls()["artifacts_bucket"].body["iam"]
+    assert artifacts == {
+        "runs-signs-uploads": {"role": "roles/storage.objectCreator", "member": "${module.runs.member}"},
+        "runs-signs-reads": {"role": "roles/storage.objectViewer", "member": "${module.runs.member}"},
+    }
+    assert "allUsers" not in load_module(MODULES / "storage-bucket").text.replace('"allUsers", "allAuthenticatedUsers"', "")
+    for path in all_module_paths():
+        for b in load_module(path).resources("google_storage_bucket_iam_member"):
+            assert b.body["member"] not in ("allUsers", "allAuthenticatedUsers")
+
+
+def test_publishers_are_granted_per_topic(platform):
+    pubsub = load_module(MODULES / "pubsub")
+    grant = pubsub.resource("google_pubsub_topic_iam_member", "publishers").body
+    assert grant["role"] == "roles/pubsub.publisher"
+    assert "google_pubsub_topic.this" in grant["topic"]
+    assert platform.calls()["pubsub"].body["publishers"] == {
+        "auth": "${module.auth.member}", "runs": "${module.runs.member}"}
+
+
+def test_allusers_invoker_only_on_load_balanced_services(platform):
+    """TFX-01: allUsers may invoke only services the load balancer fronts, and those accept
+    no direct internet traffic (internal-and-load-balancer ingress)."""
+    svc = load_module(MODULES / "cloud-run-service")
+    public = svc.resource("google_cloud_run_v2_service_iam_member", "public").body
+    assert public["count"] == "${var.public ? 1 : 0}" and public["member"] == "allUsers"
+    assert svc.text.count('"allUsers"') == 1
+    pre = first(svc.resource("google_cloud_run_v2_service", "this").body["lifecycle"])["precondition"]
+    assert any('!var.public || var.ingress == "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"' in p["condition"] for p in pre)
+    backends = platform.locals()["frontdoor_backends"]
+    fronted = {expr(v).split(".")[1] for v in backends.values()}  # module names
+    for name, call in platform.calls().items():
+        if call.body["source"] != "../cloud-run-service":
+            continue
+        m = re.fullmatch(r'local\.services(?:\.([a-z]+)|\["([a-z-]+)"\])\.public', expr(call.body["public"]))
+        assert m, f"{name}: public must come from local.services"
+        is_public = platform.locals()["services"][m.group(1) or m.group(2)]["public"]
+        assert is_public == (name in fronted), f"{name}: public={is_public}, behind the LB={name in fronted}"
+
+
+def test_invoker_iam_is_off_only_where_a_reason_says_why(platform):
+    off = {n: c.body for n, c in platform.calls().items() if c.body.get("invoker_iam_disabled") is True}
+    assert set(off) == {"quotas"}
+    assert len(off["quotas"]["invoker_iam_disabled_reason"]) > 60
+
+
+def test_audit_config_logs_every_service():
+    """TFX-08 / CKV2_GCP_5: allServices, ADMIN_READ + DATA_READ + DATA_WRITE, no exemptions."""
+    cfg = load_module(MODULES / "project-baseline").resource("google_project_iam_audit_config", "all_services").body
+    assert cfg["service"] == "allServices"
+    types = {c["log_type"] for c in cfg["audit_log_config"]}
+    assert types == {"ADMIN_READ", "DATA_READ", "DATA_WRITE"}
+    assert not any("exempted_members" in c for c in cfg["audit_log_config"])
+
+
+def test_secrets_reach_functions_only_through_secret_manager(platform):
+    """TFX-01: secrets only via value_source.secret_key_ref; no secret-looking plain env var."""
+    for name, call in platform.calls().items():
+        body = call.body
+        env = body.get("env", {})
+        env_text = env if isinstance(env, str) else " ".join(env)
+        for var in SECRET_ENV:
+            assert not re.search(rf"\b{var}\b\s*=", env_text) and var not in (env if isinstance(env, dict) else {}), \
+                f"{name}: {var} as a plain variable"
+        if isinstance(env, dict):
+            for var in env:
+                if var in ("AUTH_SIGNING_KEY_ID", "MEDIA_SIGNING_KEY_ID", "VAULT_KEK_ACTIVE"):
+                    continue
+                assert not SECRETISH.search(var), f"{name}: {var} looks secret but is plain"
+        for var, ref in body.get("secret_env", {}).items() if isinstance(body.get("secret_env"), dict) else []:
+            assert var in SECRET_ENV, f"{name}: unexpected secret {var}"
+            assert ref["secret"].startswith("${local.secret["), ref
+    # the modules put secret_env only in secret_key_ref
+    for module in ("cloud-run-service", "cloud-run-job"):
+        text = load_module(MODULES / module).text
+        assert len(re.findall(r"for_each\s+=\s+var\.secret_env", text)) == 2  # env block, grant
+        assert "secret_key_ref" in text
+
+
+def test_secret_values_never_pass_through_terraform():
+    text = tf_text()
+    assert "google_secret_manager_secret_version" not in text
+    assert "random_password" not in text
