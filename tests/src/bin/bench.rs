@@ -24,6 +24,7 @@ use anyhow::{Context, bail, ensure};
 use argon2::password_hash::{PasswordHasher as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use runwarden_auth::password::{ITERATIONS, MEMORY_KIB, PARALLELISM};
+use runwarden_e2e::measure::{cores, ms, percentile, runtime, scaled};
 use runwarden_e2e::{PASSWORD, Tokens, drop_database};
 use serde_json::{Value, json};
 use url::Url;
@@ -69,19 +70,6 @@ fn print_db_url(url: &str, db: &str, user: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-fn scaled(secs: f64) -> Duration {
-    let scale: f64 = std::env::var("BENCH_SECONDS_SCALE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|s: &f64| *s > 0.0 && *s <= 1.0)
-        .unwrap_or(1.0);
-    Duration::from_secs_f64(secs * scale)
-}
-
 fn run() -> anyhow::Result<()> {
     let base = std::env::var("BENCH_AUTH_URL").context("BENCH_AUTH_URL is required")?;
     let parsed = Url::parse(&base).context("BENCH_AUTH_URL")?;
@@ -94,10 +82,7 @@ fn run() -> anyhow::Result<()> {
         Err(_) => None,
     };
     let cores = cores();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores)
-        .enable_all()
-        .build()?;
+    let runtime = runtime()?;
 
     runtime.block_on(wait_healthy(&base))?;
     let idle_rss = pid.map(|p| proc_status_kib(p, "VmRSS")).transpose()?;
@@ -325,11 +310,7 @@ impl LoadResult {
     }
 
     fn percentile(&self, p: f64) -> Duration {
-        if self.latencies.is_empty() {
-            return Duration::ZERO;
-        }
-        let idx = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies[idx.min(self.latencies.len() - 1)]
+        percentile(&self.latencies, p)
     }
 }
 
@@ -451,10 +432,6 @@ async fn client_loop(
         }
     }
     out
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
 fn mib(kib: Option<u64>) -> String {
