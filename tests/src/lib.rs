@@ -7,6 +7,7 @@
 
 pub mod audit_bench;
 pub mod measure;
+pub mod quotas_bench;
 pub mod relay_bench;
 
 use std::fs::File;

@@ -10,6 +10,11 @@
 //!                                through outbox, relay, emulator and a release audit; env
 //!                                BENCH_DB_ADMIN_URL, BENCH_DB_RELAY_URL, BENCH_DB_AUDIT_URL,
 //!                                PUBSUB_EMULATOR_HOST (see runwarden_e2e::audit_bench)
+//! bench quotas                   quotas: admissions/s for one hot org and over 1,000 orgs
+//!                                against a release quotas, rate-limit decisions/s, and the
+//!                                latency the per-org rate limiter adds to a request; env
+//!                                BENCH_DB_ADMIN_URL, BENCH_DB_QUOTAS_URL (see
+//!                                runwarden_e2e::quotas_bench)
 //! bench free-port                print a free TCP port on 127.0.0.1
 //! bench db-url URL DB [USER]     print URL pointed at database DB (and login role USER)
 //! bench drop-db ADMIN_URL DB     drop database DB (WITH (FORCE)), best-effort helper
@@ -58,8 +63,10 @@ fn main() -> anyhow::Result<()> {
         ["run"] => run(),
         ["relay"] => runwarden_e2e::relay_bench::run(),
         ["audit"] => runwarden_e2e::audit_bench::run(),
+        ["quotas"] => runwarden_e2e::quotas_bench::run(),
         _ => bail!(
-            "usage: bench run | relay | audit | free-port | db-url URL DB [USER] | drop-db ADMIN_URL DB"
+            "usage: bench run | relay | audit | quotas | free-port | db-url URL DB [USER] | \
+             drop-db ADMIN_URL DB"
         ),
     }
 }
