@@ -174,8 +174,10 @@ where
 
 /// Open loop: starts one `op` every `1 / per_sec` seconds for `duration`, whatever the
 /// earlier ones are doing (a slow answer does not slow the offered load down, as it would
-/// with a fixed number of clients), and times each from the moment it was due (so falling
-/// behind the schedule counts as latency too). Returns once every operation has finished.
+/// with a fixed number of clients, so slow answers cannot hide by delaying the requests
+/// behind them), and times each from the moment it was started. (Not from when it was due:
+/// the timer wakes up to 1 ms late, which would add up to 1 ms to every sample.) Returns
+/// once every operation has finished.
 pub async fn open_loop<F, Fut>(
     per_sec: f64,
     duration: Duration,
@@ -193,9 +195,10 @@ where
         let due = started + every.mul_f64(k as f64);
         tokio::time::sleep_until(due.into()).await;
         let operation = op();
+        let sent = Instant::now();
         tasks.push(tokio::spawn(async move {
             let outcome = operation.await;
-            (outcome, due.elapsed())
+            (outcome, sent.elapsed())
         }));
     }
     let mut total = Sample::default();

@@ -20,25 +20,24 @@
 //!    not how the limiter runs).
 //! 4. what the per-org rate limiter adds to a request, by A/B: in-process quotas apps on
 //!    their own sockets, each with its own pool of the production size
-//!    (`PoolSettings::default()`); A and B identical but for the limiter: A is
-//!    `runwarden_quotas::router` as the binary serves it (`OrgRateLimit::from_plans` applied),
-//!    B the same routes under the same platform layers without it. Each side gets
-//!    `GET /v1/orgs/{org}/usage` (a member's valid access token), all *at the same time* and
-//!    at the same fixed rate, `OVERHEAD_PER_SEC` each, open loop (requests start on schedule
-//!    whatever earlier ones are doing, and are timed from when they were due), over the
-//!    spread orgs and then all on one org. The limiter's cost is p99(A) − p99(B) (also p50);
-//!    target: under 1 ms at p99 over the spread orgs. A fixed rate below saturation, not a
-//!    fixed number of busy clients: with clients that send as fast as answers come, both
-//!    sides run at saturation, and latency is then set by queueing (clients / throughput)
-//!    rather than by what one request costs. This measures the middleware as it is: two
-//!    round trips to the database per request (`org_requests_per_minute`, then
-//!    `rate_limit_check`, which commits), each on a pooled connection. Every answer of A
-//!    must carry the `RateLimit` header and none of B's may, which shows the limiter ran on
-//!    one side only; the orgs' limits are far above the load, so the limiter decides (and
-//!    writes its row) for every request but never refuses. A third side runs alongside as a
-//!    what-if, A′: A on a pool whose sessions have `synchronous_commit = off`, which changes
-//!    only the limiter's commits (the usage read writes nothing), so A − A′ is what waiting
-//!    for the WAL flush costs.
+//!    (`PoolSettings::default()`). A is `runwarden_quotas::router` exactly as the binary
+//!    serves it (`OrgRateLimit::from_plans` applied); B the same routes under the same
+//!    platform layers without the limiter. Each gets `GET /v1/orgs/{org}/usage` (a member's
+//!    valid access token) over the spread orgs, all sides *at the same time* and at the same
+//!    fixed rate, `OVERHEAD_PER_SEC` each, open loop (requests start on schedule whatever
+//!    earlier ones are doing). The limiter's cost is
+//!    p99(A) − p99(B) (also p50); target: under 1 ms at p99. A fixed rate below saturation,
+//!    not a fixed number of busy clients: with clients that send as fast as answers come,
+//!    every side runs at saturation, and latency is then set by queueing (clients /
+//!    throughput) rather than by what one request costs. This measures the middleware as it
+//!    is: two round trips to the database per request (`org_requests_per_minute`, then
+//!    `rate_limit_check`, a write that commits), each on a pooled connection. Every answer of
+//!    a limited side must carry the `RateLimit` header and none of B's may, which shows the
+//!    limiter ran where it should; the orgs' limits are far above the load, so the limiter
+//!    decides (and writes its row) for every request but never refuses. Two what-if sides
+//!    run alongside, to show where the cost goes (see [`Side`]): A′, A whose commits do not
+//!    wait for the WAL flush, and A″, a limiter that skips the rate lookup. The limited
+//!    sides are a third of a round apart in the orgs, so none waits on another's row lock.
 //!
 //! quotas runs as a release binary on a free port (development mode, a per-run internal and
 //! push secret; it fetches `AUTH_JWKS_URL` at start, served here with the key that signs the
@@ -59,7 +58,7 @@ use runwarden_platform::internal_auth::InternalSecrets;
 use runwarden_platform::request::TrustedProxyHops;
 use runwarden_platform::server::{self, Limits};
 use runwarden_quotas::AppState;
-use runwarden_ratelimit::Quota;
+use runwarden_ratelimit::{OrgRateLimit, Quota};
 use runwarden_store::PoolSettings;
 use runwarden_tokens::{AccessClaims, TokenSigner};
 use secrecy::SecretString;
@@ -81,8 +80,7 @@ const SPREAD_ORGS: usize = 1000;
 const LIMITER_KEYS: usize = 10_000;
 const ADMIT_SECS: f64 = 10.0;
 const LIMITER_SECS: f64 = 5.0;
-const OVERHEAD_SPREAD_SECS: f64 = 15.0;
-const OVERHEAD_ONE_ORG_SECS: f64 = 5.0;
+const OVERHEAD_SECS: f64 = 20.0;
 /// Untimed load before the timed phases against a freshly started app, whose pool opens its
 /// connections on first use (a few ms each).
 const WARM_UP: Duration = Duration::from_secs(2);
@@ -118,13 +116,6 @@ struct Admissions {
     rows: Rows,
 }
 
-struct Overhead {
-    orgs: usize,
-    limited: Sample,
-    limited_async_commit: Sample,
-    bare: Sample,
-}
-
 struct Report {
     /// The 1-minute load average before the benchmark started (other work on the machine).
     load_before: Option<f64>,
@@ -133,8 +124,9 @@ struct Report {
     keys: Sample,
     one_key: Sample,
     keys_async_commit: Sample,
-    overhead_spread: Overhead,
-    overhead_one_org: Overhead,
+    overhead_orgs: usize,
+    /// Part 4, by side.
+    overhead: Vec<(Side, Sample)>,
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -225,21 +217,15 @@ pub fn run() -> anyhow::Result<()> {
 
         let apps = AbApps::start(&quotas_url, &signer, &internal_secret, &push_secret).await?;
         eprintln!(
-            "==> quotas: GET /v1/orgs/{{org}}/usage with the limiter, with it committing \
-             asynchronously, and without it, {OVERHEAD_PER_SEC} req/s each over {} orgs, {:?}",
+            "==> quotas: GET /v1/orgs/{{org}}/usage through {} apps (with the limiter, two \
+             what-ifs, without it), {OVERHEAD_PER_SEC} req/s each over {} orgs, {:?}",
+            Side::ALL.len(),
             spread.len(),
-            scaled(OVERHEAD_SPREAD_SECS)
+            scaled(OVERHEAD_SECS)
         );
         // Untimed: each app opens its pool's connections.
         apps.compare(&spread, WARM_UP).await?;
-        let overhead_spread = apps.compare(&spread, scaled(OVERHEAD_SPREAD_SECS)).await?;
-        eprintln!(
-            "==> quotas: the same on one org, {:?}",
-            scaled(OVERHEAD_ONE_ORG_SECS)
-        );
-        let overhead_one_org = apps
-            .compare(&spread[..1], scaled(OVERHEAD_ONE_ORG_SECS))
-            .await?;
+        let overhead = apps.compare(&spread, scaled(OVERHEAD_SECS)).await?;
         apps.stop();
         anyhow::Ok(Report {
             load_before,
@@ -248,8 +234,8 @@ pub fn run() -> anyhow::Result<()> {
             keys,
             one_key,
             keys_async_commit,
-            overhead_spread,
-            overhead_one_org,
+            overhead_orgs: spread.len(),
+            overhead,
         })
     })?;
     print_table(&report);
@@ -470,15 +456,67 @@ async fn limiter_decisions(
 // ---------------------------------------------------------------------------------------
 // 4. the limiter's cost on a request (A/B)
 
-/// The in-process quotas apps of the A/B, on their own sockets: base URLs.
+/// One side of the A/B: an in-process quotas app on its own socket, with its own pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    /// A: exactly what the binary serves (`runwarden_quotas::router`).
+    Limited,
+    /// A′ (what-if): A on a pool whose sessions have `synchronous_commit = off`, which
+    /// changes only the limiter's commits (the usage read writes nothing).
+    AsyncCommit,
+    /// A″ (what-if): the limiter with one fixed quota (`OrgRateLimit::fixed`), so without
+    /// the lookup of the org's rate: one round trip per request instead of two.
+    NoLookup,
+    /// B: A without the limiter.
+    Bare,
+}
+
+impl Side {
+    const ALL: [Side; 4] = [Side::Limited, Side::AsyncCommit, Side::NoLookup, Side::Bare];
+
+    fn label(self) -> &'static str {
+        match self {
+            Side::Limited => "A: with the limiter, as served",
+            Side::AsyncCommit => {
+                "A′: what if the limiter's commits were asynchronous (synchronous_commit = off)"
+            }
+            Side::NoLookup => {
+                "A″: what if the limiter did not look up the org's rate (a fixed quota: one \
+                 round trip instead of two)"
+            }
+            Side::Bare => "B: without the limiter",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Side::Limited => "A",
+            Side::AsyncCommit => "A′",
+            Side::NoLookup => "A″",
+            Side::Bare => "B",
+        }
+    }
+
+    fn limited(self) -> bool {
+        self != Side::Bare
+    }
+
+    /// Where in the orgs' round this side starts, in thirds of a round: the limited sides
+    /// write the same kind of rows (one per org), and two of them on the same org at the
+    /// same moment would wait for each other's row lock (and, through it, for A's WAL
+    /// flush). B only reads, in A's order.
+    fn start_third(self) -> usize {
+        match self {
+            Side::Limited | Side::Bare => 0,
+            Side::AsyncCommit => 1,
+            Side::NoLookup => 2,
+        }
+    }
+}
+
+/// The A/B's apps, on their own sockets: (side, base URL).
 struct AbApps {
-    /// A: exactly what the binary serves.
-    limited: String,
-    /// A′ (a what-if): A on a pool whose sessions commit with `synchronous_commit = off`,
-    /// which only changes the limiter's commits (the usage read writes nothing).
-    limited_async_commit: String,
-    /// B: A minus `OrgRateLimit::apply`.
-    bare: String,
+    bases: Vec<(Side, String)>,
     stop: tokio::sync::watch::Sender<bool>,
 }
 
@@ -501,31 +539,37 @@ impl AbApps {
         let secrets = InternalSecrets::parse(&SecretString::from(internal))?;
         let push_auth =
             PushAuth::shared_secret(SecretString::from(push)).map_err(anyhow::Error::msg)?;
-        let apps = [
-            runwarden_quotas::router(
-                state(&options),
-                push_auth.clone(),
-                secrets.clone(),
-                hops,
-                &limits,
-            ),
-            runwarden_quotas::router(
-                state(&async_commit),
-                push_auth.clone(),
-                secrets.clone(),
-                hops,
-                &limits,
-            ),
-            server::app(
-                runwarden_quotas::routes::router(state(&options), push_auth, secrets),
-                &limits,
-                hops,
-            ),
-        ];
+        let routes = |state: AppState| {
+            runwarden_quotas::routes::router(state, push_auth.clone(), secrets.clone())
+        };
         let mut bases = Vec::new();
-        for app in apps {
+        for side in Side::ALL {
+            let app = match side {
+                Side::Limited => runwarden_quotas::router(
+                    state(&options),
+                    push_auth.clone(),
+                    secrets.clone(),
+                    hops,
+                    &limits,
+                ),
+                Side::AsyncCommit => runwarden_quotas::router(
+                    state(&async_commit),
+                    push_auth.clone(),
+                    secrets.clone(),
+                    hops,
+                    &limits,
+                ),
+                // As `runwarden_quotas::router` builds it, with `fixed` for `from_plans`.
+                Side::NoLookup => {
+                    let state = state(&options);
+                    let quota = Quota::per_minute(u32::try_from(HUGE_RPM)?);
+                    let limiter = OrgRateLimit::fixed(state.pool.clone(), quota);
+                    server::app(limiter.apply(routes(state)), &limits, hops)
+                }
+                Side::Bare => server::app(routes(state(&options)), &limits, hops),
+            };
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            bases.push(format!("http://{}", listener.local_addr()?));
+            bases.push((side, format!("http://{}", listener.local_addr()?)));
             let mut stopped = stopped.clone();
             tokio::spawn(async move {
                 let shutdown = async move {
@@ -536,32 +580,33 @@ impl AbApps {
                 }
             });
         }
-        let [limited, limited_async_commit, bare]: [String; 3] = bases
-            .try_into()
-            .map_err(|_| anyhow::anyhow!("three apps"))?;
-        Ok(AbApps {
-            limited,
-            limited_async_commit,
-            bare,
-            stop,
-        })
+        Ok(AbApps { bases, stop })
     }
 
     /// Every side at once, `OVERHEAD_PER_SEC` requests per second each, round robin over
-    /// `orgs`.
-    async fn compare(&self, orgs: &[BenchOrg], duration: Duration) -> anyhow::Result<Overhead> {
-        let orgs: Arc<Vec<BenchOrg>> = Arc::new(orgs.to_vec());
-        let (limited, limited_async_commit, bare) = tokio::join!(
-            usage_load(&self.limited, &orgs, true, duration),
-            usage_load(&self.limited_async_commit, &orgs, true, duration),
-            usage_load(&self.bare, &orgs, false, duration),
-        );
-        Ok(Overhead {
-            orgs: orgs.len(),
-            limited: limited?,
-            limited_async_commit: limited_async_commit?,
-            bare: bare?,
-        })
+    /// `orgs` (each from its [`Side::start_third`]).
+    async fn compare(
+        &self,
+        orgs: &[BenchOrg],
+        duration: Duration,
+    ) -> anyhow::Result<Vec<(Side, Sample)>> {
+        let mut loads = Vec::new();
+        for (side, base) in &self.bases {
+            let mut order = orgs.to_vec();
+            order.rotate_left(side.start_third() * orgs.len() / 3);
+            let (side, base) = (*side, base.clone());
+            loads.push((
+                side,
+                tokio::spawn(
+                    async move { usage_load(&base, &order, side.limited(), duration).await },
+                ),
+            ));
+        }
+        let mut out = Vec::new();
+        for (side, load) in loads {
+            out.push((side, load.await??));
+        }
+        Ok(out)
     }
 
     fn stop(self) {
@@ -573,7 +618,7 @@ impl AbApps {
 /// counts only if it is 200 and carries the `RateLimit` header exactly when `limited`.
 async fn usage_load(
     base: &str,
-    orgs: &Arc<Vec<BenchOrg>>,
+    orgs: &[BenchOrg],
     limited: bool,
     duration: Duration,
 ) -> anyhow::Result<Sample> {
@@ -705,55 +750,49 @@ fn print_table(r: &Report) {
             s.failures(),
         );
     }
-    for (n, o, targeted) in [
-        (6, &r.overhead_spread, true),
-        (7, &r.overhead_one_org, false),
-    ] {
-        let secs = o.limited.elapsed.as_secs_f64();
-        for (side, s, check) in [
-            (
-                "A: with the limiter",
-                &o.limited,
-                "RateLimit header on every answer",
-            ),
-            (
-                "A′: with the limiter, what if its commits were asynchronous",
-                &o.limited_async_commit,
-                "RateLimit header on every answer",
-            ),
-            ("B: without it", &o.bare, "no RateLimit header"),
-        ] {
-            println!(
-                "| {n} | GET /v1/orgs/{{org}}/usage, {side}; {OVERHEAD_PER_SEC:.0} req/s open loop to each of A, A′, B at once, {} org(s), {secs:.0} s | {:.0} req/s | {} | {} / {} | {check} | – |",
-                o.orgs,
-                s.rate(),
-                p50_p99(s),
-                s.refusals(),
-                s.failures(),
-            );
+    let secs = scaled(OVERHEAD_SECS).as_secs_f64();
+    let mut bare = None;
+    for (side, s) in &r.overhead {
+        if *side == Side::Bare {
+            bare = Some(s);
         }
-        let added = o
-            .limited
-            .percentile(0.99)
-            .saturating_sub(o.bare.percentile(0.99));
-        let target = if targeted {
-            format!(
-                "p99 < {}: {}",
-                ms(OVERHEAD_P99_TARGET),
-                pass(added < OVERHEAD_P99_TARGET)
-            )
+        let check = if side.limited() {
+            "RateLimit header on every answer"
         } else {
-            "– (one org's decisions serialize on its row)".into()
+            "no RateLimit header"
         };
         println!(
-            "| {n} | added by the limiter = A − B, {} org(s) | – | {} | – | – | {target} |",
-            o.orgs,
-            delta_p50_p99(&o.limited, &o.bare),
+            "| 6 | GET /v1/orgs/{{org}}/usage, {}; {OVERHEAD_PER_SEC:.0} req/s open loop to each of the {} apps at once, {} orgs, {secs:.0} s | {:.0} req/s | {} | {} / {} | {check} | – |",
+            side.label(),
+            r.overhead.len(),
+            r.overhead_orgs,
+            s.rate(),
+            p50_p99(s),
+            s.refusals(),
+            s.failures(),
         );
+    }
+    let Some(bare) = bare else {
+        return;
+    };
+    for (side, s) in r.overhead.iter().filter(|(side, _)| side.limited()) {
+        let (what, target) = if *side == Side::Limited {
+            let added = s.percentile(0.99).saturating_sub(bare.percentile(0.99));
+            (
+                "added by the limiter",
+                format!(
+                    "p99 < {}: {}",
+                    ms(OVERHEAD_P99_TARGET),
+                    pass(added < OVERHEAD_P99_TARGET)
+                ),
+            )
+        } else {
+            ("what if", "–".to_owned())
+        };
         println!(
-            "| {n} | what if its commits were asynchronous = A′ − B, {} org(s) | – | {} | – | – | – |",
-            o.orgs,
-            delta_p50_p99(&o.limited_async_commit, &o.bare),
+            "| 6 | {what}: {} − B | – | {} | – | – | {target} |",
+            side.name(),
+            delta_p50_p99(s, bare),
         );
     }
 }
