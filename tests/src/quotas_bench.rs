@@ -720,9 +720,13 @@ fn print_table(r: &Report) {
             ),
         ),
     ] {
+        let orgs = if a.orgs == 1 {
+            "1 org".to_owned()
+        } else {
+            format!("{} orgs round robin", a.orgs)
+        };
         println!(
-            "| {n} | POST /internal/admissions (new run each), {} org(s) round robin, {CLIENTS} clients, {admit_secs:.0} s | {:.0} admissions/s | {} | {} / {} | {} | {target} |",
-            a.orgs,
+            "| {n} | POST /internal/admissions (new run each), {orgs}, {CLIENTS} clients, {admit_secs:.0} s | {:.0} admissions/s | {} | {} / {} | {} | {target} |",
             a.sample.rate(),
             p50_p99(&a.sample),
             a.sample.refusals(),
@@ -743,7 +747,7 @@ fn print_table(r: &Report) {
         ),
     ] {
         println!(
-            "| {n} | rate_limit_check called directly, {CLIENTS} tasks (a connection each) {what}, {limiter_secs:.0} s | {:.0} decisions/s | {} per decision | {} / {} | – | – |",
+            "| {n} | rate_limit_check called directly, {CLIENTS} tasks (a connection each) {what}, {limiter_secs:.0} s | {:.0} decisions/s | {} | {} / {} | – | – |",
             s.rate(),
             p50_p99(s),
             s.refusals(),
