@@ -36,12 +36,13 @@ use runwarden_events::relay::Relay;
 use runwarden_events::topics::{Admin, topology};
 use runwarden_events::{Actor, AuditEvent, Target};
 use runwarden_tenancy::OrgId;
+use runwarden_tokens::TokenSigner;
 use serde_json::json;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::Proc;
+use crate::measure::required_env;
 
 const DEFAULT_COPY_ROWS: usize = 20_000;
 const DEFAULT_EVENTS: usize = 5000;
@@ -53,6 +54,7 @@ const TARGET_RATIO: f64 = 0.25;
 const PUSH_DEADLINE: Duration = Duration::from_secs(45);
 const E2E_DEADLINE: Duration = Duration::from_secs(60);
 const HEALTHY_TIMEOUT: Duration = Duration::from_secs(30);
+const STOP_GRACE: Duration = Duration::from_secs(10);
 /// The package that provides Google's Pub/Sub emulator (Google's Cloud SDK apt repository).
 const EMULATOR_PACKAGE: &str = "google-cloud-cli-pubsub-emulator";
 
@@ -96,13 +98,6 @@ struct ChainCheck {
     out_of_order: i64,
 }
 
-fn env(name: &str) -> anyhow::Result<String> {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .with_context(|| format!("{name} is required"))
-}
-
 fn count_var(name: &str, default: usize) -> anyhow::Result<usize> {
     let n = match std::env::var(name) {
         Ok(v) => v.trim().parse().with_context(|| name.to_owned())?,
@@ -123,10 +118,11 @@ fn emulator_missing(host: &str, why: &str) -> anyhow::Error {
 }
 
 pub fn run() -> anyhow::Result<()> {
-    let admin_url = env("BENCH_DB_ADMIN_URL")?;
-    let relay_url = env("BENCH_DB_RELAY_URL")?;
-    let audit_url = env("BENCH_DB_AUDIT_URL")?;
-    let host = env("PUBSUB_EMULATOR_HOST").map_err(|_| emulator_missing("", "it is unset"))?;
+    let admin_url = required_env("BENCH_DB_ADMIN_URL")?;
+    let relay_url = required_env("BENCH_DB_RELAY_URL")?;
+    let audit_url = required_env("BENCH_DB_AUDIT_URL")?;
+    let host =
+        required_env("PUBSUB_EMULATOR_HOST").map_err(|_| emulator_missing("", "it is unset"))?;
     let copy_rows = count_var("BENCH_AUDIT_COPY_ROWS", DEFAULT_COPY_ROWS)?;
     let events = count_var("BENCH_AUDIT_EVENTS", DEFAULT_EVENTS)?;
     let audit_bin = crate::target_dir().join("audit");
@@ -135,11 +131,8 @@ pub fn run() -> anyhow::Result<()> {
         "{} is missing: build it first (cargo build --release --workspace --bins)",
         audit_bin.display()
     );
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores)
-        .enable_all()
-        .build()?;
+    let cores = crate::measure::cores();
+    let runtime = crate::measure::runtime()?;
     let (copied, pushed, e2e) = runtime.block_on(async {
         // Fail before any work when the emulator is not there (never skip the phase).
         match tokio::time::timeout(
@@ -172,13 +165,11 @@ pub fn run() -> anyhow::Result<()> {
         truncate(&admin).await?;
 
         // audit, with auth's JWKS stood in for by a generated key.
-        let jwks = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let jwks_url = format!("http://{}/.well-known/jwks.json", jwks.local_addr()?);
-        let jwks_server = tokio::spawn(serve_jwks(jwks, Arc::new(jwks_body()?)));
+        let jwks = crate::JwksServer::start(&TokenSigner::generate("bench-1")).await?;
         let secret = uuid::Uuid::new_v4().simple().to_string();
-        let mut audit = start_audit(&audit_url, &jwks_url, &secret);
+        let mut audit = start_audit(&audit_url, &jwks.url, &secret);
         let result = async {
-            wait_healthy(&mut audit).await?;
+            audit.try_wait_healthy(HEALTHY_TIMEOUT).await?;
             eprintln!(
                 "==> audit: {events} push envelopes over {ORGS} orgs, {PUSH_CLIENTS} clients, \
                  straight to audit on {}",
@@ -194,9 +185,9 @@ pub fn run() -> anyhow::Result<()> {
             anyhow::Ok((pushed, e2e))
         }
         .await;
-        jwks_server.abort();
+        drop(jwks);
         let result = result.map_err(|e| anyhow::anyhow!("{e:#}\n{}", audit.output_tail()));
-        stop_audit(&mut audit).await;
+        audit.stop(STOP_GRACE).await;
         let (pushed, e2e) = result?;
         anyhow::Ok((copied, pushed, e2e))
     })?;
@@ -316,52 +307,7 @@ async fn copy_baseline(admin: &PgPool, rows: usize) -> anyhow::Result<Copied> {
 }
 
 // ---------------------------------------------------------------------------------------
-// audit, and a JWKS for it
-
-/// A JWKS with one fresh Ed25519 public key (audit only needs a usable key set to start).
-fn jwks_body() -> anyhow::Result<String> {
-    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
-    let rng = aws_lc_rs::rand::SystemRandom::new();
-    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
-        .map_err(|_| anyhow::anyhow!("generating an Ed25519 key"))?;
-    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
-        .map_err(|_| anyhow::anyhow!("reading the generated Ed25519 key"))?;
-    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
-    Ok(json!({"keys": [{
-        "kty": "OKP", "crv": "Ed25519", "x": x, "kid": "bench-1", "alg": "EdDSA", "use": "sig"
-    }]})
-    .to_string())
-}
-
-/// Answers every request on `listener` with `body` as JSON (one request per connection).
-async fn serve_jwks(listener: tokio::net::TcpListener, body: Arc<String>) {
-    loop {
-        let Ok((mut socket, _)) = listener.accept().await else {
-            continue;
-        };
-        let body = body.clone();
-        tokio::spawn(async move {
-            // Read the request head (a GET has no body), then answer and close.
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                match tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf)).await {
-                    Ok(Ok(n)) if n > 0 && head.len() < 16 * 1024 => {
-                        head.extend_from_slice(&buf[..n]);
-                    }
-                    _ => return,
-                }
-            }
-            let response = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
-                 connection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = socket.write_all(response.as_bytes()).await;
-            let _ = socket.shutdown().await;
-        });
-    }
-}
+// audit
 
 /// Starts the release audit on a free port (development mode, push secret, warnings only).
 fn start_audit(database_url: &str, jwks_url: &str, secret: &str) -> Proc {
@@ -377,51 +323,6 @@ fn start_audit(database_url: &str, jwks_url: &str, secret: &str) -> Proc {
     let mut audit = Proc::spawn("audit", cmd);
     audit.port = Some(port);
     audit
-}
-
-async fn wait_healthy(audit: &mut Proc) -> anyhow::Result<()> {
-    let client = crate::client();
-    let url = format!("{}/healthz", audit.base_url());
-    let deadline = Instant::now() + HEALTHY_TIMEOUT;
-    loop {
-        if let Some(status) = audit.try_status() {
-            bail!("audit exited ({status}) before it was healthy");
-        }
-        if let Ok(r) = client
-            .get(&url)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            && r.status().is_success()
-        {
-            return Ok(());
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "audit was not healthy at {url} within {HEALTHY_TIMEOUT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// SIGTERM, up to 10 s to exit (then it is killed when dropped); shows what it logged.
-async fn stop_audit(audit: &mut Proc) {
-    if audit.try_status().is_none() {
-        audit.terminate();
-    }
-    match audit.wait_exit(Duration::from_secs(10)).await {
-        Some(status) if status.success() => {}
-        Some(status) => eprintln!("warning: audit exited with {status} after SIGTERM"),
-        None => eprintln!("warning: audit did not exit within 10 s of SIGTERM; killing it"),
-    }
-    let logged = format!("{}{}", audit.stdout(), audit.stderr());
-    if !logged.trim().is_empty() {
-        let lines: Vec<&str> = logged.lines().collect();
-        eprintln!("==> audit warnings and errors during the run (last lines):");
-        for line in &lines[lines.len().saturating_sub(10)..] {
-            eprintln!("{line}");
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@
 //! Build the binaries first: `cargo build --workspace --bins`.
 
 pub mod audit_bench;
+pub mod measure;
+pub mod quotas_bench;
 pub mod relay_bench;
 
 use std::fs::File;
@@ -324,16 +326,21 @@ impl Proc {
     /// Waits until `GET <base_url>/healthz` answers 200; panics with its output if it exits
     /// first or does not become healthy in time.
     pub async fn wait_healthy(&mut self) {
+        if let Err(e) = self.try_wait_healthy(HEALTHY_TIMEOUT).await {
+            panic!("{e:#}\n{}", self.output_tail());
+        }
+    }
+
+    /// Waits up to `timeout` until `GET <base_url>/healthz` answers 200; an error if it exits
+    /// first or is not healthy in time (for the bench program, which reports and cleans up
+    /// instead of panicking).
+    pub async fn try_wait_healthy(&mut self, timeout: Duration) -> anyhow::Result<()> {
         let url = format!("{}/healthz", self.base_url());
         let client = client();
-        let deadline = Instant::now() + HEALTHY_TIMEOUT;
+        let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.try_status() {
-                panic!(
-                    "{} exited ({status}) before it was healthy\n{}",
-                    self.name,
-                    self.output_tail()
-                );
+                anyhow::bail!("{} exited ({status}) before it was healthy", self.name);
             }
             if let Ok(r) = client
                 .get(&url)
@@ -342,15 +349,42 @@ impl Proc {
                 .await
                 && r.status() == StatusCode::OK
             {
-                return;
+                return Ok(());
             }
-            assert!(
+            anyhow::ensure!(
                 Instant::now() < deadline,
-                "{} was not healthy at {url} after {HEALTHY_TIMEOUT:?}\n{}",
-                self.name,
-                self.output_tail()
+                "{} was not healthy at {url} after {timeout:?}",
+                self.name
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM, then up to `grace` to exit (else it is killed when dropped); then prints the
+    /// last lines it wrote (bench runs start functions with `RUST_LOG=warn`, so these are its
+    /// warnings and errors).
+    pub async fn stop(&mut self, grace: Duration) {
+        if self.try_status().is_none() {
+            self.terminate();
+        }
+        match self.wait_exit(grace).await {
+            Some(status) if status.success() => {}
+            Some(status) => eprintln!("warning: {} exited with {status} after SIGTERM", self.name),
+            None => eprintln!(
+                "warning: {} did not exit within {grace:?} of SIGTERM; killing it",
+                self.name
+            ),
+        }
+        let logged = format!("{}{}", self.stdout(), self.stderr());
+        if !logged.trim().is_empty() {
+            let lines: Vec<&str> = logged.lines().collect();
+            eprintln!(
+                "==> {} warnings and errors during the run (last lines):",
+                self.name
+            );
+            for line in &lines[lines.len().saturating_sub(10)..] {
+                eprintln!("{line}");
+            }
         }
     }
 
@@ -431,6 +465,58 @@ pub async fn start_frontdoor(upstreams: &[(&str, &str)]) -> Proc {
 
 // ---------------------------------------------------------------------------------------
 // HTTP
+
+/// auth's `/.well-known/jwks.json` stood in for: a tiny server on a free 127.0.0.1 port that
+/// answers every request with one signer's JWKS (one request per connection), for functions
+/// that fetch `AUTH_JWKS_URL` at start. Stops when dropped.
+pub struct JwksServer {
+    /// `http://127.0.0.1:<port>/.well-known/jwks.json`.
+    pub url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl JwksServer {
+    pub async fn start(signer: &runwarden_tokens::TokenSigner) -> anyhow::Result<JwksServer> {
+        let body = std::sync::Arc::new(serde_json::to_string(&signer.jwks())?);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/.well-known/jwks.json", listener.local_addr()?);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(answer_json(socket, body.clone()));
+            }
+        });
+        Ok(JwksServer { url, task })
+    }
+}
+
+impl Drop for JwksServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Reads a request head (a GET has no body), answers `body` as JSON and closes.
+async fn answer_json(mut socket: tokio::net::TcpStream, body: std::sync::Arc<String>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 && head.len() < 16 * 1024 => head.extend_from_slice(&buf[..n]),
+            _ => return,
+        }
+    }
+    let response = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = socket.write_all(response.as_bytes()).await;
+    let _ = socket.shutdown().await;
+}
 
 /// A client that never uses a proxy (all traffic here goes to 127.0.0.1) and never hangs.
 pub fn client() -> reqwest::Client {

@@ -22,6 +22,8 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
+use crate::measure::required_env;
+
 const DEFAULT_EVENTS: usize = 5000;
 const PULL_SUBSCRIPTION: &str = "bench-relay-pull";
 
@@ -51,28 +53,18 @@ struct Measured {
     duplicates: usize,
 }
 
-fn env(name: &str) -> anyhow::Result<String> {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .with_context(|| format!("{name} is required"))
-}
-
 pub fn run() -> anyhow::Result<()> {
-    let admin_url = env("BENCH_DB_ADMIN_URL")?;
-    let relay_url = env("BENCH_DB_RELAY_URL")?;
-    let host = env("PUBSUB_EMULATOR_HOST")
+    let admin_url = required_env("BENCH_DB_ADMIN_URL")?;
+    let relay_url = required_env("BENCH_DB_RELAY_URL")?;
+    let host = required_env("PUBSUB_EMULATOR_HOST")
         .context("the relay benchmark publishes to Google's Pub/Sub emulator")?;
     let events: usize = match std::env::var("BENCH_RELAY_EVENTS") {
         Ok(v) => v.trim().parse().context("BENCH_RELAY_EVENTS")?,
         Err(_) => DEFAULT_EVENTS,
     };
     ensure!(events > 0, "BENCH_RELAY_EVENTS must be positive");
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores)
-        .enable_all()
-        .build()?;
+    let cores = crate::measure::cores();
+    let runtime = crate::measure::runtime()?;
     let results = runtime.block_on(async {
         let admin = PgPoolOptions::new()
             .max_connections(2)

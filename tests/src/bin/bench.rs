@@ -10,6 +10,11 @@
 //!                                through outbox, relay, emulator and a release audit; env
 //!                                BENCH_DB_ADMIN_URL, BENCH_DB_RELAY_URL, BENCH_DB_AUDIT_URL,
 //!                                PUBSUB_EMULATOR_HOST (see runwarden_e2e::audit_bench)
+//! bench quotas                   quotas: admissions/s for one hot org and over 1,000 orgs
+//!                                against a release quotas, rate-limit decisions/s, and the
+//!                                latency the per-org rate limiter adds to a request; env
+//!                                BENCH_DB_ADMIN_URL, BENCH_DB_QUOTAS_URL (see
+//!                                runwarden_e2e::quotas_bench)
 //! bench free-port                print a free TCP port on 127.0.0.1
 //! bench db-url URL DB [USER]     print URL pointed at database DB (and login role USER)
 //! bench drop-db ADMIN_URL DB     drop database DB (WITH (FORCE)), best-effort helper
@@ -24,6 +29,7 @@ use anyhow::{Context, bail, ensure};
 use argon2::password_hash::{PasswordHasher as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use runwarden_auth::password::{ITERATIONS, MEMORY_KIB, PARALLELISM};
+use runwarden_e2e::measure::{cores, ms, percentile, runtime, scaled};
 use runwarden_e2e::{PASSWORD, Tokens, drop_database};
 use serde_json::{Value, json};
 use url::Url;
@@ -57,8 +63,10 @@ fn main() -> anyhow::Result<()> {
         ["run"] => run(),
         ["relay"] => runwarden_e2e::relay_bench::run(),
         ["audit"] => runwarden_e2e::audit_bench::run(),
+        ["quotas"] => runwarden_e2e::quotas_bench::run(),
         _ => bail!(
-            "usage: bench run | relay | audit | free-port | db-url URL DB [USER] | drop-db ADMIN_URL DB"
+            "usage: bench run | relay | audit | quotas | free-port | db-url URL DB [USER] | \
+             drop-db ADMIN_URL DB"
         ),
     }
 }
@@ -67,19 +75,6 @@ fn print_db_url(url: &str, db: &str, user: Option<&str>) -> anyhow::Result<()> {
     let base = Url::parse(url).context("not a URL")?;
     println!("{}", runwarden_e2e::database_url(&base, db, user));
     Ok(())
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-fn scaled(secs: f64) -> Duration {
-    let scale: f64 = std::env::var("BENCH_SECONDS_SCALE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|s: &f64| *s > 0.0 && *s <= 1.0)
-        .unwrap_or(1.0);
-    Duration::from_secs_f64(secs * scale)
 }
 
 fn run() -> anyhow::Result<()> {
@@ -94,10 +89,7 @@ fn run() -> anyhow::Result<()> {
         Err(_) => None,
     };
     let cores = cores();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores)
-        .enable_all()
-        .build()?;
+    let runtime = runtime()?;
 
     runtime.block_on(wait_healthy(&base))?;
     let idle_rss = pid.map(|p| proc_status_kib(p, "VmRSS")).transpose()?;
@@ -325,11 +317,7 @@ impl LoadResult {
     }
 
     fn percentile(&self, p: f64) -> Duration {
-        if self.latencies.is_empty() {
-            return Duration::ZERO;
-        }
-        let idx = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies[idx.min(self.latencies.len() - 1)]
+        percentile(&self.latencies, p)
     }
 }
 
@@ -451,10 +439,6 @@ async fn client_loop(
         }
     }
     out
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
 fn mib(kib: Option<u64>) -> String {
