@@ -235,6 +235,33 @@ pub fn org_api_key(org: OrgId) -> String {
     format!("org:{org}:api")
 }
 
+/// How long a process keeps an org's plan rate before reading it again.
+pub const RATE_CACHE_TTL: Duration = Duration::from_secs(10);
+/// Past this many orgs the cache starts over (a bound on memory, not an eviction policy).
+const RATE_CACHE_MAX: usize = 100_000;
+
+/// Orgs' plan rates as last read, with when they were read.
+#[derive(Default)]
+struct RateCache(std::sync::Mutex<std::collections::HashMap<OrgId, (Quota, std::time::Instant)>>);
+
+impl RateCache {
+    fn get(&self, org: OrgId) -> Option<Quota> {
+        let map = self.0.lock().ok()?;
+        map.get(&org)
+            .filter(|(_, at)| at.elapsed() < RATE_CACHE_TTL)
+            .map(|(quota, _)| *quota)
+    }
+
+    fn put(&self, org: OrgId, quota: Quota) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= RATE_CACHE_MAX {
+                map.clear();
+            }
+            map.insert(org, (quota, std::time::Instant::now()));
+        }
+    }
+}
+
 /// The request rate for an org the plans table cannot name.
 pub const UNKNOWN_ORG_PER_MINUTE: u32 = 60;
 
@@ -247,7 +274,7 @@ type Lookup = dyn Fn(OrgId) -> Pin<Box<dyn Future<Output = Quota> + Send>> + Sen
 /// Fails closed: if the database cannot decide, the request is answered 503 `unavailable`
 /// (REL-09 / AZ-10) rather than served unlimited.
 ///
-/// ```ignore
+/// ```text
 /// let routes = OrgRateLimit::new(pool, |org| async move { plans.rpm(org).await })
 ///     .apply(routes);
 /// ```
@@ -269,34 +296,48 @@ impl OrgRateLimit {
         }
     }
 
-    /// Every org gets the same quota.
     /// Each org's plan rate (`org_requests_per_minute` in the migrations: the plan's
     /// requests per minute, or its override outside trial). An org the database does not
     /// know gets [`UNKNOWN_ORG_PER_MINUTE`]; it will be a 404 anyway. A lookup that fails
     /// uses the same small quota rather than none.
+    ///
+    /// A rate read from the database is kept for [`RATE_CACHE_TTL`] in this process, so a
+    /// request pays one round trip (the decision), not two; a plan change takes effect
+    /// within that time. Failed lookups are not kept.
     pub fn from_plans(pool: PgPool) -> Self {
         let lookup_pool = pool.clone();
+        let cache = Arc::new(RateCache::default());
         Self::new(pool, move |org: OrgId| {
             let pool = lookup_pool.clone();
+            let cache = cache.clone();
             async move {
-                let per_minute: Option<i64> = sqlx::query_scalar(
-                    "SELECT org_requests_per_minute($1)",
-                )
-                .bind(org)
-                .fetch_one(&pool)
-                .await
-                .unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "org request rate unavailable; using the minimum");
-                    None
-                });
-                let per_minute = per_minute
-                    .and_then(|n| u32::try_from(n).ok())
-                    .unwrap_or(UNKNOWN_ORG_PER_MINUTE);
-                Quota::per_minute(per_minute)
+                if let Some(quota) = cache.get(org) {
+                    return quota;
+                }
+                match sqlx::query_scalar::<_, Option<i64>>("SELECT org_requests_per_minute($1)")
+                    .bind(org)
+                    .fetch_one(&pool)
+                    .await
+                {
+                    Ok(per_minute) => {
+                        let quota = Quota::per_minute(
+                            per_minute
+                                .and_then(|n| u32::try_from(n).ok())
+                                .unwrap_or(UNKNOWN_ORG_PER_MINUTE),
+                        );
+                        cache.put(org, quota);
+                        quota
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "org request rate unavailable; using the minimum");
+                        Quota::per_minute(UNKNOWN_ORG_PER_MINUTE)
+                    }
+                }
             }
         })
     }
 
+    /// Every org gets the same quota.
     pub fn fixed(pool: PgPool, quota: Quota) -> Self {
         Self::new(pool, move |_| async move { quota })
     }
@@ -357,6 +398,25 @@ pub async fn middleware(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rate_cache_keeps_a_rate_for_its_ttl_only() {
+        let cache = RateCache::default();
+        let (a, b) = (OrgId::new(), OrgId::new());
+        assert_eq!(cache.get(a), None);
+        cache.put(a, Quota::per_minute(5));
+        assert_eq!(cache.get(a), Some(Quota::per_minute(5)));
+        assert_eq!(cache.get(b), None, "per org");
+        let stale = std::time::Instant::now()
+            .checked_sub(RATE_CACHE_TTL + Duration::from_millis(1))
+            .unwrap();
+        cache
+            .0
+            .lock()
+            .unwrap()
+            .insert(b, (Quota::per_minute(7), stale));
+        assert_eq!(cache.get(b), None, "read again after the TTL");
+    }
 
     const SEC: i64 = 1_000_000;
 
