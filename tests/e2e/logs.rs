@@ -22,6 +22,13 @@ async fn logs_are_structured_json_and_never_contain_secrets() {
         &db.url_as(AUTH_ROLE),
         &[
             ("RUNWARDEN_ENV", "production"),
+            // The scheduler's tasks are authenticated like pushes (no network: a dead JWKS URL).
+            ("PUSH_AUDIENCE", "https://auth.example/internal/tasks"),
+            (
+                "PUSH_SERVICE_ACCOUNT",
+                "push@example.iam.gserviceaccount.com",
+            ),
+            ("GOOGLE_OIDC_JWKS_URL", "http://127.0.0.1:9/certs"),
             ("AUTH_SIGNING_KEY", &pem),
             ("AUTH_SIGNING_KEY_ID", "e2e-logs"),
             ("RUST_LOG", "info"),

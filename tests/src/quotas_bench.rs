@@ -535,6 +535,7 @@ impl AbApps {
         let state = |options: &sqlx::postgres::PgConnectOptions| AppState {
             pool: runwarden_store::pool(options.clone(), &PoolSettings::default()),
             verifier: signer.verifier(),
+            reaper_grace: std::time::Duration::from_secs(120),
         };
         let secrets = InternalSecrets::parse(&SecretString::from(internal))?;
         let push_auth =

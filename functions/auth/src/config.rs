@@ -24,6 +24,10 @@ pub struct Config {
     pub project: Option<String>,
     /// The outbox relay that publishes this function's events to Pub/Sub.
     pub relay: runwarden_events::relay::RelayConfig,
+    /// Who may call the scheduler's tasks (`/internal/tasks/...`): authenticated like
+    /// pushes. Required in production; in development the tasks are served only when
+    /// `PUSH_SECRET` (or `PUSH_AUDIENCE`) is set.
+    pub tasks: Option<runwarden_events::push::PushConfig>,
 }
 
 /// Google sign-in. Every endpoint is configuration so tests can run their own provider.
@@ -103,6 +107,19 @@ impl Config {
             google,
             project: optional_var("GOOGLE_CLOUD_PROJECT"),
             relay: runwarden_events::relay::RelayConfig::from_env()?,
+            tasks: tasks_config(env)?,
         })
+    }
+}
+
+fn tasks_config(
+    env: Environment,
+) -> Result<Option<runwarden_events::push::PushConfig>, ConfigError> {
+    let configured =
+        optional_var("PUSH_SECRET").is_some() || optional_var("PUSH_AUDIENCE").is_some();
+    if env.is_production() || configured {
+        runwarden_events::push::PushConfig::from_env(env).map(Some)
+    } else {
+        Ok(None)
     }
 }

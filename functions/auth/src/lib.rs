@@ -22,6 +22,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::Router;
 use runwarden_events::bus::PubSubBus;
+use runwarden_events::push::PushAuth;
 use runwarden_events::relay::Relay;
 use runwarden_platform::request::TrustedProxyHops;
 use runwarden_platform::server::{self, Limits};
@@ -61,9 +62,43 @@ impl AppState {
 
 /// Every auth route, with the platform's shared layers.
 pub fn router(state: AppState, hops: TrustedProxyHops, limits: &Limits) -> Router {
+    router_with_tasks(state, None, hops, limits)
+}
+
+/// [`router`], plus the scheduler's tasks when `tasks` says who may call them.
+pub fn router_with_tasks(
+    state: AppState,
+    tasks: Option<PushAuth>,
+    hops: TrustedProxyHops,
+    limits: &Limits,
+) -> Router {
     // Per-org request rate, shared with every other function through the database.
     let rate_limit = runwarden_ratelimit::OrgRateLimit::from_plans(state.pool.clone());
-    server::app(rate_limit.apply(routes::router(state)), limits, hops)
+    let pool = state.pool.clone();
+    let mut routes = rate_limit.apply(routes::router(state));
+    if let Some(auth) = tasks {
+        routes = routes.merge(runwarden_events::tasks::route(
+            "retention-purge",
+            auth,
+            move || retention_purge(pool.clone()),
+        ));
+    }
+    server::app(routes, limits, hops)
+}
+
+/// The daily purge of what has outlived any use (`retention_purge` in the migrations):
+/// old sessions, sign-in flows, unaccepted invitations, published outbox rows, idle
+/// rate-limit keys. Answers how many of each went.
+pub async fn retention_purge(pool: PgPool) -> anyhow::Result<serde_json::Value> {
+    let removed: Vec<(String, i64)> = sqlx::query_as("SELECT what, removed FROM retention_purge()")
+        .fetch_all(&pool)
+        .await?;
+    Ok(serde_json::Value::Object(
+        removed
+            .into_iter()
+            .map(|(what, n)| (what, serde_json::Value::from(n)))
+            .collect(),
+    ))
 }
 
 pub struct App {
@@ -94,7 +129,16 @@ impl App {
             Relay::new(pool.clone(), Arc::new(bus)).with_settings(config.relay.settings.clone());
         let state = AppState::new(pool, signer, config.hash_concurrency, config.google.clone());
         let limits = Limits::default();
-        let router = router(state, TrustedProxyHops(config.trusted_proxy_hops), &limits);
+        let tasks = match &config.tasks {
+            Some(tasks) => Some(tasks.into_auth().await?),
+            None => None,
+        };
+        let router = router_with_tasks(
+            state,
+            tasks,
+            TrustedProxyHops(config.trusted_proxy_hops),
+            &limits,
+        );
         let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], config.port)))
             .await
             .with_context(|| format!("binding port {}", config.port))?;

@@ -57,6 +57,8 @@ pub struct AppState {
     pub pool: PgPool,
     /// auth's public keys, for access tokens.
     pub verifier: TokenVerifier,
+    /// How long past its cap a reservation waits before the reaper settles it at the cap.
+    pub reaper_grace: Duration,
 }
 
 /// Every quotas route, with the platform's shared layers.
@@ -76,21 +78,31 @@ pub fn router(
     )
 }
 
-/// Runs [`store::reap_expired`] and purges idle rate-limit keys every `every` until the
-/// process ends.
+/// One reaper pass: settles reservations past their cap plus `grace` as timed out, and
+/// purges idle rate-limit keys (every instance of every function writes them; one sweeper
+/// is enough). Run every [`REAPER_INTERVAL`] by the binary and by the scheduler's `reap`
+/// task (`POST /internal/tasks/reap`), which keeps it going while Cloud Run throttles an
+/// idle instance. Answers what it did.
+pub async fn reap(pool: &PgPool, grace: Duration) -> anyhow::Result<serde_json::Value> {
+    let settled = store::reap_expired(pool, grace)
+        .await
+        .map_err(|e| anyhow::anyhow!("reaping reservations: {e}"))?;
+    let purged = runwarden_ratelimit::purge_idle(pool).await?;
+    Ok(serde_json::json!({"settled": settled, "rate_limit_keys_purged": purged}))
+}
+
+/// Runs [`reap`] every `every` until the process ends.
 pub fn spawn_reaper(pool: PgPool, grace: Duration, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(e) = store::reap_expired(&pool, grace).await {
-                tracing::warn!(error = %e, "reaper pass failed; retrying next tick");
-            }
-            // Rate-limit keys whose tat has passed carry nothing (every instance of every
-            // function writes them; one sweeper is enough).
-            if let Err(e) = runwarden_ratelimit::purge_idle(&pool).await {
-                tracing::warn!(error = %e, "rate-limit purge failed; retrying next tick");
+            if let Err(e) = reap(&pool, grace).await {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "reaper pass failed; retrying next tick"
+                );
             }
         }
     })
@@ -117,6 +129,7 @@ impl App {
             AppState {
                 pool: pool.clone(),
                 verifier,
+                reaper_grace: Duration::from_secs(config.reaper_grace_secs),
             },
             push_auth,
             config.internal_secrets,

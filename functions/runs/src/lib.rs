@@ -67,6 +67,9 @@ pub struct AppState {
     pub agents: runs::Agents,
     /// How long past its cap a runner token lives.
     pub runner_grace: chrono::Duration,
+    /// The outbox relay the scheduler's `relay-sweep` task drives (`None`: not configured,
+    /// the task answers 503).
+    pub sweeper: Option<Arc<Relay>>,
     /// Media tokens, the SSE fan-out and artifact storage.
     pub media: media::Media,
     /// The secrets vault's key-encryption keys, parsed once at start.
@@ -121,8 +124,10 @@ impl App {
         let bus = PubSubBus::connect(config.relay.pubsub.clone())
             .await
             .context("building the Pub/Sub publisher")?;
+        let bus: Arc<PubSubBus> = Arc::new(bus);
         let relay =
-            Relay::new(pool.clone(), Arc::new(bus)).with_settings(config.relay.settings.clone());
+            Relay::new(pool.clone(), bus.clone()).with_settings(config.relay.settings.clone());
+        let sweeper = Relay::new(pool.clone(), bus).with_settings(config.relay.settings.clone());
         let grace = Duration::from_secs(config.runner_grace_secs);
         let executor = match &config.runner_job {
             Some(job) => dispatch::Executor::CloudRun(
@@ -155,6 +160,7 @@ impl App {
             executor: executor.clone(),
             agents: config.agents.clone(),
             runner_grace: chrono::Duration::from_std(grace)?,
+            sweeper: Some(Arc::new(sweeper)),
             vault: Arc::new(config.vault.unwrap_or_else(|| {
                 tracing::warn!(
                     "VAULT_KEKS is not set: secrets are encrypted under a throwaway development \

@@ -13,6 +13,7 @@
 pub mod bus;
 pub mod push;
 pub mod relay;
+pub mod tasks;
 pub mod topics;
 
 use std::net::IpAddr;

@@ -21,7 +21,7 @@ variable "google_oauth_client_id" {
 }
 
 variable "scheduler_endpoints_ready" {
-  description = "Unpause the scheduler jobs once the functions serve /internal/tasks/*."
+  description = "Run the scheduler jobs (the functions serve /internal/tasks/*); false pauses them."
   type        = bool
-  default     = false
+  default     = true
 }

@@ -231,7 +231,7 @@ module "auth" {
   image               = var.bootstrap_image
   ingress             = local.services.auth.ingress
   public              = local.services.auth.public
-  invokers            = { scheduler = module.scheduler.member }
+  invokers            = { push = module.pubsub.push_member }
   vpc                 = local.vpc
   min_instances       = var.min_instances.auth
   max_instances       = var.max_instances
@@ -239,7 +239,10 @@ module "auth" {
   labels              = local.labels
   database            = merge(local.database, { role = "runwarden_auth" })
   env = merge(
+    local.push_env,
     {
+      # The scheduler's retention-purge task is authenticated like a push.
+      PUSH_AUDIENCE       = local.url.auth
       AUTH_SIGNING_KEY_ID = var.auth_signing_key_id
       TRUSTED_PROXY_HOPS  = local.lb_hops
       PUBSUB_PROJECT      = var.project_id
@@ -265,7 +268,7 @@ module "runs" {
   image               = var.bootstrap_image
   ingress             = local.services.runs.ingress
   public              = local.services.runs.public
-  invokers            = { push = module.pubsub.push_member, scheduler = module.scheduler.member }
+  invokers            = { push = module.pubsub.push_member }
   vpc                 = local.vpc
   min_instances       = var.min_instances.runs
   max_instances       = var.max_instances
@@ -303,7 +306,7 @@ module "quotas" {
   public                      = local.services.quotas.public
   invoker_iam_disabled        = true
   invoker_iam_disabled_reason = "runs calls /internal/admissions with X-Internal-Auth but no Google ID token yet; ingress is internal-only (VPC, Pub/Sub and Scheduler of this project), /internal/ needs the shared secret and /push/ verifies Pub/Sub's OIDC token itself."
-  invokers                    = { push = module.pubsub.push_member, scheduler = module.scheduler.member }
+  invokers                    = { push = module.pubsub.push_member }
   vpc                         = local.vpc
   min_instances               = var.min_instances.quotas
   max_instances               = var.max_instances
@@ -491,6 +494,9 @@ module "scheduler" {
   project_id = var.project_id
   region     = var.region
   name       = var.name
+  # The functions authenticate scheduled tasks exactly like pushes: the push account's
+  # OIDC token for the service's URL.
+  oidc_service_account_email = module.pubsub.push_service_account
   jobs = {
     outbox-relay-sweep = { url = local.url.runs, path = "/internal/tasks/relay-sweep", schedule = "* * * * *", paused = !var.scheduler_endpoints_ready }
     run-reaper         = { url = local.url.runs, path = "/internal/tasks/reap", schedule = "* * * * *", paused = !var.scheduler_endpoints_ready }

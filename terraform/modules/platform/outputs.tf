@@ -55,11 +55,6 @@ output "push_service_account" {
   value       = module.pubsub.push_service_account
 }
 
-output "scheduler_service_account" {
-  description = "The account Cloud Scheduler signs its OIDC tokens as."
-  value       = module.scheduler.service_account
-}
-
 output "database_connection_name" {
   description = "Cloud SQL connection name (PROJECT:REGION:INSTANCE)."
   value       = module.sql.connection_name

@@ -164,9 +164,9 @@ variable "google_oauth_client_id" {
 }
 
 variable "scheduler_endpoints_ready" {
-  description = "The functions serve the scheduled routes (POST /internal/tasks/*, verifying the scheduler's OIDC token). Until then the scheduler jobs exist but are paused, and the in-process loops do the work."
+  description = "The functions serve the scheduled routes (POST /internal/tasks/*, authenticated like pushes: the push account's OIDC token). Set false to pause the jobs (the in-process loops still do the work while an instance has CPU)."
   type        = bool
-  default     = false
+  default     = true
 }
 
 variable "waf_preview" {

@@ -1,13 +1,7 @@
-# Cloud Scheduler jobs that POST to a function with a Google-signed OIDC token of the
-# scheduler's own account (audience: the service URL), which the function verifies; the
-# account may invoke only the target services (granted by their modules through `invokers`).
-
-resource "google_service_account" "this" {
-  project      = var.project_id
-  account_id   = "${var.name}-scheduler"
-  display_name = "Cloud Scheduler"
-  description  = "Signs the OIDC tokens of Runwarden's scheduled calls (relay sweep, reapers, retention purge)."
-}
+# Cloud Scheduler jobs that POST to a function's /internal/tasks/* with a Google-signed OIDC
+# token of the push account (audience: the service URL): the functions verify scheduled tasks
+# exactly like Pub/Sub pushes, and that account may invoke only the services that consume
+# pushes or tasks (granted by their modules through `invokers`).
 
 resource "google_cloud_scheduler_job" "this" {
   for_each         = var.jobs
@@ -29,7 +23,7 @@ resource "google_cloud_scheduler_job" "this" {
     http_method = "POST"
     uri         = "${trimsuffix(each.value.url, "/")}${each.value.path}"
     oidc_token {
-      service_account_email = google_service_account.this.email
+      service_account_email = var.oidc_service_account_email
       audience              = trimsuffix(each.value.url, "/")
     }
   }

@@ -32,3 +32,8 @@ variable "time_zone" {
   type        = string
   default     = "Etc/UTC"
 }
+
+variable "oidc_service_account_email" {
+  description = "The account whose OIDC token the jobs present (the push account: the functions verify scheduled tasks exactly like pushes). Whoever applies needs iam.serviceAccounts.actAs on it."
+  type        = string
+}

@@ -9,6 +9,7 @@ mod google;
 mod invitations;
 mod openapi;
 mod rate_limit;
+mod retention;
 mod roles;
 mod sessions;
 mod tenancy;

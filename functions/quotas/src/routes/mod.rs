@@ -35,6 +35,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("PUT", "/internal/orgs/{org}/plan", Access::Internal),
     ("PUT", "/internal/orgs/{org}/overrides", Access::Internal),
     ("POST", "/push/run-finished", Access::Push),
+    ("POST", "/internal/tasks/reap", Access::Push),
     ("GET", "/healthz", Access::Public),
     ("GET", "/openapi.json", Access::Public),
 ];
@@ -44,6 +45,11 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 /// Every quotas route but `/healthz` (which the platform adds).
 pub fn router(state: AppState, push_auth: PushAuth, secrets: InternalSecrets) -> Router {
     let pool = state.pool.clone();
+    let (reap_pool, grace) = (state.pool.clone(), state.reaper_grace);
+    let tasks = runwarden_events::tasks::route("reap", push_auth.clone(), move || {
+        let pool = reap_pool.clone();
+        async move { crate::reap(&pool, grace).await }
+    });
     let internal = Router::new()
         .route("/internal/admissions", post(internal::admit))
         .route("/internal/settlements", post(internal::settle))
@@ -61,6 +67,7 @@ pub fn router(state: AppState, push_auth: PushAuth, secrets: InternalSecrets) ->
         .route("/openapi.json", get(openapi))
         .merge(internal)
         .with_state(state)
+        .merge(tasks)
         .merge(runwarden_events::push::route(
             RUN_FINISHED_TOPIC,
             push_auth,

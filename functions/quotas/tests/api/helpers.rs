@@ -75,6 +75,7 @@ pub async fn spawn_app(options: PgConnectOptions) -> TestApp {
     let state = AppState {
         pool: runtime.clone(),
         verifier: signer.verifier(),
+        reaper_grace: std::time::Duration::from_secs(120),
     };
     let limits = Limits::default();
     let secrets = InternalSecrets::parse(&SecretString::from(INTERNAL_SECRET)).unwrap();

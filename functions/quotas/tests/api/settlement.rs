@@ -125,3 +125,64 @@ async fn reaper_settles_expired_reservations_at_their_cap(
         .unwrap();
     assert_eq!(reaped, 0);
 }
+
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn the_schedulers_reap_task_settles_and_purges_only_for_an_authenticated_caller(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = spawn_app(options).await;
+    let org = app.org().await;
+    let stale = Uuid::now_v7();
+    app.admit(org, stale, 600).await;
+    sqlx::query(
+        "UPDATE quota_admissions SET admitted_at = now() - interval '1 hour' WHERE run_id = $1",
+    )
+    .bind(stale)
+    .execute(&app.admin)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO rate_limits (key, tat) VALUES ('org:idle:api', now() - interval '1 minute')",
+    )
+    .execute(&app.admin)
+    .await
+    .unwrap();
+    let call = |query: &'static str| {
+        let app = &app;
+        async move {
+            let response = app
+                .client
+                .post(app.url(&format!("/internal/tasks/reap{query}")))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            (
+                status,
+                response
+                    .json::<serde_json::Value>()
+                    .await
+                    .unwrap_or_default(),
+            )
+        }
+    };
+    assert_eq!(call("").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call("?token=wrong-secret-0123456789").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.tally(org).await.0,
+        1,
+        "nothing reaped for an unauthenticated call"
+    );
+    let (status, report) = call("?token=test-push-secret-0123456789abcdef").await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["settled"], 1);
+    assert!(
+        report["rate_limit_keys_purged"].as_u64().unwrap() >= 1,
+        "{report}"
+    );
+    assert_eq!(app.tally(org).await.0, 0);
+}

@@ -115,6 +115,8 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         Access::Runner,
     ),
     ("POST", "/push/run-dispatch", Access::Push),
+    ("POST", "/internal/tasks/reap", Access::Push),
+    ("POST", "/internal/tasks/relay-sweep", Access::Push),
     ("GET", "/healthz", Access::Public),
     ("GET", "/openapi.json", Access::Public),
 ];
@@ -125,6 +127,7 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 pub fn router(state: AppState, push_auth: PushAuth, secrets: InternalSecrets) -> Router {
     let pool = state.pool.clone();
     let executor = state.executor.clone();
+    let tasks = tasks(&state, &push_auth);
     let internal = Router::new()
         .route("/internal/runner/exchange", post(runner::exchange))
         .route(
@@ -180,10 +183,46 @@ pub fn router(state: AppState, push_auth: PushAuth, secrets: InternalSecrets) ->
         .route("/openapi.json", get(openapi))
         .merge(internal)
         .with_state(state)
+        .merge(tasks)
         .merge(runwarden_events::push::route(
             RUN_DISPATCH_TOPIC,
             push_auth,
             move |delivery| crate::dispatch::handle_push(pool.clone(), executor.clone(), delivery),
+        ))
+}
+
+/// The scheduler's tasks (`/internal/tasks/...`, authenticated like pushes): the reaper,
+/// and a relay sweep that publishes what the outbox holds while Cloud Run throttles an idle
+/// instance's background relay.
+fn tasks(state: &AppState, push_auth: &PushAuth) -> Router {
+    let (pool, executor) = (state.pool.clone(), state.executor.clone());
+    let grace = state.runner_grace.to_std().unwrap_or_default();
+    let sweeper = state.sweeper.clone();
+    Router::new()
+        .merge(runwarden_events::tasks::route(
+            "reap",
+            push_auth.clone(),
+            move || {
+                let (pool, executor) = (pool.clone(), executor.clone());
+                async move {
+                    let ended = crate::reaper::reap(&pool, &executor, grace)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("reaping runs: {e}"))?;
+                    Ok(serde_json::json!({"runs_ended": ended}))
+                }
+            },
+        ))
+        .merge(runwarden_events::tasks::route(
+            "relay-sweep",
+            push_auth.clone(),
+            move || {
+                let sweeper = sweeper.clone();
+                async move {
+                    let sweeper = sweeper.ok_or_else(|| anyhow::anyhow!("no relay configured"))?;
+                    let published = sweeper.drain().await?;
+                    Ok(serde_json::json!({"published": published}))
+                }
+            },
         ))
 }
 

@@ -84,6 +84,7 @@ pub async fn spawn_app(options: PgConnectOptions) -> TestApp {
     let quotas_state = runwarden_quotas::AppState {
         pool: fx.pool_as(runwarden_store::roles::QUOTAS, 10).await,
         verifier: fx.signer.verifier(),
+        reaper_grace: std::time::Duration::from_secs(120),
     };
     let quotas = Served::start(
         runwarden_quotas::router(
@@ -123,6 +124,7 @@ pub async fn spawn_app(options: PgConnectOptions) -> TestApp {
         executor: executor.clone(),
         agents: Agents::parse("demo").unwrap(),
         runner_grace: chrono::Duration::seconds(GRACE_SECS),
+        sweeper: None,
         vault: vault.clone(),
         media: media.clone(),
     };

@@ -586,3 +586,48 @@ async fn the_runner_reads_its_projects_secrets_and_no_others(
     .await;
     assert_eq!(read(Some(runner_token)).await.0, StatusCode::UNAUTHORIZED);
 }
+
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn the_schedulers_tasks_answer_only_an_authenticated_caller(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = spawn_app(options).await;
+    let (org, token, project) = setup(&app).await;
+    let (run, _) = running(&app, org, &token, &project, 60).await;
+    sqlx::query("UPDATE runs SET started_at = now() - interval '1 hour' WHERE id = $1::uuid")
+        .bind(&run)
+        .execute(&app.fx.admin)
+        .await
+        .unwrap();
+    let call = |path: String| {
+        let app = &app;
+        async move {
+            let response = app.client.post(app.served.url(&path)).send().await.unwrap();
+            let status = response.status();
+            (status, response.json::<Value>().await.unwrap_or_default())
+        }
+    };
+    let secret = crate::helpers::PUSH_SECRET;
+    assert_eq!(
+        call("/internal/tasks/reap".into()).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call("/internal/tasks/reap?token=not-the-stack-secret-123".into())
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(app.run_status(&run).await, "running");
+    let (status, report) = call(format!("/internal/tasks/reap?token={secret}")).await;
+    assert_eq!(
+        (status, report["runs_ended"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{report}"
+    );
+    assert_eq!(app.run_status(&run).await, "timed_out");
+    // This app has no relay to sweep with: 503, which the scheduler retries.
+    let (status, _) = call(format!("/internal/tasks/relay-sweep?token={secret}")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
