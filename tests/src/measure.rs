@@ -20,15 +20,25 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// `secs` times `BENCH_SECONDS_SCALE` (a number in (0, 1]; anything else counts as 1), so
-/// `BENCH_SECONDS_SCALE=0.2` makes a smoke run of every timed phase.
-pub fn scaled(secs: f64) -> Duration {
-    let scale: f64 = std::env::var("BENCH_SECONDS_SCALE")
+/// `BENCH_SECONDS_SCALE`: a number in (0, 1]; anything else counts as 1.
+fn scale() -> f64 {
+    std::env::var("BENCH_SECONDS_SCALE")
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|s: &f64| *s > 0.0 && *s <= 1.0)
-        .unwrap_or(1.0);
-    Duration::from_secs_f64(secs * scale)
+        .unwrap_or(1.0)
+}
+
+/// `secs` times `BENCH_SECONDS_SCALE`, so `BENCH_SECONDS_SCALE=0.2` makes a smoke run of
+/// every timed phase.
+pub fn scaled(secs: f64) -> Duration {
+    Duration::from_secs_f64(secs * scale())
+}
+
+/// `n` repetitions scaled like a timed phase, but never fewer than `min`: for phases counted
+/// in operations rather than seconds (each of which takes as long as it takes).
+pub fn scaled_count(n: usize, min: usize) -> usize {
+    ((n as f64 * scale()).round() as usize).max(min)
 }
 
 /// A variable the section cannot run without (set by `scripts/bench`).
@@ -51,6 +61,16 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// `1.23 ms`.
 pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// A target's verdict in a table.
+pub fn pass(ok: bool) -> &'static str {
+    if ok { "PASS" } else { "MISS" }
+}
+
+/// `1.23 ms / 4.56 ms`: p50 and p99 of a sample.
+pub fn p50_p99(s: &Sample) -> String {
+    format!("{} / {}", ms(s.percentile(0.50)), ms(s.percentile(0.99)))
 }
 
 /// What one operation of a load loop came to.
