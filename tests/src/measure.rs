@@ -251,6 +251,38 @@ pub fn load_average() -> Option<f64> {
         .ok()
 }
 
+/// Linux's `USER_HZ`: the unit of the CPU times in `/proc` (100 on every mainstream kernel).
+const TICKS_PER_SEC: u64 = 100;
+
+/// The CPU time (user + system) process `pid` has used so far, from `/proc/<pid>/stat`;
+/// `None` when it cannot be read (gone, or not Linux).
+pub fn process_cpu(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name, which may hold spaces: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 1000 / TICKS_PER_SEC))
+}
+
+/// The CPU time the whole machine has been busy so far, summed over its cores (`/proc/stat`:
+/// everything but idle and I/O wait), whoever used it.
+pub fn machine_busy() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    // Guest time is already counted in user.
+    let [user, nice, system, _idle, _iowait, irq, softirq, steal, ..] = ticks[..] else {
+        return None;
+    };
+    let busy = user + nice + system + irq + softirq + steal;
+    Some(Duration::from_millis(busy * 1000 / TICKS_PER_SEC))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,5 +294,20 @@ mod tests {
         assert_eq!(percentile(&sorted, 0.99), Duration::from_millis(99));
         assert_eq!(percentile(&sorted, 1.0), Duration::from_millis(100));
         assert_eq!(percentile(&[], 0.99), Duration::ZERO);
+    }
+
+    #[test]
+    fn cpu_times_are_read_from_proc() {
+        if !std::path::Path::new("/proc/self/stat").exists() {
+            return;
+        }
+        let busy = machine_busy().expect("/proc/stat parses");
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_millis(50) {
+            std::hint::black_box(start.elapsed());
+        }
+        let own = process_cpu(std::process::id()).expect("/proc/self/stat parses");
+        assert!(own > Duration::ZERO);
+        assert!(machine_busy().expect("/proc/stat parses") >= busy);
     }
 }
