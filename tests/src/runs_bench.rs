@@ -20,11 +20,13 @@
 //! 2. SSE fan-out: one `running` run (inserted directly, with a runner token whose hash is in
 //!    `runner_credentials`, as the ticket exchange leaves it), `WATCHERS` clients on
 //!    `GET /v1/media/runs/{run}/events?token=` (one media token of the org's member, from
-//!    `POST .../media-token`), each on its own connection; then events appended as a runner
-//!    does (`POST /internal/runner/runs/{run}/events`, `X-Internal-Auth` and the runner token),
-//!    `APPENDS_PER_SEC` appends of `EVENTS_PER_APPEND` log events each, open loop, for
-//!    `FANOUT_SECS`. Each event's message carries the moment its append was sent; each
-//!    watcher notes when the chunk holding it arrived. The delay of every (event, watcher)
+//!    `POST .../media-token`), each on its own connection; once all are connected and have
+//!    received an untimed first event (each has caught up and waits on the run's broadcast),
+//!    events appended as a runner does (`POST /internal/runner/runs/{run}/events`,
+//!    `X-Internal-Auth` and the runner token), `APPENDS_PER_SEC` appends of
+//!    `EVENTS_PER_APPEND` log events each, open loop, for `FANOUT_SECS`. Each event's message
+//!    carries the moment its append was sent; each watcher notes when the chunk holding it
+//!    arrived. The delay of every (event, watcher)
 //!    pair is the receipt minus the send: the append's commit, the NOTIFY, the run's feed
 //!    reading it once, the broadcast and the 500 writes, and this client's reading (the
 //!    watchers and the appender share this process and its two runtime workers with the
@@ -115,7 +117,9 @@ const CREATE_TARGET_PER_SEC: f64 = 500.0;
 const FANOUT_P99_TARGET: Duration = Duration::from_millis(50);
 const HEALTHY_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_GRACE: Duration = Duration::from_secs(10);
-/// Event messages of part 2: `bench-event <seq> <µs since the phase's start>`, then the end.
+/// Event messages of part 2: one untimed first (every watcher caught up and waiting), then
+/// `bench-event <seq> <µs since the phase's start>`, then the end.
+const READY_MESSAGE: &str = "bench-ready";
 const EVENT_PREFIX: &str = "bench-event ";
 const END_MESSAGE: &str = "bench-end";
 
@@ -731,14 +735,23 @@ struct Watched {
     failure: Option<String>,
 }
 
-/// One watcher: connects (then reports on `connected`), then takes every event, noting the
-/// delay of each benchmark event against `clock`, until the end message, its stream's end
-/// or `give_up`.
+/// What a watcher reports while it starts.
+enum Progress {
+    /// Its stream's headers arrived (runs has subscribed it to the run's feed).
+    Connected,
+    /// It received the ready message: caught up and waiting on the broadcast.
+    Ready,
+    Failed(String),
+}
+
+/// One watcher: connects, then takes every event, noting the delay of each benchmark event
+/// against `clock`, until the end message, its stream's end or `give_up`; reports its start
+/// on `progress`.
 async fn watch(
     client: reqwest::Client,
     url: String,
     clock: Instant,
-    connected: tokio::sync::mpsc::Sender<Result<(), String>>,
+    progress: tokio::sync::mpsc::UnboundedSender<Progress>,
     mut give_up: tokio::sync::watch::Receiver<bool>,
 ) -> Watched {
     let mut out = Watched::default();
@@ -746,19 +759,18 @@ async fn watch(
         Ok(r) if r.status() == reqwest::StatusCode::OK => r,
         Ok(r) => {
             let e = format!("events answered {}", r.status());
-            let _ = connected.send(Err(e.clone())).await;
+            let _ = progress.send(Progress::Failed(e.clone()));
             out.failure = Some(e);
             return out;
         }
         Err(e) => {
             let e = format!("{e:#}");
-            let _ = connected.send(Err(e.clone())).await;
+            let _ = progress.send(Progress::Failed(e.clone()));
             out.failure = Some(e);
             return out;
         }
     };
-    let _ = connected.send(Ok(())).await;
-    drop(connected);
+    let _ = progress.send(Progress::Connected);
     let mut sse = SseData::default();
     let mut seen = HashSet::new();
     loop {
@@ -783,6 +795,8 @@ async fn watch(
             let message = event["message"].as_str().unwrap_or_default();
             if message == END_MESSAGE {
                 done = true;
+            } else if message == READY_MESSAGE {
+                let _ = progress.send(Progress::Ready);
             } else if let Some((seq, sent_us)) = message
                 .strip_prefix(EVENT_PREFIX)
                 .and_then(|m| m.split_once(' '))
@@ -846,7 +860,7 @@ async fn fanout(
     let url = events_url(&client, base, tenant, &run.to_string()).await?;
     let streams = stream_client()?;
     let clock = Instant::now();
-    let (connected_tx, mut connected) = tokio::sync::mpsc::channel(WATCHERS);
+    let (progress, mut started) = tokio::sync::mpsc::unbounded_channel();
     let (give_up, gave_up) = tokio::sync::watch::channel(false);
     let watchers: Vec<_> = (0..WATCHERS)
         .map(|_| {
@@ -854,31 +868,54 @@ async fn fanout(
                 streams.clone(),
                 url.clone(),
                 clock,
-                connected_tx.clone(),
+                progress.clone(),
                 gave_up.clone(),
             ))
         })
         .collect();
-    drop(connected_tx);
+    drop(progress);
+    // Every watcher connected (or failed), then, after an untimed first event, caught up.
     let mut failed_watchers = 0;
     let mut first_failure = None;
-    for _ in 0..WATCHERS {
-        match tokio::time::timeout(CONNECT_TIMEOUT, connected.recv()).await {
-            Ok(Some(Ok(()))) => {}
-            Ok(Some(Err(e))) => {
+    let (mut connected, mut ready) = (0, 0);
+    let mut connect = None;
+    let mut ready_sent = false;
+    while ready + failed_watchers < WATCHERS {
+        match tokio::time::timeout(CONNECT_TIMEOUT, started.recv()).await {
+            Ok(Some(Progress::Connected)) => connected += 1,
+            Ok(Some(Progress::Ready)) => ready += 1,
+            Ok(Some(Progress::Failed(e))) => {
                 failed_watchers += 1;
                 first_failure.get_or_insert(e);
             }
             Ok(None) => break,
-            Err(_) => anyhow::bail!("{WATCHERS} watchers did not connect in {CONNECT_TIMEOUT:?}"),
+            Err(_) => anyhow::bail!(
+                "of {WATCHERS} watchers, {connected} connected, {ready} caught up and \
+                 {failed_watchers} failed in {CONNECT_TIMEOUT:?}"
+            ),
+        }
+        if !ready_sent && connected + failed_watchers == WATCHERS {
+            ensure!(
+                failed_watchers < WATCHERS,
+                "no watcher connected: {}",
+                first_failure.clone().unwrap_or_default()
+            );
+            connect = Some(clock.elapsed());
+            let first = append(
+                &client,
+                base,
+                run,
+                internal,
+                &token,
+                &[READY_MESSAGE.into()],
+            );
+            if let Outcome::Failed(e) = append_outcome(first).await {
+                anyhow::bail!("appending the first event failed: {e}");
+            }
+            ready_sent = true;
         }
     }
-    let connect = clock.elapsed();
-    ensure!(
-        failed_watchers < WATCHERS,
-        "no watcher connected: {}",
-        first_failure.unwrap_or_default()
-    );
+    let connect = connect.context("the watchers never all connected")?;
 
     let before = CpuMark::take(admin, pids).await?;
     let mut seq = 0u64;
