@@ -486,25 +486,28 @@ async fn end_to_end(
         })
         .await?;
     let result = relay_until_appended(admin, pool, &config, events).await;
-    // Remove the push subscription first, so the emulator stops pushing to audit. Best-effort:
-    // a failed run's own error is the one to report.
-    let cleanup = async {
-        for t in &topology().topics {
-            for s in &t.push_subscriptions {
-                topics.delete_subscription(&s.name).await?;
-            }
-            topics
-                .delete_subscription(&t.dead_letter.subscription)
-                .await?;
-            topics.delete_topic(&t.dead_letter.topic).await?;
-            topics.delete_topic(&t.name).await?;
-        }
-        anyhow::Ok(())
-    };
-    if let Err(e) = cleanup.await {
+    // Best-effort: a failed run's own error is the one to report.
+    if let Err(e) = remove_topology(&topics).await {
         eprintln!("warning: could not remove the benchmark's topics from the emulator: {e:#}");
     }
     result
+}
+
+/// Deletes every subscription and topic of `topics.json` from the admin's (per-run) emulator
+/// project, push subscriptions first, so the emulator stops pushing at once (the runs
+/// benchmark cleans up with it too).
+pub(crate) async fn remove_topology(topics: &Admin) -> anyhow::Result<()> {
+    for t in &topology().topics {
+        for s in &t.push_subscriptions {
+            topics.delete_subscription(&s.name).await?;
+        }
+        topics
+            .delete_subscription(&t.dead_letter.subscription)
+            .await?;
+        topics.delete_topic(&t.dead_letter.topic).await?;
+        topics.delete_topic(&t.name).await?;
+    }
+    Ok(())
 }
 
 async fn relay_until_appended(

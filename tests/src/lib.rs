@@ -9,6 +9,7 @@ pub mod audit_bench;
 pub mod measure;
 pub mod quotas_bench;
 pub mod relay_bench;
+pub mod runs_bench;
 
 use std::fs::File;
 use std::net::TcpListener;

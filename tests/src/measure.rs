@@ -20,15 +20,25 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// `secs` times `BENCH_SECONDS_SCALE` (a number in (0, 1]; anything else counts as 1), so
-/// `BENCH_SECONDS_SCALE=0.2` makes a smoke run of every timed phase.
-pub fn scaled(secs: f64) -> Duration {
-    let scale: f64 = std::env::var("BENCH_SECONDS_SCALE")
+/// `BENCH_SECONDS_SCALE`: a number in (0, 1]; anything else counts as 1.
+fn scale() -> f64 {
+    std::env::var("BENCH_SECONDS_SCALE")
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|s: &f64| *s > 0.0 && *s <= 1.0)
-        .unwrap_or(1.0);
-    Duration::from_secs_f64(secs * scale)
+        .unwrap_or(1.0)
+}
+
+/// `secs` times `BENCH_SECONDS_SCALE`, so `BENCH_SECONDS_SCALE=0.2` makes a smoke run of
+/// every timed phase.
+pub fn scaled(secs: f64) -> Duration {
+    Duration::from_secs_f64(secs * scale())
+}
+
+/// `n` repetitions scaled like a timed phase, but never fewer than `min`: for phases counted
+/// in operations rather than seconds (each of which takes as long as it takes).
+pub fn scaled_count(n: usize, min: usize) -> usize {
+    ((n as f64 * scale()).round() as usize).max(min)
 }
 
 /// A variable the section cannot run without (set by `scripts/bench`).
@@ -51,6 +61,16 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// `1.23 ms`.
 pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// A target's verdict in a table.
+pub fn pass(ok: bool) -> &'static str {
+    if ok { "PASS" } else { "MISS" }
+}
+
+/// `1.23 ms / 4.56 ms`: p50 and p99 of a sample.
+pub fn p50_p99(s: &Sample) -> String {
+    format!("{} / {}", ms(s.percentile(0.50)), ms(s.percentile(0.99)))
 }
 
 /// What one operation of a load loop came to.
@@ -231,6 +251,38 @@ pub fn load_average() -> Option<f64> {
         .ok()
 }
 
+/// Linux's `USER_HZ`: the unit of the CPU times in `/proc` (100 on every mainstream kernel).
+const TICKS_PER_SEC: u64 = 100;
+
+/// The CPU time (user + system) process `pid` has used so far, from `/proc/<pid>/stat`;
+/// `None` when it cannot be read (gone, or not Linux).
+pub fn process_cpu(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name, which may hold spaces: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 1000 / TICKS_PER_SEC))
+}
+
+/// The CPU time the whole machine has been busy so far, summed over its cores (`/proc/stat`:
+/// everything but idle and I/O wait), whoever used it.
+pub fn machine_busy() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    // Guest time is already counted in user.
+    let [user, nice, system, _idle, _iowait, irq, softirq, steal, ..] = ticks[..] else {
+        return None;
+    };
+    let busy = user + nice + system + irq + softirq + steal;
+    Some(Duration::from_millis(busy * 1000 / TICKS_PER_SEC))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,5 +294,20 @@ mod tests {
         assert_eq!(percentile(&sorted, 0.99), Duration::from_millis(99));
         assert_eq!(percentile(&sorted, 1.0), Duration::from_millis(100));
         assert_eq!(percentile(&[], 0.99), Duration::ZERO);
+    }
+
+    #[test]
+    fn cpu_times_are_read_from_proc() {
+        if !std::path::Path::new("/proc/self/stat").exists() {
+            return;
+        }
+        let busy = machine_busy().expect("/proc/stat parses");
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_millis(50) {
+            std::hint::black_box(start.elapsed());
+        }
+        let own = process_cpu(std::process::id()).expect("/proc/self/stat parses");
+        assert!(own > Duration::ZERO);
+        assert!(machine_busy().expect("/proc/stat parses") >= busy);
     }
 }

@@ -69,7 +69,8 @@ use uuid::Uuid;
 
 use crate::Proc;
 use crate::measure::{
-    Outcome, Sample, closed_loop, cores, load_average, ms, open_loop, required_env, scaled,
+    Outcome, Sample, closed_loop, cores, load_average, ms, open_loop, p50_p99, pass, required_env,
+    scaled,
 };
 
 /// Concurrent clients of the admission and limiter phases.
@@ -97,11 +98,12 @@ const OVERHEAD_P99_TARGET: Duration = Duration::from_millis(1);
 const HEALTHY_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// An org of the benchmark, with one member (a viewer) and their access token.
+/// An org of the benchmark, with one member and their access token (also the runs
+/// benchmark's orgs).
 #[derive(Clone)]
-struct BenchOrg {
-    id: Uuid,
-    token: String,
+pub(crate) struct BenchOrg {
+    pub(crate) id: Uuid,
+    pub(crate) token: String,
 }
 
 /// What the rows say after an admission phase.
@@ -155,7 +157,7 @@ pub fn run() -> anyhow::Result<()> {
         );
         let signer = TokenSigner::generate("bench-1");
         eprintln!("==> quotas: creating {} enterprise orgs", SPREAD_ORGS + 2);
-        let mut orgs = create_orgs(&admin, &signer, SPREAD_ORGS + 2).await?;
+        let mut orgs = create_orgs(&admin, &signer, SPREAD_ORGS + 2, "viewer").await?;
         let warm_up = orgs.remove(0);
         let hot = orgs.remove(0);
         let spread = orgs;
@@ -248,12 +250,14 @@ fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// `n` orgs on `enterprise` with huge overrides, each with one viewer whose access token
-/// `signer` signs (rows inserted as the superuser, as the quotas tests arrange them).
-async fn create_orgs(
+/// `n` orgs on `enterprise` with huge overrides (nothing refused, no request rate limited),
+/// each with one member of `role` whose access token `signer` signs (rows inserted as the
+/// superuser, as the quotas tests arrange them). The runs benchmark makes its orgs here too.
+pub(crate) async fn create_orgs(
     admin: &PgPool,
     signer: &TokenSigner,
     n: usize,
+    role: &str,
 ) -> anyhow::Result<Vec<BenchOrg>> {
     let orgs: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
     let users: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
@@ -294,10 +298,11 @@ async fn create_orgs(
     .await?;
     sqlx::query(
         "INSERT INTO memberships (org_id, user_id, role)
-         SELECT o, u, 'viewer' FROM unnest($1::uuid[], $2::uuid[]) AS t(o, u)",
+         SELECT o, u, $3 FROM unnest($1::uuid[], $2::uuid[]) AS t(o, u)",
     )
     .bind(&orgs)
     .bind(&users)
+    .bind(role)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -311,8 +316,9 @@ async fn create_orgs(
         .collect()
 }
 
-/// Starts the release quotas on a free port (development mode, warnings only).
-fn start_quotas(database_url: &str, jwks_url: &str, internal: &str, push: &str) -> Proc {
+/// Starts the release quotas on a free port (development mode, warnings only); the runs
+/// benchmark admits its runs through one too.
+pub(crate) fn start_quotas(database_url: &str, jwks_url: &str, internal: &str, push: &str) -> Proc {
     let port = crate::free_port();
     let mut cmd = crate::command("quotas");
     cmd.env("RUNWARDEN_ENV", "development")
@@ -667,18 +673,10 @@ async fn usage_outcome(request: reqwest::RequestBuilder, limited: bool) -> Outco
 // ---------------------------------------------------------------------------------------
 // the table
 
-fn pass(ok: bool) -> &'static str {
-    if ok { "PASS" } else { "MISS" }
-}
-
 /// p50 and p99 of `a` minus those of `b`, signed, in milliseconds.
 fn delta_p50_p99(a: &Sample, b: &Sample) -> String {
     let delta = |p| (a.percentile(p).as_secs_f64() - b.percentile(p).as_secs_f64()) * 1000.0;
     format!("{:+.2} ms / {:+.2} ms", delta(0.50), delta(0.99))
-}
-
-fn p50_p99(s: &Sample) -> String {
-    format!("{} / {}", ms(s.percentile(0.50)), ms(s.percentile(0.99)))
 }
 
 fn rows_check(a: &Admissions) -> String {

@@ -47,6 +47,8 @@ pub async fn exchange(
     grace: Duration,
 ) -> RunsResult<Exchanged> {
     let (mut tx, org) = enter_run(pool, run_id).await?;
+    // The run's row first: a dispatch still committing this runner's ticket holds it.
+    runs::get(&mut tx, org, run_id, true).await?;
     let creds: Option<(Vec<u8>, Option<DateTime<Utc>>)> = sqlx::query_as(
         "SELECT ticket_hash, ticket_used_at FROM runner_credentials WHERE run_id = $1 FOR UPDATE",
     )

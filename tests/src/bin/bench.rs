@@ -15,6 +15,12 @@
 //!                                latency the per-org rate limiter adds to a request; env
 //!                                BENCH_DB_ADMIN_URL, BENCH_DB_QUOTAS_URL (see
 //!                                runwarden_e2e::quotas_bench)
+//! bench runs                     runs: run creations/s through a release runs and quotas,
+//!                                SSE fan-out of one run to 500 watchers, and the time from
+//!                                POST .../runs to the runner's first event; env
+//!                                BENCH_DB_ADMIN_URL, BENCH_DB_RUNS_URL, BENCH_DB_QUOTAS_URL,
+//!                                PUBSUB_EMULATOR_HOST, STORAGE_EMULATOR_HOST,
+//!                                BENCH_ARTIFACTS_BUCKET (see runwarden_e2e::runs_bench)
 //! bench free-port                print a free TCP port on 127.0.0.1
 //! bench db-url URL DB [USER]     print URL pointed at database DB (and login role USER)
 //! bench drop-db ADMIN_URL DB     drop database DB (WITH (FORCE)), best-effort helper
@@ -64,9 +70,10 @@ fn main() -> anyhow::Result<()> {
         ["relay"] => runwarden_e2e::relay_bench::run(),
         ["audit"] => runwarden_e2e::audit_bench::run(),
         ["quotas"] => runwarden_e2e::quotas_bench::run(),
+        ["runs"] => runwarden_e2e::runs_bench::run(),
         _ => bail!(
-            "usage: bench run | relay | audit | quotas | free-port | db-url URL DB [USER] | \
-             drop-db ADMIN_URL DB"
+            "usage: bench run | relay | audit | quotas | runs | free-port | db-url URL DB [USER] \
+             | drop-db ADMIN_URL DB"
         ),
     }
 }
