@@ -87,8 +87,8 @@ pub fn router_with_tasks(
 }
 
 /// The daily purge of what has outlived any use (`retention_purge` in the migrations):
-/// old sessions, sign-in flows, unaccepted invitations, published outbox rows, idle
-/// rate-limit keys. Answers how many of each went.
+/// old sessions, sign-in flows, unaccepted invitations, published outbox rows. Answers how
+/// many of each went.
 pub async fn retention_purge(pool: PgPool) -> anyhow::Result<serde_json::Value> {
     let removed: Vec<(String, i64)> = sqlx::query_as("SELECT what, removed FROM retention_purge()")
         .fetch_all(&pool)

@@ -4,8 +4,8 @@
 --   sessions: expired or revoked more than 30 days ago (their refresh tokens go with them);
 --   OIDC sign-in flows: expired more than a day ago;
 --   invitations: never accepted, expired more than 30 days ago;
---   outbox events: published more than 7 days ago (audit keeps its own chained copy);
---   rate-limit keys: idle (their tat has passed, so they carry nothing).
+--   outbox events: published more than 7 days ago (audit keeps its own chained copy).
+-- (Idle rate-limit keys are purged by quotas' reaper, every 30 s and on its `reap` task.)
 CREATE FUNCTION retention_purge() RETURNS TABLE (what text, removed bigint)
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = public, pg_temp
@@ -31,9 +31,6 @@ BEGIN
     GET DIAGNOSTICS n = ROW_COUNT;
     what := 'outbox_events'; removed := n; RETURN NEXT;
 
-    DELETE FROM rate_limits WHERE tat < now();
-    GET DIAGNOSTICS n = ROW_COUNT;
-    what := 'rate_limits'; removed := n; RETURN NEXT;
 END
 $$;
 REVOKE ALL ON FUNCTION retention_purge() FROM PUBLIC;

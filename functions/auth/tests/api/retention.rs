@@ -46,10 +46,14 @@ async fn retention_purge_removes_only_what_outlived_any_use(
         .await
         .unwrap();
     }
-    sqlx::query("INSERT INTO rate_limits (key, tat) VALUES ('idle', now() - interval '1 s'), ('live', now() + interval '1 min')")
-        .execute(&admin)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO oidc_login_flows (state_hash, browser_binding_hash, nonce, code_verifier, expires_at)
+         VALUES ('\\x01', '\\x01', 'n', 'v', now() - interval '2 days'),
+                ('\\x02', '\\x02', 'n', 'v', now() + interval '5 minutes')",
+    )
+    .execute(&admin)
+    .await
+    .unwrap();
 
     let limits = Limits::default();
     let app = router_with_tasks(
@@ -78,7 +82,10 @@ async fn retention_purge_removes_only_what_outlived_any_use(
     let (status, report) = purge("?token=retention-test-secret-0123456789").await;
     assert_eq!(status, StatusCode::OK, "{report}");
     assert_eq!(
-        (report["sessions"].as_i64(), report["rate_limits"].as_i64()),
+        (
+            report["sessions"].as_i64(),
+            report["oidc_login_flows"].as_i64()
+        ),
         (Some(1), Some(1)),
         "{report}"
     );
@@ -87,11 +94,11 @@ async fn retention_purge_removes_only_what_outlived_any_use(
         .await
         .unwrap();
     assert_eq!(sessions, [live_session]);
-    let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM rate_limits")
+    let flows: Vec<Vec<u8>> = sqlx::query_scalar("SELECT state_hash FROM oidc_login_flows")
         .fetch_all(&admin)
         .await
         .unwrap();
-    assert_eq!(keys, ["live"]);
+    assert_eq!(flows, [vec![2u8]], "the live sign-in flow stays");
     // Nothing left to remove.
     let (_, report) = purge("?token=retention-test-secret-0123456789").await;
     assert_eq!(report["sessions"], 0);
