@@ -147,7 +147,8 @@ pub struct LocalExecutor {
     runner: PathBuf,
     runs_url: String,
     internal_secret: SecretString,
-    children: Arc<Mutex<HashMap<String, tokio::process::Child>>>,
+    /// Runners still running: execution name → process id (removed when they exit).
+    children: Arc<Mutex<HashMap<String, u32>>>,
 }
 
 impl LocalExecutor {
@@ -182,28 +183,24 @@ impl LocalExecutor {
                 command.env(name, value);
             }
         }
-        let child = command
+        let mut child = command
             .spawn()
             .map_err(|e| anyhow::anyhow!("starting {}: {e}", self.runner.display()))?;
-        let execution = format!("local-{}", child.id().unwrap_or_default());
+        let pid = child
+            .id()
+            .ok_or_else(|| anyhow::anyhow!("the runner exited at once"))?;
+        let execution = format!("local-{pid}");
         self.children
             .lock()
             .map_err(|_| anyhow::anyhow!("executor lock poisoned"))?
-            .insert(execution.clone(), child);
-        // Reap it when it exits, so no zombie stays behind.
+            .insert(execution.clone(), pid);
+        // Reap it when it exits (no zombie stays behind), and forget it then.
         let children = self.children.clone();
         let name = execution.clone();
         tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                let Ok(mut map) = children.lock() else { return };
-                match map.get_mut(&name).map(tokio::process::Child::try_wait) {
-                    Some(Ok(None)) => continue,
-                    _ => {
-                        map.remove(&name);
-                        return;
-                    }
-                }
+            let _ = child.wait().await;
+            if let Ok(mut map) = children.lock() {
+                map.remove(&name);
             }
         });
         Ok(execution)
@@ -213,8 +210,8 @@ impl LocalExecutor {
     /// would leave the agent running: it has a group of its own).
     fn cancel(&self, execution: &str) {
         if let Ok(map) = self.children.lock()
-            && let Some(pid) = map.get(execution).and_then(tokio::process::Child::id)
-            && let Ok(pid) = i32::try_from(pid)
+            && let Some(pid) = map.get(execution)
+            && let Ok(pid) = i32::try_from(*pid)
         {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),

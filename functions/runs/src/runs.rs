@@ -224,15 +224,11 @@ pub const COLUMNS: &str = "id, org_id, project_id, agent, input, requested_cap_s
 
 /// The run as it was first created when `new` carries an `Idempotency-Key` already used in
 /// the org, else a new run in `admitting`. The project must exist in the org and be active.
-pub async fn insert(
-    tx: &mut PgConnection,
-    ctx: &OrgContext,
-    new: &NewRun,
-) -> RunsResult<(Run, bool)> {
+pub async fn insert(tx: &mut PgConnection, ctx: &OrgContext, new: &NewRun) -> RunsResult<Run> {
     if let Some(existing) =
         by_idempotency_key(tx, ctx.org_id, new.idempotency_key.as_deref()).await?
     {
-        return Ok((existing, false));
+        return Ok(existing);
     }
     let archived: Option<Option<DateTime<Utc>>> =
         sqlx::query_scalar("SELECT archived_at FROM projects WHERE org_id = $1 AND id = $2")
@@ -268,11 +264,10 @@ pub async fn insert(
     .fetch_optional(&mut *tx)
     .await?;
     match inserted {
-        Some(run) => Ok((run, true)),
+        Some(run) => Ok(run),
         // A concurrent request with the same key committed first: its run is this one.
         None => by_idempotency_key(tx, ctx.org_id, new.idempotency_key.as_deref())
             .await?
-            .map(|run| (run, false))
             .ok_or_else(|| RunsError::Internal(anyhow::anyhow!("idempotent run vanished"))),
     }
 }

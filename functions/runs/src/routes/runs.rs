@@ -78,7 +78,7 @@ pub async fn start(
         req.max_seconds,
         key,
     )?;
-    let (run, _created) = runs::insert(&mut access.tx, &access.ctx, &new).await?;
+    let run = runs::insert(&mut access.tx, &access.ctx, &new).await?;
     access.tx.commit().await?;
     match run.status() {
         Status::Admitting => {}
