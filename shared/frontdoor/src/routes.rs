@@ -274,6 +274,13 @@ fn split_path(path: &str) -> Result<Vec<&str>, Rejection> {
 mod tests {
     use super::*;
 
+    /// Every path in `paths` gets `expected` from the built-in table.
+    fn expect(paths: &[&str], expected: Result<&'static str, Rejection>) {
+        for p in paths {
+            assert_eq!(service(p), expected, "{p}");
+        }
+    }
+
     fn service(path: &str) -> Result<&'static str, Rejection> {
         RouteTable::builtin().route(path).map(|r| r.service())
     }
@@ -291,85 +298,90 @@ mod tests {
 
     #[test]
     fn auth_routes() {
-        for p in [
-            "/v1/auth",
-            "/v1/auth/signup",
-            "/v1/auth/login",
-            "/v1/auth/refresh",
-            "/v1/auth/logout",
-            "/v1/auth/google/start",
-            "/v1/auth/google/callback",
-            "/v1/me",
-            "/.well-known/jwks.json",
-            "/v1/orgs",
-            "/v1/orgs/org_1",
-            "/v1/orgs/org_1/members",
-            "/v1/orgs/org_1/members/user_1",
-            "/v1/orgs/org_1/invitations",
-            "/v1/orgs/org_1/invitations/inv_1",
-            "/v1/invitations/tok/accept",
-            "/v1/invitations",
-        ] {
-            assert_eq!(service(p), Ok("auth"), "{p}");
-        }
+        expect(
+            &[
+                "/v1/auth",
+                "/v1/auth/signup",
+                "/v1/auth/login",
+                "/v1/auth/refresh",
+                "/v1/auth/logout",
+                "/v1/auth/google/start",
+                "/v1/auth/google/callback",
+                "/v1/me",
+                "/.well-known/jwks.json",
+                "/v1/orgs",
+                "/v1/orgs/org_1",
+                "/v1/orgs/org_1/members",
+                "/v1/orgs/org_1/members/user_1",
+                "/v1/orgs/org_1/invitations",
+                "/v1/orgs/org_1/invitations/inv_1",
+                "/v1/invitations/tok/accept",
+                "/v1/invitations",
+            ],
+            Ok("auth"),
+        );
     }
 
     #[test]
     fn runs_routes() {
-        for p in [
-            "/v1/orgs/o/projects",
-            "/v1/orgs/o/projects/p",
-            "/v1/orgs/o/projects/p/secrets",
-            "/v1/orgs/o/projects/p/secrets/API_KEY",
-            "/v1/orgs/o/projects/p/runs",
-            "/v1/orgs/o/runs",
-            "/v1/orgs/o/runs/r",
-            "/v1/orgs/o/runs/r/cancel",
-            "/v1/orgs/o/runs/r/media-token",
-            "/v1/media/runs/r/events",
-            "/v1/media/runs/r/artifacts/video.mp4",
-        ] {
-            assert_eq!(service(p), Ok("runs"), "{p}");
-        }
+        expect(
+            &[
+                "/v1/orgs/o/projects",
+                "/v1/orgs/o/projects/p",
+                "/v1/orgs/o/projects/p/secrets",
+                "/v1/orgs/o/projects/p/secrets/API_KEY",
+                "/v1/orgs/o/projects/p/runs",
+                "/v1/orgs/o/runs",
+                "/v1/orgs/o/runs/r",
+                "/v1/orgs/o/runs/r/cancel",
+                "/v1/orgs/o/runs/r/media-token",
+                "/v1/media/runs/r/events",
+                "/v1/media/runs/r/artifacts/video.mp4",
+            ],
+            Ok("runs"),
+        );
     }
 
     #[test]
     fn quotas_and_audit_routes() {
         assert_eq!(service("/v1/orgs/o/usage"), Ok("quotas"));
-        for p in [
-            "/v1/orgs/o/audit-events",
-            "/v1/orgs/o/audit-events/export",
-            "/v1/orgs/o/audit-events/verify",
-        ] {
-            assert_eq!(service(p), Ok("audit"), "{p}");
-        }
+        expect(
+            &[
+                "/v1/orgs/o/audit-events",
+                "/v1/orgs/o/audit-events/export",
+                "/v1/orgs/o/audit-events/verify",
+            ],
+            Ok("audit"),
+        );
     }
 
     #[test]
     fn exact_routes_do_not_match_below_themselves() {
-        for p in [
-            "/v1/me/x",
-            "/.well-known/jwks.json/x",
-            "/v1/orgs/o/usage/x",
-            "/v1/orgs/o/unknown",
-            "/v1/orgs/o/unknown/x",
-        ] {
-            assert_eq!(service(p), Err(Rejection::Unmatched), "{p}");
-        }
+        expect(
+            &[
+                "/v1/me/x",
+                "/.well-known/jwks.json/x",
+                "/v1/orgs/o/usage/x",
+                "/v1/orgs/o/unknown",
+                "/v1/orgs/o/unknown/x",
+            ],
+            Err(Rejection::Unmatched),
+        );
     }
 
     #[test]
     fn internal_and_push_are_never_routed() {
-        for p in [
-            "/internal",
-            "/internal/x",
-            "/internal/admission/reserve",
-            "/push",
-            "/push/audit-events",
-            "/push/run-finished/x",
-        ] {
-            assert_eq!(service(p), Err(Rejection::Refused), "{p}");
-        }
+        expect(
+            &[
+                "/internal",
+                "/internal/x",
+                "/internal/admission/reserve",
+                "/push",
+                "/push/audit-events",
+                "/push/run-finished/x",
+            ],
+            Err(Rejection::Refused),
+        );
     }
 
     #[test]
@@ -398,21 +410,22 @@ mod tests {
 
     #[test]
     fn unmatched_paths_are_not_routed() {
-        for p in [
-            "/",
-            "/healthz",
-            "/openapi.json",
-            "/v1",
-            "/v2/me",
-            "/V1/ME",
-            "/v1/me/",
-            "/v1/orgs/",
-            "/v1/mediax",
-            "/v1/authx/login",
-            "/.well-known/openid-configuration",
-        ] {
-            assert_eq!(service(p), Err(Rejection::Unmatched), "{p}");
-        }
+        expect(
+            &[
+                "/",
+                "/healthz",
+                "/openapi.json",
+                "/v1",
+                "/v2/me",
+                "/V1/ME",
+                "/v1/me/",
+                "/v1/orgs/",
+                "/v1/mediax",
+                "/v1/authx/login",
+                "/.well-known/openid-configuration",
+            ],
+            Err(Rejection::Unmatched),
+        );
     }
 
     #[test]

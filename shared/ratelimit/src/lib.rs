@@ -179,14 +179,13 @@ pub async fn check<'e, E: PgExecutor<'e>>(
     key: &str,
     quota: Quota,
 ) -> Result<Decision, sqlx::Error> {
-    let (allowed, tat_offset_us): (bool, i64) =
-        sqlx::query_as("SELECT allowed, tat_offset_us FROM rate_limit_check($1, $2, $3)")
-            .bind(key)
-            .bind(quota.interval_us())
-            .bind(quota.tolerance_us())
-            .fetch_one(executor)
-            .await?;
-    Ok(quota.decision(allowed, tat_offset_us))
+    decide(
+        executor,
+        "SELECT allowed, tat_offset_us FROM rate_limit_check($1, $2, $3)",
+        key,
+        quota,
+    )
+    .await
 }
 
 /// Whether one more request for `key` would be allowed right now, without consuming
@@ -201,13 +200,29 @@ pub async fn peek<'e, E: PgExecutor<'e>>(
     key: &str,
     quota: Quota,
 ) -> Result<Decision, sqlx::Error> {
-    let (allowed, tat_offset_us): (bool, i64) =
-        sqlx::query_as("SELECT allowed, tat_offset_us FROM rate_limit_peek($1, $2, $3)")
-            .bind(key)
-            .bind(quota.interval_us())
-            .bind(quota.tolerance_us())
-            .fetch_one(executor)
-            .await?;
+    decide(
+        executor,
+        "SELECT allowed, tat_offset_us FROM rate_limit_peek($1, $2, $3)",
+        key,
+        quota,
+    )
+    .await
+}
+
+/// Runs one of the two GCRA statements (`rate_limit_check` or `rate_limit_peek`, which take
+/// the same arguments and answer the same columns) and reads its answer as a [`Decision`].
+async fn decide<'e, E: PgExecutor<'e>>(
+    executor: E,
+    statement: &'static str,
+    key: &str,
+    quota: Quota,
+) -> Result<Decision, sqlx::Error> {
+    let (allowed, tat_offset_us): (bool, i64) = sqlx::query_as(statement)
+        .bind(key)
+        .bind(quota.interval_us())
+        .bind(quota.tolerance_us())
+        .fetch_one(executor)
+        .await?;
     Ok(quota.decision(allowed, tat_offset_us))
 }
 
