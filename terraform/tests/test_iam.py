@@ -97,8 +97,14 @@ def test_every_service_and_job_runs_as_its_own_account(module, rtype):
 
 def test_account_ids_are_distinct(platform):
     """One account per service and job: module names are distinct, so are account ids."""
-    names = [c.body["name"] for c in platform.calls().values()
-             if c.body["source"] in ("../cloud-run-service", "../cloud-run-job")]
+    names = []
+    for c in platform.calls().values():
+        if c.body["source"] == "../cloud-run-service":
+            # one instance per row of local.services, named after its key
+            assert c.body["for_each"] == "${local.services}" and c.body["name"] == "${var.name}-${each.key}"
+            names += [f"${{var.name}}-{k}" for k in platform.locals()["services"]]
+        elif c.body["source"] == "../cloud-run-job":
+            names.append(c.body["name"])
     assert len(names) == 8 and len(set(names)) == len(names), names
     assert all(n.startswith("${var.name}-") for n in names)
 
@@ -142,7 +148,7 @@ def test_runs_may_only_run_and_cancel_the_runner_job(platform):
         "run.jobs.run", "run.jobs.runWithOverrides", "run.executions.get", "run.executions.cancel"}
     executors = platform.calls()["runner"].body["executors"]
     assert executors["runs-dispatches"] == {
-        "member": "${module.runs.member}",
+        "member": '${module.service["runs"].member}',
         "role": "${google_project_iam_custom_role.runner_dispatch.id}",
     }
     # granted on the job resource, nowhere else
@@ -152,8 +158,12 @@ def test_runs_may_only_run_and_cancel_the_runner_job(platform):
 
 
 def test_runs_signs_urls_with_token_creator_on_itself_only(platform):
-    assert platform.calls()["runs"].body["self_token_creator"] is True
-    others = [n for n, c in platform.calls().items() if c.body.get("self_token_creator") and n != "runs"]
+    signers = {n for n, s in platform.locals()["services"].items() if s["self_token_creator"] is not False}
+    assert signers == {"runs"} and platform.locals()["services"]["runs"]["self_token_creator"] is True
+    call = next(c.body for c in platform.calls().values() if c.body["source"] == "../cloud-run-service")
+    assert call["self_token_creator"] == "${each.value.self_token_creator}"
+    others = [n for n, c in platform.calls().items() if c.body.get("self_token_creator")
+              and c.body["source"] != "../cloud-run-service"]
     assert not others
     grant = load_module(MODULES / "cloud-run-service").resource(
         "google_service_account_iam_member", "self_token_creator").body
@@ -165,8 +175,8 @@ def test_runs_signs_urls_with_token_creator_on_itself_only(platform):
 def test_bucket_grants_are_per_bucket_and_never_public(platform):
     artifacts = platform.calls()["artifacts_bucket"].body["iam"]
     assert artifacts == {
-        "runs-signs-uploads": {"role": "roles/storage.objectCreator", "member": "${module.runs.member}"},
-        "runs-signs-reads": {"role": "roles/storage.objectViewer", "member": "${module.runs.member}"},
+        "runs-signs-uploads": {"role": "roles/storage.objectCreator", "member": '${module.service["runs"].member}'},
+        "runs-signs-reads": {"role": "roles/storage.objectViewer", "member": '${module.service["runs"].member}'},
     }
     assert "allUsers" not in load_module(MODULES / "storage-bucket").text.replace('"allUsers", "allAuthenticatedUsers"', "")
     for path in all_module_paths():
@@ -180,7 +190,7 @@ def test_publishers_are_granted_per_topic(platform):
     assert grant["role"] == "roles/pubsub.publisher"
     assert "google_pubsub_topic.this" in grant["topic"]
     assert platform.calls()["pubsub"].body["publishers"] == {
-        "auth": "${module.auth.member}", "runs": "${module.runs.member}"}
+        "auth": '${module.service["auth"].member}', "runs": '${module.service["runs"].member}'}
 
 
 def test_allusers_invoker_only_on_load_balanced_services(platform):
@@ -193,20 +203,27 @@ def test_allusers_invoker_only_on_load_balanced_services(platform):
     pre = first(svc.resource("google_cloud_run_v2_service", "this").body["lifecycle"])["precondition"]
     assert any('!var.public || var.ingress == "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"' in p["condition"] for p in pre)
     backends = platform.locals()["frontdoor_backends"]
-    fronted = {expr(v).split(".")[1] for v in backends.values()}  # module names
-    for name, call in platform.calls().items():
-        if call.body["source"] != "../cloud-run-service":
-            continue
-        m = re.fullmatch(r'local\.services(?:\.([a-z]+)|\["([a-z-]+)"\])\.public', expr(call.body["public"]))
-        assert m, f"{name}: public must come from local.services"
-        is_public = platform.locals()["services"][m.group(1) or m.group(2)]["public"]
+    fronted = set(backends.values())  # keys of local.services
+    assert platform.calls()["edge"].body["backends"] == \
+        "${{for r, s in local.frontdoor_backends : r => module.service[s].name}}"
+    calls = [c.body for c in platform.calls().values() if c.body["source"] == "../cloud-run-service"]
+    assert len(calls) == 1 and calls[0]["for_each"] == "${local.services}"
+    assert calls[0]["public"] == "${each.value.public}", "public must come from local.services"
+    for name, svc in platform.locals()["services"].items():
+        is_public = svc["public"]
+        assert is_public is True or is_public is False, f"{name}: public not literal"
         assert is_public == (name in fronted), f"{name}: public={is_public}, behind the LB={name in fronted}"
 
 
 def test_invoker_iam_is_off_only_where_a_reason_says_why(platform):
-    off = {n: c.body for n, c in platform.calls().items() if c.body.get("invoker_iam_disabled") is True}
+    off = platform.locals()["invoker_iam_disabled"]
     assert set(off) == {"quotas"}
-    assert len(off["quotas"]["invoker_iam_disabled_reason"]) > 60
+    assert len(off["quotas"]) > 60
+    call = next(c.body for c in platform.calls().values() if c.body["source"] == "../cloud-run-service")
+    assert call["invoker_iam_disabled"] == "${contains(keys(local.invoker_iam_disabled), each.key)}"
+    assert call["invoker_iam_disabled_reason"] == '${lookup(local.invoker_iam_disabled, each.key, "")}'
+    others = [n for n, c in platform.calls().items() if c.body.get("invoker_iam_disabled") is True]
+    assert not others
 
 
 def test_audit_config_logs_every_service():
