@@ -108,7 +108,8 @@ def test_topics_are_encrypted_and_pushers_may_invoke_consumers():
     assert topic["kms_key_name"] == "${var.kms_key}"
     platform = load_module(MODULES / "platform")
     call = next(c.body for c in platform.calls().values() if c.body["source"] == "../cloud-run-service")
-    assert call["invokers"] == "${each.value.push_invoker ? {push = module.pubsub.push_member} : {}}", call["invokers"]
+    assert 'each.value.push_invoker ? {push = {role = "roles/run.invoker", member = module.pubsub.push_member}} : {}' \
+        in call["iam"], call["iam"]
     for consumer in set(platform.locals()["push_targets"].values()):
         assert platform.locals()["services"][consumer]["push_invoker"] is True, consumer
 

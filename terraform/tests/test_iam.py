@@ -146,14 +146,15 @@ def test_runs_may_only_run_and_cancel_the_runner_job(platform):
     role = platform.resource("google_project_iam_custom_role", "runner_dispatch").body
     assert set(role["permissions"]) == {
         "run.jobs.run", "run.jobs.runWithOverrides", "run.executions.get", "run.executions.cancel"}
-    executors = platform.calls()["runner"].body["executors"]
-    assert executors["runs-dispatches"] == {
+    grants = platform.calls()["runner"].body["iam"]
+    assert grants["runs-dispatches"] == {
         "member": '${module.service["runs"].member}',
         "role": "${google_project_iam_custom_role.runner_dispatch.id}",
     }
     # granted on the job resource, nowhere else
-    job = load_module(MODULES / "cloud-run-job").resource("google_cloud_run_v2_job_iam_member", "executors").body
+    job = load_module(MODULES / "cloud-run-job").resource("google_cloud_run_v2_job_iam_member", "this").body
     assert job["name"] == "${google_cloud_run_v2_job.this.name}"
+    assert job["for_each"] == "${var.iam}"
     assert platform.text.count("runner_dispatch.id") == 1
 
 
@@ -197,9 +198,14 @@ def test_allusers_invoker_only_on_load_balanced_services(platform):
     """TFX-01: allUsers may invoke only services the load balancer fronts, and those accept
     no direct internet traffic (internal-and-load-balancer ingress)."""
     svc = load_module(MODULES / "cloud-run-service")
-    public = svc.resource("google_cloud_run_v2_service_iam_member", "public").body
-    assert public["count"] == "${var.public ? 1 : 0}" and public["member"] == "allUsers"
-    assert svc.text.count('"allUsers"') == 1
+    grant = svc.resource("google_cloud_run_v2_service_iam_member", "this").body
+    assert grant["for_each"] == \
+        '${merge(var.iam, var.public ? {public = {role = "roles/run.invoker", member = "allUsers"}} : {})}'
+    assert grant["role"] == "${each.value.role}" and grant["member"] == "${each.value.member}"
+    # the callers' grants can name neither allUsers nor the label public
+    cond = expr(first(svc.variables()["iam"]["validation"])["condition"])
+    assert '!contains(["allUsers", "allAuthenticatedUsers"], g.member)' in cond and 'k != "public"' in cond
+    assert svc.text.replace('"allUsers", "allAuthenticatedUsers"', "").count('"allUsers"') == 1
     pre = first(svc.resource("google_cloud_run_v2_service", "this").body["lifecycle"])["precondition"]
     assert any('!var.public || var.ingress == "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"' in p["condition"] for p in pre)
     backends = platform.locals()["frontdoor_backends"]
@@ -263,3 +269,55 @@ def test_secret_values_never_pass_through_terraform():
     text = tf_text()
     assert "google_secret_manager_secret_version" not in text
     assert "random_password" not in text
+
+
+def test_every_iam_input_has_one_shape():
+    """The same `iam` input everywhere (label => role and member, labels static so plans work
+    before the members exist), each granted by one additive resource on the module's own
+    resource."""
+    shaped = {}
+    for path in all_module_paths():
+        iam = load_module(path).variables().get("iam")
+        if iam is not None:
+            shaped[path.name] = iam["type"]
+    assert {"artifact-registry", "cloud-run-job", "cloud-run-service", "storage-bucket"} <= set(shaped)
+    assert set(shaped.values()) == {"${map(object({role = string, member = string}))}"}, shaped
+    grants = {
+        "artifact-registry": "google_artifact_registry_repository_iam_member",
+        "cloud-run-job": "google_cloud_run_v2_job_iam_member",
+        "cloud-run-service": "google_cloud_run_v2_service_iam_member",
+    }
+    for module, rtype in grants.items():
+        resources = load_module(MODULES / module).resources(rtype)
+        assert [b.labels[1] for b in resources] == ["this"], module
+        body = resources[0].body
+        assert "var.iam" in body["for_each"], module
+        assert body["role"] == "${each.value.role}" and body["member"] == "${each.value.member}", module
+
+
+def test_cloud_build_deploys_every_service_and_job_and_acts_as_each_account(platform):
+    """The deployer gets run.developer on each service and job (inside their modules) and actAs
+    on each runtime account, never a project-level run or IAM role."""
+    build = "${google_service_account.build.member}"
+    svc = next(c.body for c in platform.calls().values() if c.body["source"] == "../cloud-run-service")
+    assert '{build-deploys = {role = "roles/run.developer", member = google_service_account.build.member}}' in svc["iam"]
+    for job in ("runner", "migrate"):
+        assert platform.calls()[job].body["iam"]["build-deploys"] == {"role": "roles/run.developer", "member": build}
+    act_as = platform.resource("google_service_account_iam_member", "build_act_as").body
+    assert act_as["for_each"] == ("${merge({for k, s in module.service : k => s.service_account}, "
+                                  "{runner = module.runner.service_account, migrate = module.migrate.service_account})}")
+    assert act_as["role"] == "roles/iam.serviceAccountUser" and act_as["member"] == build
+    assert not platform.resources("google_cloud_run_v2_service_iam_member")
+    assert not platform.resources("google_cloud_run_v2_job_iam_member")
+
+
+def test_only_cloud_build_writes_images(platform):
+    """Artifact Registry: Cloud Build's account writes; the module grants nothing but
+    Artifact Registry roles on the repository itself."""
+    assert platform.calls()["registry"].body["iam"] == {
+        "build": {"role": "roles/artifactregistry.writer", "member": "${google_service_account.build.member}"}}
+    reg = load_module(MODULES / "artifact-registry")
+    cond = expr(first(reg.variables()["iam"]["validation"])["condition"])
+    assert 'startswith(g.role, "roles/artifactregistry.")' in cond
+    grant = reg.resource("google_artifact_registry_repository_iam_member", "this").body
+    assert grant["repository"] == "${google_artifact_registry_repository.this.name}"

@@ -151,8 +151,8 @@ resource "google_cloud_run_v2_job" "this" {
   depends_on = [google_secret_manager_secret_iam_member.this]
 }
 
-resource "google_cloud_run_v2_job_iam_member" "executors" {
-  for_each = var.executors
+resource "google_cloud_run_v2_job_iam_member" "this" {
+  for_each = var.iam
   project  = var.project_id
   location = var.region
   name     = google_cloud_run_v2_job.this.name

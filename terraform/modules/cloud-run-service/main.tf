@@ -1,5 +1,5 @@
 # One Cloud Run v2 service with its own service account, and every grant that account needs
-# made here on the narrowest resource: invoker on this service, secret accessor on each secret
+# made here on the narrowest resource: roles on this service (`iam`, e.g. invoker), secret accessor on each secret
 # it reads, token creator on itself (if it signs URLs). The only project-level roles are
 # Cloud SQL's (client, instanceUser), which exist only at project level.
 
@@ -179,22 +179,15 @@ resource "google_cloud_run_v2_service" "this" {
   depends_on = [google_secret_manager_secret_iam_member.this]
 }
 
-resource "google_cloud_run_v2_service_iam_member" "public" {
-  count    = var.public ? 1 : 0
+# The caller's grants on this service, and for a public service allUsers as invoker (the
+# only way anyone anonymous is let in; the precondition above keeps it behind the load balancer).
+resource "google_cloud_run_v2_service_iam_member" "this" {
+  for_each = merge(var.iam, var.public ? { public = { role = "roles/run.invoker", member = "allUsers" } } : {})
   project  = var.project_id
   location = var.region
   name     = google_cloud_run_v2_service.this.name
-  role     = "roles/run.invoker"
-  member   = "allUsers"
-}
-
-resource "google_cloud_run_v2_service_iam_member" "invokers" {
-  for_each = var.invokers
-  project  = var.project_id
-  location = var.region
-  name     = google_cloud_run_v2_service.this.name
-  role     = "roles/run.invoker"
-  member   = each.value
+  role     = each.value.role
+  member   = each.value.member
 }
 
 resource "google_secret_manager_secret_iam_member" "this" {

@@ -41,10 +41,17 @@ variable "public" {
   default     = false
 }
 
-variable "invokers" {
-  description = "Label => member granted roles/run.invoker on this service only (callers that send Google-signed ID tokens: the Pub/Sub push account, the scheduler account). Labels are static so plans work before the accounts exist."
-  type        = map(string)
-  default     = {}
+variable "iam" {
+  description = "Label => role and member, granted on this service only (roles/run.invoker for callers that send Google-signed ID tokens: the Pub/Sub push account, the scheduler account; roles/run.developer for the deployer). Labels are static so plans work before the accounts exist. Anonymous callers only through `public`."
+  type = map(object({
+    role   = string
+    member = string
+  }))
+  default = {}
+  validation {
+    condition     = alltrue([for k, g in var.iam : k != "public" && !contains(["allUsers", "allAuthenticatedUsers"], g.member)])
+    error_message = "allUsers is granted only through public (behind the load balancer); the label public is reserved for it."
+  }
 }
 
 variable "invoker_iam_disabled" {

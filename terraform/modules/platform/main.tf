@@ -166,7 +166,9 @@ module "registry" {
   region     = var.region
   name       = "runwarden"
   kms_key    = module.kms.keys["artifact-registry"]
-  writers    = { build = google_service_account.build.member }
+  iam = {
+    build = { role = "roles/artifactregistry.writer", member = google_service_account.build.member }
+  }
   depends_on = [module.baseline]
 }
 
@@ -287,7 +289,6 @@ module "service" {
   public                      = each.value.public
   invoker_iam_disabled        = contains(keys(local.invoker_iam_disabled), each.key)
   invoker_iam_disabled_reason = lookup(local.invoker_iam_disabled, each.key, "")
-  invokers                    = each.value.push_invoker ? { push = module.pubsub.push_member } : {}
   vpc                         = local.vpc
   min_instances               = each.value.min_instances
   max_instances               = var.max_instances
@@ -295,6 +296,12 @@ module "service" {
   deletion_protection         = var.deletion_protection
   labels                      = local.labels
   database                    = merge(local.database, { role = "runwarden_${each.value.function}" })
+  # Cloud Build deploys every service, as it does the jobs; the push account (which the
+  # scheduler uses too) invokes the push consumers.
+  iam = merge(
+    { build-deploys = { role = "roles/run.developer", member = google_service_account.build.member } },
+    each.value.push_invoker ? { push = { role = "roles/run.invoker", member = module.pubsub.push_member } } : {},
+  )
   env = merge(
     local.push_env,
     {
@@ -348,9 +355,9 @@ module "runner" {
   secret_env = {
     INTERNAL_AUTH_SECRET = { secret = local.secret["runner-internal-auth"] }
   }
-  executors = {
-    runs-dispatches = { member = module.service["runs"].member, role = google_project_iam_custom_role.runner_dispatch.id }
-    build-deploys   = { member = google_service_account.build.member, role = "roles/run.developer" }
+  iam = {
+    runs-dispatches = { role = google_project_iam_custom_role.runner_dispatch.id, member = module.service["runs"].member }
+    build-deploys   = { role = "roles/run.developer", member = google_service_account.build.member }
   }
 }
 
@@ -374,8 +381,8 @@ module "migrate" {
     database_roles  = ["cloudsqlsuperuser"]
     proxy_image     = var.sql_proxy_image
   }
-  executors = {
-    build-deploys = { member = google_service_account.build.member, role = "roles/run.developer" }
+  iam = {
+    build-deploys = { role = "roles/run.developer", member = google_service_account.build.member }
   }
 }
 
@@ -451,13 +458,4 @@ resource "google_service_account_iam_member" "build_act_as" {
   service_account_id = "projects/${var.project_id}/serviceAccounts/${each.value}"
   role               = "roles/iam.serviceAccountUser"
   member             = google_service_account.build.member
-}
-
-resource "google_cloud_run_v2_service_iam_member" "build_deploys" {
-  for_each = { for k, s in module.service : k => s.name }
-  project  = var.project_id
-  location = var.region
-  name     = each.value
-  role     = "roles/run.developer"
-  member   = google_service_account.build.member
 }
