@@ -80,14 +80,16 @@ def test_services_scale_within_bounds():
     svc = load_module(MODULES / "cloud-run-service")
     template = first(svc.resource("google_cloud_run_v2_service", "this").body["template"])
     scaling = first(template["scaling"])
-    assert scaling["max_instance_count"] == "${var.max_instances}"
-    cond = expr(first(svc.variables()["max_instances"]["validation"])["condition"])
-    assert "<= 100" in cond
+    assert scaling["max_instance_count"] == "${var.revision.max_instances}"
+    cond = expr(first(svc.variables()["revision"]["validation"])["condition"])
+    assert "var.revision.max_instances <= 100" in cond
+    assert "max_instances = optional(number, 10)" in svc.variables()["revision"]["type"]
 
 
 def test_connection_budget_fits_the_database(platform, prod, staging):
     """REL-20: services x max instances x pool (10) + migrations < max_connections."""
     services = len(platform.locals()["services"])
+    assert platform.calls()["service"].body["revision"]["max_instances"] == "${var.max_instances}"
     for env in (prod, staging):
         max_instances = env.calls()["platform"].body["max_instances"]
         max_connections = platform.variables()["db_max_connections"]["default"]

@@ -38,12 +38,12 @@ resource "google_cloud_run_v2_service" "this" {
   template {
     service_account                  = google_service_account.this.email
     execution_environment            = "EXECUTION_ENVIRONMENT_GEN2"
-    max_instance_request_concurrency = var.concurrency
-    timeout                          = "${var.timeout_seconds}s"
+    max_instance_request_concurrency = var.revision.concurrency
+    timeout                          = "${var.revision.timeout_seconds}s"
 
     scaling {
-      min_instance_count = var.min_instances
-      max_instance_count = var.max_instances
+      min_instance_count = var.revision.min_instances
+      max_instance_count = var.revision.max_instances
     }
 
     vpc_access {

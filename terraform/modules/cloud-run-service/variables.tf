@@ -127,32 +127,19 @@ variable "cpu_always_allocated" {
   default     = true
 }
 
-variable "min_instances" {
-  description = "Instances kept warm."
-  type        = number
-  default     = 0
-}
-
-variable "max_instances" {
-  description = "Instance cap: max_instances x the pool size (10) must stay under Cloud SQL's max_connections (REL-20)."
-  type        = number
-  default     = 10
+variable "revision" {
+  description = "How revisions run: min_instances kept warm; max_instances, the cap (x the pool size (10) it must stay under Cloud SQL's max_connections, REL-20); concurrency, the requests one instance serves at once; timeout_seconds, the request timeout (SSE streams of runs live at most this long)."
+  type = object({
+    min_instances   = optional(number, 0)
+    max_instances   = optional(number, 10)
+    concurrency     = optional(number, 80)
+    timeout_seconds = optional(number, 300)
+  })
+  default = {}
   validation {
-    condition     = var.max_instances >= 1 && var.max_instances <= 100
-    error_message = "max_instances must be between 1 and 100."
+    condition     = var.revision.max_instances >= 1 && var.revision.max_instances <= 100
+    error_message = "revision.max_instances must be between 1 and 100."
   }
-}
-
-variable "concurrency" {
-  description = "Requests one instance serves at once."
-  type        = number
-  default     = 80
-}
-
-variable "timeout_seconds" {
-  description = "Request timeout. SSE streams (runs) live at most this long."
-  type        = number
-  default     = 300
 }
 
 variable "deletion_protection" {

@@ -290,8 +290,7 @@ module "service" {
   invoker_iam_disabled        = contains(keys(local.invoker_iam_disabled), each.key)
   invoker_iam_disabled_reason = lookup(local.invoker_iam_disabled, each.key, "")
   vpc                         = local.vpc
-  min_instances               = each.value.min_instances
-  max_instances               = var.max_instances
+  revision                    = { min_instances = each.value.min_instances, max_instances = var.max_instances }
   self_token_creator          = each.value.self_token_creator
   deletion_protection         = var.deletion_protection
   labels                      = local.labels
