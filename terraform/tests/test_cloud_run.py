@@ -147,18 +147,30 @@ def test_every_function_database_role_is_a_migration_role(platform):
     services = platform.locals()["services"]
     used = {name: f"runwarden_{svc['function']}" for name, svc in services.items()}
     assert set(used.values()) == roles, (used, roles)
-    user = load_module(MODULES / "cloud-run-service").resource("google_sql_user", "this").body
+    # the IAM database user is made by cloud-run-identity, with the role the service passes
+    user = load_module(MODULES / "cloud-run-identity").resource("google_sql_user", "this").body
     assert user["type"] == "CLOUD_IAM_SERVICE_ACCOUNT"
-    assert user["database_roles"] == "${var.database.assign_role ? [var.database.role] : []}"
+    assert user["database_roles"] == "${var.database.database_roles}"
     assert user["name"] == "${local.db_user}"
+    call = load_module(MODULES / "cloud-run-service").calls()["identity"].body
+    assert "database_roles = var.database.assign_role ? [var.database.role] : []" in call["database"]
 
 
 def test_database_url_uses_the_proxy_socket_without_password():
+    ident = load_module(MODULES / "cloud-run-identity")
+    db_env = ident.locals()["db_env"]
+    assert "postgres://${urlencode(local.db_user)}@/${var.database.database}?host=/cloudsql/${var.database.connection_name}" in db_env
+    assert "local.db_env" in ident.locals()["env"]
+    proxy = ident.locals()["proxy"]
+    assert '"--auto-iam-authn"' in proxy and '"--private-ip"' in proxy and '"--unix-socket=/cloudsql"' in proxy
+    assert 'socket_dir = "/cloudsql"' in proxy
+    # services and jobs take the environment and the proxy from it, and build neither themselves
     for module in ("cloud-run-service", "cloud-run-job"):
         mod = load_module(MODULES / module)
-        db_env = mod.locals()["db_env"]
-        assert "postgres://${urlencode(local.db_user)}@/${var.database.database}?host=/cloudsql/${var.database.connection_name}" in db_env
-        assert "--auto-iam-authn" in mod.text and "--private-ip" in mod.text
+        assert mod.calls()["identity"].body["source"] == "../cloud-run-identity"
+        assert "postgres://" not in mod.text and "--auto-iam-authn" not in mod.text, module
+        assert re.search(r"for_each\s+=\s+module\.identity\.env\b", mod.text), module
+        assert mod.text.count("for_each = module.identity.proxy == null ? [] : [module.identity.proxy]") == 3, module
 
 
 def test_background_loops_keep_an_instance(platform):

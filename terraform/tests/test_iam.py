@@ -66,16 +66,20 @@ def test_project_level_roles_are_allowlisted():
 
 
 def test_secret_access_is_granted_per_secret_to_the_reader_itself():
+    ident = load_module(MODULES / "cloud-run-identity")
+    grant = ident.resource("google_secret_manager_secret_iam_member", "this").body
+    assert grant["role"] == "roles/secretmanager.secretAccessor"
+    assert grant["member"] == "${google_service_account.this.member}"
+    assert grant["for_each"] == "${var.secrets}"
+    assert grant["secret_id"] == "${each.value}"
     for name in ("cloud-run-service", "cloud-run-job"):
         mod = load_module(MODULES / name)
-        grant = mod.resource("google_secret_manager_secret_iam_member", "this").body
-        assert grant["role"] == "roles/secretmanager.secretAccessor"
-        assert grant["member"] == "${google_service_account.this.member}"
-        assert grant["for_each"] == "${var.secret_env}"
-        assert grant["secret_id"] == "${each.value.secret}"
+        # every secret the workload reads, through its own identity
+        assert mod.calls()["identity"].body["secrets"] == "${{for k, v in var.secret_env : k => v.secret}}"
+        assert not mod.resources("google_secret_manager_secret_iam_member"), name
     # No other module grants secret access.
     for path in all_module_paths():
-        if path.name in ("cloud-run-service", "cloud-run-job"):
+        if path.name in ("cloud-run-service", "cloud-run-job", "cloud-run-identity"):
             continue
         assert "secretmanager.secretAccessor" not in load_module(path).text, path.name
 
@@ -85,14 +89,23 @@ def test_secret_access_is_granted_per_secret_to_the_reader_itself():
     ("cloud-run-job", "google_cloud_run_v2_job"),
 ])
 def test_every_service_and_job_runs_as_its_own_account(module, rtype):
-    mod = load_module(MODULES / module)
-    sa = mod.resource("google_service_account", "this").body
+    ident = load_module(MODULES / "cloud-run-identity")
+    sa = ident.resource("google_service_account", "this").body
     assert sa["account_id"] == "${var.name}"
+    assert ident.outputs()["email"]["value"] == "${google_service_account.this.email}"
+    # a revision starts only once its account may read its secrets
+    assert ident.outputs()["email"]["depends_on"] == ["${google_secret_manager_secret_iam_member.this}"]
+    mod = load_module(MODULES / module)
+    call = mod.calls()["identity"].body
+    assert call["name"] == "${var.name}"
+    assert call["kind"] == ("job" if rtype == "google_cloud_run_v2_job" else "service")
+    assert not mod.resources("google_service_account"), module
     body = mod.resource(rtype, "this").body
+    assert body["name"] == "${var.name}"
     template = first(body["template"])
     if rtype == "google_cloud_run_v2_job":
         template = first(template["template"])
-    assert template["service_account"] == "${google_service_account.this.email}"
+    assert template["service_account"] == "${module.identity.email}"
 
 
 def test_account_ids_are_distinct(platform):
@@ -168,9 +181,12 @@ def test_runs_signs_urls_with_token_creator_on_itself_only(platform):
     assert not others
     grant = load_module(MODULES / "cloud-run-service").resource(
         "google_service_account_iam_member", "self_token_creator").body
-    assert grant["service_account_id"] == "${google_service_account.this.name}"
-    assert grant["member"] == "${google_service_account.this.member}"
+    assert grant["service_account_id"] == "${module.identity.id}"
+    assert grant["member"] == "${module.identity.member}"
     assert grant["role"] == "roles/iam.serviceAccountTokenCreator"
+    outputs = load_module(MODULES / "cloud-run-identity").outputs()
+    assert outputs["id"]["value"] == "${google_service_account.this.name}"
+    assert outputs["member"]["value"] == "${google_service_account.this.member}"
 
 
 def test_bucket_grants_are_per_bucket_and_never_public(platform):
@@ -260,9 +276,12 @@ def test_secrets_reach_functions_only_through_secret_manager(platform):
             assert ref["secret"].startswith("${local.secret["), ref
     # the modules put secret_env only in secret_key_ref
     for module in ("cloud-run-service", "cloud-run-job"):
-        text = load_module(MODULES / module).text
-        assert len(re.findall(r"for_each\s+=\s+var\.secret_env", text)) == 2  # env block, grant
-        assert "secret_key_ref" in text
+        mod = load_module(MODULES / module)
+        assert len(re.findall(r"for_each\s+=\s+var\.secret_env", mod.text)) == 1  # the env block
+        assert "secret_key_ref" in mod.text
+        # the grant: through the identity, on the same secrets
+        assert mod.calls()["identity"].body["secrets"] == "${{for k, v in var.secret_env : k => v.secret}}"
+    assert "value_source" not in load_module(MODULES / "cloud-run-identity").text
 
 
 def test_secret_values_never_pass_through_terraform():

@@ -10,10 +10,10 @@ output "id" {
 
 output "service_account" {
   description = "Email of the job's own service account."
-  value       = google_service_account.this.email
+  value       = module.identity.email
 }
 
 output "member" {
   description = "IAM member string of the job's service account."
-  value       = google_service_account.this.member
+  value       = module.identity.member
 }
