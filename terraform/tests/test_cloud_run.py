@@ -7,8 +7,22 @@ from conftest import ENVS, MODULES, ROOT, expr, first, functions, load_module, m
 SERVICE_FUNCTIONS = {"auth", "runs", "quotas", "audit"}
 
 
-def service_calls(platform):
-    return {n: c.body for n, c in platform.calls().items() if c.body["source"] == "../cloud-run-service"}
+def service_call(platform):
+    """The one call of cloud-run-service: one instance per row of local.services."""
+    calls = [c.body for c in platform.calls().values() if c.body["source"] == "../cloud-run-service"]
+    assert len(calls) == 1, "services are made from local.services by one for_each call"
+    assert calls[0]["for_each"] == "${local.services}"
+    return calls[0]
+
+
+def service_env(platform, name):
+    """Every plain variable service `name` gets, as text: the call's common env and its row of
+    local.service_env."""
+    return re.sub(r"\s+", " ", str(service_call(platform)["env"]) + " " + str(platform.locals()["service_env"][name]))
+
+
+def service_secret_env(platform, name):
+    return platform.locals()["service_secret_env"][name]
 
 
 def job_calls(platform):
@@ -21,9 +35,9 @@ def test_quotas_and_audit_are_internal_only(platform):
     assert services["quotas"]["ingress"] == "INGRESS_TRAFFIC_INTERNAL_ONLY"
     assert services["audit"]["ingress"] == "INGRESS_TRAFFIC_INTERNAL_ONLY"
     assert services["quotas"]["public"] is False and services["audit"]["public"] is False
-    calls = service_calls(platform)
-    assert calls["quotas"]["ingress"] == "${local.services.quotas.ingress}"
-    assert calls["audit"]["ingress"] == "${local.services.audit.ingress}"
+    call = service_call(platform)
+    assert call["ingress"] == "${each.value.ingress}"
+    assert call["public"] == "${each.value.public}"
 
 
 def test_nothing_accepts_direct_internet_traffic(platform):
@@ -51,13 +65,14 @@ def test_every_service_function_is_deployed(platform):
 
 
 def test_service_names_match_the_services_map(platform):
-    calls = service_calls(platform)
-    names = {expr(c["name"]).replace("${var.name}-", "") for c in calls.values()}
-    names = {re.sub(r"^\$\{var\.name\}-", "", c["name"]) for c in calls.values()}
-    assert names == set(platform.locals()["services"]), names
-    for module_name, call in calls.items():
-        key = re.sub(r"^\$\{var\.name\}-", "", call["name"])
-        assert module_name.replace("_", "-") == key
+    """Each service is named <prefix>-<its key in local.services>, and every table keyed by
+    service names exactly those services."""
+    call = service_call(platform)
+    assert call["name"] == "${var.name}-${each.key}"
+    services = set(platform.locals()["services"])
+    assert set(platform.locals()["service_env"]) == services
+    assert set(platform.locals()["service_secret_env"]) == services
+    assert set(platform.locals()["invoker_iam_disabled"]) <= services
 
 
 def test_services_scale_within_bounds():
@@ -65,14 +80,16 @@ def test_services_scale_within_bounds():
     svc = load_module(MODULES / "cloud-run-service")
     template = first(svc.resource("google_cloud_run_v2_service", "this").body["template"])
     scaling = first(template["scaling"])
-    assert scaling["max_instance_count"] == "${var.max_instances}"
-    cond = expr(first(svc.variables()["max_instances"]["validation"])["condition"])
-    assert "<= 100" in cond
+    assert scaling["max_instance_count"] == "${var.revision.max_instances}"
+    cond = expr(first(svc.variables()["revision"]["validation"])["condition"])
+    assert "var.revision.max_instances <= 100" in cond
+    assert "max_instances = optional(number, 10)" in svc.variables()["revision"]["type"]
 
 
 def test_connection_budget_fits_the_database(platform, prod, staging):
     """REL-20: services x max instances x pool (10) + migrations < max_connections."""
     services = len(platform.locals()["services"])
+    assert platform.calls()["service"].body["revision"]["max_instances"] == "${var.max_instances}"
     for env in (prod, staging):
         max_instances = env.calls()["platform"].body["max_instances"]
         max_connections = platform.variables()["db_max_connections"]["default"]
@@ -106,8 +123,8 @@ def test_runner_job(platform):
     assert "<= 86400" in cond
     assert runner["env"] == {"RUNS_URL": "${local.url.runs}"}
     # runs names the same job it may run
-    runs_env = re.sub(r"\s+", " ", service_calls(platform)["runs"]["env"])
-    assert 'RUNNER_JOB = "projects/${var.project_id}/locations/${var.region}/jobs/${var.name}-runner"' in runs_env
+    runs_env = platform.locals()["service_env"]["runs"]
+    assert runs_env["RUNNER_JOB"] == "projects/${var.project_id}/locations/${var.region}/jobs/${var.name}-runner"
     assert runner["name"] == "${var.name}-runner"
 
 
@@ -125,29 +142,35 @@ def test_every_function_database_role_is_a_migration_role(platform):
     """One IAM database user per service, mapped to a role the migrations create, and every
     runtime role of the migrations used by its function's services."""
     roles = set(migration_roles())
-    used = {}
-    for name, call in service_calls(platform).items():
-        db = call.get("database")
-        assert db, f"{name} has no database"
-        m = re.search(r'role = "([a-z_]+)"', db)
-        assert m, f"{name}: database role not literal: {db}"
-        used[name] = m.group(1)
-    assert set(used.values()) == roles, (used, roles)
+    db = service_call(platform).get("database")
+    assert db == '${merge(local.database, {role = "runwarden_${each.value.function}"})}', db
     services = platform.locals()["services"]
-    for name, role in used.items():
-        assert role == f"runwarden_{services[name.replace('_', '-')]['function']}"
-    user = load_module(MODULES / "cloud-run-service").resource("google_sql_user", "this").body
+    used = {name: f"runwarden_{svc['function']}" for name, svc in services.items()}
+    assert set(used.values()) == roles, (used, roles)
+    # the IAM database user is made by cloud-run-identity, with the role the service passes
+    user = load_module(MODULES / "cloud-run-identity").resource("google_sql_user", "this").body
     assert user["type"] == "CLOUD_IAM_SERVICE_ACCOUNT"
-    assert user["database_roles"] == "${var.database.assign_role ? [var.database.role] : []}"
+    assert user["database_roles"] == "${var.database.database_roles}"
     assert user["name"] == "${local.db_user}"
+    call = load_module(MODULES / "cloud-run-service").calls()["identity"].body
+    assert "database_roles = var.database.assign_role ? [var.database.role] : []" in call["database"]
 
 
 def test_database_url_uses_the_proxy_socket_without_password():
+    ident = load_module(MODULES / "cloud-run-identity")
+    db_env = ident.locals()["db_env"]
+    assert "postgres://${urlencode(local.db_user)}@/${var.database.database}?host=/cloudsql/${var.database.connection_name}" in db_env
+    assert "local.db_env" in ident.locals()["env"]
+    proxy = ident.locals()["proxy"]
+    assert '"--auto-iam-authn"' in proxy and '"--private-ip"' in proxy and '"--unix-socket=/cloudsql"' in proxy
+    assert 'socket_dir = "/cloudsql"' in proxy
+    # services and jobs take the environment and the proxy from it, and build neither themselves
     for module in ("cloud-run-service", "cloud-run-job"):
         mod = load_module(MODULES / module)
-        db_env = mod.locals()["db_env"]
-        assert "postgres://${urlencode(local.db_user)}@/${var.database.database}?host=/cloudsql/${var.database.connection_name}" in db_env
-        assert "--auto-iam-authn" in mod.text and "--private-ip" in mod.text
+        assert mod.calls()["identity"].body["source"] == "../cloud-run-identity"
+        assert "postgres://" not in mod.text and "--auto-iam-authn" not in mod.text, module
+        assert re.search(r"for_each\s+=\s+module\.identity\.env\b", mod.text), module
+        assert mod.text.count("for_each = module.identity.proxy == null ? [] : [module.identity.proxy]") == 3, module
 
 
 def test_background_loops_keep_an_instance(platform):
@@ -159,27 +182,26 @@ def test_background_loops_keep_an_instance(platform):
 
 
 def test_push_consumers_know_their_audience_and_pusher(platform):
-    calls = service_calls(platform)
-    for name in ("runs", "quotas", "audit"):
-        env = calls[name]["env"]
-        assert "local.push_env" in env
-        assert f"PUSH_AUDIENCE = local.url.{name}" in re.sub(r"\s+", " ", env)
+    env = re.sub(r"\s+", " ", service_call(platform)["env"])
+    assert "local.push_env" in env
+    # every service (the push consumers runs, quotas and audit among them) its own URL
+    assert "PUSH_AUDIENCE = local.url[each.key]" in env
+    assert {"runs", "quotas", "audit"} <= set(platform.locals()["services"])
     assert platform.locals()["push_env"] == {"PUSH_SERVICE_ACCOUNT": "${module.pubsub.push_service_account}"}
 
 
 def test_functions_config_vars_are_set(platform):
     """Every variable a function requires in production is set on its service (read from the
     functions' config.rs: required_var / required_secret)."""
-    calls = service_calls(platform)
+    assert service_call(platform)["secret_env"] == "${local.service_secret_env[each.key]}"
     for fn in SERVICE_FUNCTIONS:
         src = (ROOT / "functions" / fn / "src" / "config.rs").read_text()
         required = set(re.findall(r'required_(?:var|secret)\("([A-Z_]+)"\)', src))
         required.discard("DATABASE_URL")  # set by the module from `database`
-        module_names = [n for n, c in calls.items()
-                        if platform.locals()["services"][n.replace("_", "-")]["function"] == fn]
-        for name in module_names:
-            body = calls[name]
-            text = str(body.get("env", "")) + str(body.get("secret_env", ""))
+        names = [n for n, s in platform.locals()["services"].items() if s["function"] == fn]
+        assert names, fn
+        for name in names:
+            text = service_env(platform, name) + str(service_secret_env(platform, name))
             for var in required:
                 assert var in text, f"{name} ({fn}) does not set {var}"
 

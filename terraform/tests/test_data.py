@@ -107,9 +107,11 @@ def test_topics_are_encrypted_and_pushers_may_invoke_consumers():
     topic = load_module(MODULES / "pubsub").resource("google_pubsub_topic", "this").body
     assert topic["kms_key_name"] == "${var.kms_key}"
     platform = load_module(MODULES / "platform")
+    call = next(c.body for c in platform.calls().values() if c.body["source"] == "../cloud-run-service")
+    assert 'each.value.push_invoker ? {push = {role = "roles/run.invoker", member = module.pubsub.push_member}} : {}' \
+        in call["iam"], call["iam"]
     for consumer in set(platform.locals()["push_targets"].values()):
-        call = platform.calls()[consumer.replace("-", "_")].body
-        assert "module.pubsub.push_member" in str(call.get("invokers")), consumer
+        assert platform.locals()["services"][consumer]["push_invoker"] is True, consumer
 
 
 # ---- buckets (TFX-06, CKV_GCP_29/62/78/114) --------------------------------------------------

@@ -145,9 +145,8 @@ def test_backends_cover_exactly_the_routed_services(platform):
     backends = platform.locals()["frontdoor_backends"]
     assert set(backends) == set(routes()["services"])
     services = platform.locals()["services"]
-    for routed, value in backends.items():
-        module = expr(value).split(".")[1]
-        assert services[module.replace("_", "-")]["function"] == routed, (routed, module)
+    for routed, service in backends.items():
+        assert services[service]["function"] == routed, (routed, service)
 
 
 # ---- the URL map, evaluated (terraform console on the provider-free module) --------------------

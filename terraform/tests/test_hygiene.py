@@ -72,9 +72,12 @@ def test_references_resolve(path):
         for name in re.findall(r"\blocal\.([A-Za-z_][A-Za-z0-9_]*)", e):
             if name not in locals_:
                 problems.append(f"{where}: local.{name} undeclared")
-        for name, out in re.findall(r"\bmodule\.([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)", e):
+        # module.NAME.OUTPUT, or module.NAME[KEY].OUTPUT for a call with for_each
+        for name in re.findall(r"\bmodule\.([A-Za-z_][A-Za-z0-9_]*)", e):
             if name not in calls:
                 problems.append(f"{where}: module.{name} undeclared")
+        for name, out in re.findall(r"\bmodule\.([A-Za-z_][A-Za-z0-9_]*)(?:\[[^\]]*\])?\.([A-Za-z_][A-Za-z0-9_]*)", e):
+            if name not in calls:
                 continue
             callee = load_module((path / calls[name].body["source"]).resolve())
             if out not in callee.outputs():

@@ -66,16 +66,20 @@ def test_project_level_roles_are_allowlisted():
 
 
 def test_secret_access_is_granted_per_secret_to_the_reader_itself():
+    ident = load_module(MODULES / "cloud-run-identity")
+    grant = ident.resource("google_secret_manager_secret_iam_member", "this").body
+    assert grant["role"] == "roles/secretmanager.secretAccessor"
+    assert grant["member"] == "${google_service_account.this.member}"
+    assert grant["for_each"] == "${var.secrets}"
+    assert grant["secret_id"] == "${each.value}"
     for name in ("cloud-run-service", "cloud-run-job"):
         mod = load_module(MODULES / name)
-        grant = mod.resource("google_secret_manager_secret_iam_member", "this").body
-        assert grant["role"] == "roles/secretmanager.secretAccessor"
-        assert grant["member"] == "${google_service_account.this.member}"
-        assert grant["for_each"] == "${var.secret_env}"
-        assert grant["secret_id"] == "${each.value.secret}"
+        # every secret the workload reads, through its own identity
+        assert mod.calls()["identity"].body["secrets"] == "${{for k, v in var.secret_env : k => v.secret}}"
+        assert not mod.resources("google_secret_manager_secret_iam_member"), name
     # No other module grants secret access.
     for path in all_module_paths():
-        if path.name in ("cloud-run-service", "cloud-run-job"):
+        if path.name in ("cloud-run-service", "cloud-run-job", "cloud-run-identity"):
             continue
         assert "secretmanager.secretAccessor" not in load_module(path).text, path.name
 
@@ -85,20 +89,35 @@ def test_secret_access_is_granted_per_secret_to_the_reader_itself():
     ("cloud-run-job", "google_cloud_run_v2_job"),
 ])
 def test_every_service_and_job_runs_as_its_own_account(module, rtype):
-    mod = load_module(MODULES / module)
-    sa = mod.resource("google_service_account", "this").body
+    ident = load_module(MODULES / "cloud-run-identity")
+    sa = ident.resource("google_service_account", "this").body
     assert sa["account_id"] == "${var.name}"
+    assert ident.outputs()["email"]["value"] == "${google_service_account.this.email}"
+    # a revision starts only once its account may read its secrets
+    assert ident.outputs()["email"]["depends_on"] == ["${google_secret_manager_secret_iam_member.this}"]
+    mod = load_module(MODULES / module)
+    call = mod.calls()["identity"].body
+    assert call["name"] == "${var.name}"
+    assert call["kind"] == ("job" if rtype == "google_cloud_run_v2_job" else "service")
+    assert not mod.resources("google_service_account"), module
     body = mod.resource(rtype, "this").body
+    assert body["name"] == "${var.name}"
     template = first(body["template"])
     if rtype == "google_cloud_run_v2_job":
         template = first(template["template"])
-    assert template["service_account"] == "${google_service_account.this.email}"
+    assert template["service_account"] == "${module.identity.email}"
 
 
 def test_account_ids_are_distinct(platform):
     """One account per service and job: module names are distinct, so are account ids."""
-    names = [c.body["name"] for c in platform.calls().values()
-             if c.body["source"] in ("../cloud-run-service", "../cloud-run-job")]
+    names = []
+    for c in platform.calls().values():
+        if c.body["source"] == "../cloud-run-service":
+            # one instance per row of local.services, named after its key
+            assert c.body["for_each"] == "${local.services}" and c.body["name"] == "${var.name}-${each.key}"
+            names += [f"${{var.name}}-{k}" for k in platform.locals()["services"]]
+        elif c.body["source"] == "../cloud-run-job":
+            names.append(c.body["name"])
     assert len(names) == 8 and len(set(names)) == len(names), names
     assert all(n.startswith("${var.name}-") for n in names)
 
@@ -140,33 +159,41 @@ def test_runs_may_only_run_and_cancel_the_runner_job(platform):
     role = platform.resource("google_project_iam_custom_role", "runner_dispatch").body
     assert set(role["permissions"]) == {
         "run.jobs.run", "run.jobs.runWithOverrides", "run.executions.get", "run.executions.cancel"}
-    executors = platform.calls()["runner"].body["executors"]
-    assert executors["runs-dispatches"] == {
-        "member": "${module.runs.member}",
+    grants = platform.calls()["runner"].body["iam"]
+    assert grants["runs-dispatches"] == {
+        "member": '${module.service["runs"].member}',
         "role": "${google_project_iam_custom_role.runner_dispatch.id}",
     }
     # granted on the job resource, nowhere else
-    job = load_module(MODULES / "cloud-run-job").resource("google_cloud_run_v2_job_iam_member", "executors").body
+    job = load_module(MODULES / "cloud-run-job").resource("google_cloud_run_v2_job_iam_member", "this").body
     assert job["name"] == "${google_cloud_run_v2_job.this.name}"
+    assert job["for_each"] == "${var.iam}"
     assert platform.text.count("runner_dispatch.id") == 1
 
 
 def test_runs_signs_urls_with_token_creator_on_itself_only(platform):
-    assert platform.calls()["runs"].body["self_token_creator"] is True
-    others = [n for n, c in platform.calls().items() if c.body.get("self_token_creator") and n != "runs"]
+    signers = {n for n, s in platform.locals()["services"].items() if s["self_token_creator"] is not False}
+    assert signers == {"runs"} and platform.locals()["services"]["runs"]["self_token_creator"] is True
+    call = next(c.body for c in platform.calls().values() if c.body["source"] == "../cloud-run-service")
+    assert call["self_token_creator"] == "${each.value.self_token_creator}"
+    others = [n for n, c in platform.calls().items() if c.body.get("self_token_creator")
+              and c.body["source"] != "../cloud-run-service"]
     assert not others
     grant = load_module(MODULES / "cloud-run-service").resource(
         "google_service_account_iam_member", "self_token_creator").body
-    assert grant["service_account_id"] == "${google_service_account.this.name}"
-    assert grant["member"] == "${google_service_account.this.member}"
+    assert grant["service_account_id"] == "${module.identity.id}"
+    assert grant["member"] == "${module.identity.member}"
     assert grant["role"] == "roles/iam.serviceAccountTokenCreator"
+    outputs = load_module(MODULES / "cloud-run-identity").outputs()
+    assert outputs["id"]["value"] == "${google_service_account.this.name}"
+    assert outputs["member"]["value"] == "${google_service_account.this.member}"
 
 
 def test_bucket_grants_are_per_bucket_and_never_public(platform):
     artifacts = platform.calls()["artifacts_bucket"].body["iam"]
     assert artifacts == {
-        "runs-signs-uploads": {"role": "roles/storage.objectCreator", "member": "${module.runs.member}"},
-        "runs-signs-reads": {"role": "roles/storage.objectViewer", "member": "${module.runs.member}"},
+        "runs-signs-uploads": {"role": "roles/storage.objectCreator", "member": '${module.service["runs"].member}'},
+        "runs-signs-reads": {"role": "roles/storage.objectViewer", "member": '${module.service["runs"].member}'},
     }
     assert "allUsers" not in load_module(MODULES / "storage-bucket").text.replace('"allUsers", "allAuthenticatedUsers"', "")
     for path in all_module_paths():
@@ -180,33 +207,45 @@ def test_publishers_are_granted_per_topic(platform):
     assert grant["role"] == "roles/pubsub.publisher"
     assert "google_pubsub_topic.this" in grant["topic"]
     assert platform.calls()["pubsub"].body["publishers"] == {
-        "auth": "${module.auth.member}", "runs": "${module.runs.member}"}
+        "auth": '${module.service["auth"].member}', "runs": '${module.service["runs"].member}'}
 
 
 def test_allusers_invoker_only_on_load_balanced_services(platform):
     """TFX-01: allUsers may invoke only services the load balancer fronts, and those accept
     no direct internet traffic (internal-and-load-balancer ingress)."""
     svc = load_module(MODULES / "cloud-run-service")
-    public = svc.resource("google_cloud_run_v2_service_iam_member", "public").body
-    assert public["count"] == "${var.public ? 1 : 0}" and public["member"] == "allUsers"
-    assert svc.text.count('"allUsers"') == 1
+    grant = svc.resource("google_cloud_run_v2_service_iam_member", "this").body
+    assert grant["for_each"] == \
+        '${merge(var.iam, var.public ? {public = {role = "roles/run.invoker", member = "allUsers"}} : {})}'
+    assert grant["role"] == "${each.value.role}" and grant["member"] == "${each.value.member}"
+    # the callers' grants can name neither allUsers nor the label public
+    cond = expr(first(svc.variables()["iam"]["validation"])["condition"])
+    assert '!contains(["allUsers", "allAuthenticatedUsers"], g.member)' in cond and 'k != "public"' in cond
+    assert svc.text.replace('"allUsers", "allAuthenticatedUsers"', "").count('"allUsers"') == 1
     pre = first(svc.resource("google_cloud_run_v2_service", "this").body["lifecycle"])["precondition"]
     assert any('!var.public || var.ingress == "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"' in p["condition"] for p in pre)
     backends = platform.locals()["frontdoor_backends"]
-    fronted = {expr(v).split(".")[1] for v in backends.values()}  # module names
-    for name, call in platform.calls().items():
-        if call.body["source"] != "../cloud-run-service":
-            continue
-        m = re.fullmatch(r'local\.services(?:\.([a-z]+)|\["([a-z-]+)"\])\.public', expr(call.body["public"]))
-        assert m, f"{name}: public must come from local.services"
-        is_public = platform.locals()["services"][m.group(1) or m.group(2)]["public"]
+    fronted = set(backends.values())  # keys of local.services
+    assert platform.calls()["edge"].body["backends"] == \
+        "${{for r, s in local.frontdoor_backends : r => module.service[s].name}}"
+    calls = [c.body for c in platform.calls().values() if c.body["source"] == "../cloud-run-service"]
+    assert len(calls) == 1 and calls[0]["for_each"] == "${local.services}"
+    assert calls[0]["public"] == "${each.value.public}", "public must come from local.services"
+    for name, svc in platform.locals()["services"].items():
+        is_public = svc["public"]
+        assert is_public is True or is_public is False, f"{name}: public not literal"
         assert is_public == (name in fronted), f"{name}: public={is_public}, behind the LB={name in fronted}"
 
 
 def test_invoker_iam_is_off_only_where_a_reason_says_why(platform):
-    off = {n: c.body for n, c in platform.calls().items() if c.body.get("invoker_iam_disabled") is True}
+    off = platform.locals()["invoker_iam_disabled"]
     assert set(off) == {"quotas"}
-    assert len(off["quotas"]["invoker_iam_disabled_reason"]) > 60
+    assert len(off["quotas"]) > 60
+    call = next(c.body for c in platform.calls().values() if c.body["source"] == "../cloud-run-service")
+    assert call["invoker_iam_disabled"] == "${contains(keys(local.invoker_iam_disabled), each.key)}"
+    assert call["invoker_iam_disabled_reason"] == '${lookup(local.invoker_iam_disabled, each.key, "")}'
+    others = [n for n, c in platform.calls().items() if c.body.get("invoker_iam_disabled") is True]
+    assert not others
 
 
 def test_audit_config_logs_every_service():
@@ -237,12 +276,67 @@ def test_secrets_reach_functions_only_through_secret_manager(platform):
             assert ref["secret"].startswith("${local.secret["), ref
     # the modules put secret_env only in secret_key_ref
     for module in ("cloud-run-service", "cloud-run-job"):
-        text = load_module(MODULES / module).text
-        assert len(re.findall(r"for_each\s+=\s+var\.secret_env", text)) == 2  # env block, grant
-        assert "secret_key_ref" in text
+        mod = load_module(MODULES / module)
+        assert len(re.findall(r"for_each\s+=\s+var\.secret_env", mod.text)) == 1  # the env block
+        assert "secret_key_ref" in mod.text
+        # the grant: through the identity, on the same secrets
+        assert mod.calls()["identity"].body["secrets"] == "${{for k, v in var.secret_env : k => v.secret}}"
+    assert "value_source" not in load_module(MODULES / "cloud-run-identity").text
 
 
 def test_secret_values_never_pass_through_terraform():
     text = tf_text()
     assert "google_secret_manager_secret_version" not in text
     assert "random_password" not in text
+
+
+def test_every_iam_input_has_one_shape():
+    """The same `iam` input everywhere (label => role and member, labels static so plans work
+    before the members exist), each granted by one additive resource on the module's own
+    resource."""
+    shaped = {}
+    for path in all_module_paths():
+        iam = load_module(path).variables().get("iam")
+        if iam is not None:
+            shaped[path.name] = iam["type"]
+    assert {"artifact-registry", "cloud-run-job", "cloud-run-service", "storage-bucket"} <= set(shaped)
+    assert set(shaped.values()) == {"${map(object({role = string, member = string}))}"}, shaped
+    grants = {
+        "artifact-registry": "google_artifact_registry_repository_iam_member",
+        "cloud-run-job": "google_cloud_run_v2_job_iam_member",
+        "cloud-run-service": "google_cloud_run_v2_service_iam_member",
+    }
+    for module, rtype in grants.items():
+        resources = load_module(MODULES / module).resources(rtype)
+        assert [b.labels[1] for b in resources] == ["this"], module
+        body = resources[0].body
+        assert "var.iam" in body["for_each"], module
+        assert body["role"] == "${each.value.role}" and body["member"] == "${each.value.member}", module
+
+
+def test_cloud_build_deploys_every_service_and_job_and_acts_as_each_account(platform):
+    """The deployer gets run.developer on each service and job (inside their modules) and actAs
+    on each runtime account, never a project-level run or IAM role."""
+    build = "${google_service_account.build.member}"
+    svc = next(c.body for c in platform.calls().values() if c.body["source"] == "../cloud-run-service")
+    assert '{build-deploys = {role = "roles/run.developer", member = google_service_account.build.member}}' in svc["iam"]
+    for job in ("runner", "migrate"):
+        assert platform.calls()[job].body["iam"]["build-deploys"] == {"role": "roles/run.developer", "member": build}
+    act_as = platform.resource("google_service_account_iam_member", "build_act_as").body
+    assert act_as["for_each"] == ("${merge({for k, s in module.service : k => s.service_account}, "
+                                  "{runner = module.runner.service_account, migrate = module.migrate.service_account})}")
+    assert act_as["role"] == "roles/iam.serviceAccountUser" and act_as["member"] == build
+    assert not platform.resources("google_cloud_run_v2_service_iam_member")
+    assert not platform.resources("google_cloud_run_v2_job_iam_member")
+
+
+def test_only_cloud_build_writes_images(platform):
+    """Artifact Registry: Cloud Build's account writes; the module grants nothing but
+    Artifact Registry roles on the repository itself."""
+    assert platform.calls()["registry"].body["iam"] == {
+        "build": {"role": "roles/artifactregistry.writer", "member": "${google_service_account.build.member}"}}
+    reg = load_module(MODULES / "artifact-registry")
+    cond = expr(first(reg.variables()["iam"]["validation"])["condition"])
+    assert 'startswith(g.role, "roles/artifactregistry.")' in cond
+    grant = reg.resource("google_artifact_registry_repository_iam_member", "this").body
+    assert grant["repository"] == "${google_artifact_registry_repository.this.name}"

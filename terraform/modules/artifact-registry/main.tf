@@ -31,20 +31,13 @@ resource "google_artifact_registry_repository" "this" {
   }
 }
 
-resource "google_artifact_registry_repository_iam_member" "writers" {
-  for_each   = var.writers
+# Grants on this repository only (Cloud Build's account writes; Cloud Run's service agent of
+# this project reads by default).
+resource "google_artifact_registry_repository_iam_member" "this" {
+  for_each   = var.iam
   project    = var.project_id
   location   = var.region
   repository = google_artifact_registry_repository.this.name
-  role       = "roles/artifactregistry.writer"
-  member     = each.value
-}
-
-resource "google_artifact_registry_repository_iam_member" "readers" {
-  for_each   = var.readers
-  project    = var.project_id
-  location   = var.region
-  repository = google_artifact_registry_repository.this.name
-  role       = "roles/artifactregistry.reader"
-  member     = each.value
+  role       = each.value.role
+  member     = each.value.member
 }

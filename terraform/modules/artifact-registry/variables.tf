@@ -17,16 +17,17 @@ variable "name" {
   type        = string
 }
 
-variable "writers" {
-  description = "Label => member that pushes images (Cloud Build's service account)."
-  type        = map(string)
-  default     = {}
-}
-
-variable "readers" {
-  description = "Label => member that pulls images, besides Cloud Run's service agent of this project (which can by default)."
-  type        = map(string)
-  default     = {}
+variable "iam" {
+  description = "Label => role and member, granted on this repository only (e.g. Cloud Build's account as roles/artifactregistry.writer; Cloud Run's service agent of this project reads by default). Labels are static so plans work before the members exist."
+  type = map(object({
+    role   = string
+    member = string
+  }))
+  default = {}
+  validation {
+    condition     = alltrue([for g in values(var.iam) : startswith(g.role, "roles/artifactregistry.")])
+    error_message = "Only Artifact Registry roles are granted on the repository."
+  }
 }
 
 variable "keep_recent" {

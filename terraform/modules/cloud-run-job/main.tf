@@ -1,25 +1,14 @@
-# One Cloud Run v2 job with its own service account; every grant on the narrowest resource.
+# One Cloud Run v2 job with its own service account; every grant on the narrowest resource
+# (the account, its secrets and Cloud SQL login: cloud-run-identity, shared with the services).
 
-locals {
-  db_user = var.database == null ? null : trimsuffix(google_service_account.this.email, ".gserviceaccount.com")
-  db_env = var.database == null ? {} : {
-    DATABASE_URL = "postgres://${urlencode(local.db_user)}@/${var.database.database}?host=/cloudsql/${var.database.connection_name}"
-  }
-  env = merge(
-    {
-      RUNWARDEN_ENV        = "production"
-      GOOGLE_CLOUD_PROJECT = var.project_id
-    },
-    var.env,
-    local.db_env,
-  )
-}
-
-resource "google_service_account" "this" {
-  project      = var.project_id
-  account_id   = var.name
-  display_name = "Cloud Run job ${var.name}"
-  description  = "Runtime identity of the ${var.name} job, and of nothing else."
+module "identity" {
+  source     = "../cloud-run-identity"
+  project_id = var.project_id
+  name       = var.name
+  kind       = "job"
+  env        = var.env
+  secrets    = { for k, v in var.secret_env : k => v.secret }
+  database   = var.database
 }
 
 resource "google_cloud_run_v2_job" "this" {
@@ -34,7 +23,8 @@ resource "google_cloud_run_v2_job" "this" {
     parallelism = 1
 
     template {
-      service_account       = google_service_account.this.email
+      # Known once the account may read its secrets (see cloud-run-identity).
+      service_account       = module.identity.email
       execution_environment = "EXECUTION_ENVIRONMENT_GEN2"
       timeout               = "${var.timeout_seconds}s"
       max_retries           = var.max_retries
@@ -59,7 +49,7 @@ resource "google_cloud_run_v2_job" "this" {
           }
         }
         dynamic "env" {
-          for_each = local.env
+          for_each = module.identity.env
           content {
             name  = env.key
             value = env.value
@@ -78,59 +68,46 @@ resource "google_cloud_run_v2_job" "this" {
           }
         }
         dynamic "volume_mounts" {
-          for_each = var.database == null ? [] : [1]
+          for_each = module.identity.proxy == null ? [] : [module.identity.proxy]
           content {
-            name       = "cloudsql"
-            mount_path = "/cloudsql"
+            name       = volume_mounts.value.socket_volume
+            mount_path = volume_mounts.value.socket_dir
           }
         }
-        depends_on = var.database == null ? [] : ["cloud-sql-proxy"]
+        depends_on = module.identity.proxy == null ? [] : [module.identity.proxy.name]
       }
 
       # The proxy sidecar exits 0 on SIGTERM (sent when the job's main container has exited),
-      # so the task's outcome is the migrate binary's.
+      # so the task's outcome is the main container's.
       dynamic "containers" {
-        for_each = var.database == null ? [] : [var.database]
+        for_each = module.identity.proxy == null ? [] : [module.identity.proxy]
         content {
-          name  = "cloud-sql-proxy"
-          image = containers.value.proxy_image
-          args = [
-            "--auto-iam-authn",
-            "--private-ip",
-            "--structured-logs",
-            "--unix-socket=/cloudsql",
-            "--health-check",
-            "--http-address=0.0.0.0",
-            "--http-port=9801",
-            "--exit-zero-on-sigterm",
-            containers.value.connection_name,
-          ]
+          name  = containers.value.name
+          image = containers.value.image
+          args  = containers.value.args
           resources {
-            limits = {
-              cpu    = "1"
-              memory = "512Mi"
-            }
+            limits = containers.value.limits
           }
           startup_probe {
             http_get {
-              path = "/startup"
-              port = 9801
+              path = containers.value.startup_probe.path
+              port = containers.value.startup_probe.port
             }
-            period_seconds    = 1
-            failure_threshold = 60
-            timeout_seconds   = 1
+            period_seconds    = containers.value.startup_probe.period_seconds
+            failure_threshold = containers.value.startup_probe.failure_threshold
+            timeout_seconds   = containers.value.startup_probe.timeout_seconds
           }
           volume_mounts {
-            name       = "cloudsql"
-            mount_path = "/cloudsql"
+            name       = containers.value.socket_volume
+            mount_path = containers.value.socket_dir
           }
         }
       }
 
       dynamic "volumes" {
-        for_each = var.database == null ? [] : [1]
+        for_each = module.identity.proxy == null ? [] : [module.identity.proxy]
         content {
-          name = "cloudsql"
+          name = volumes.value.socket_volume
           empty_dir {
             medium     = "MEMORY"
             size_limit = "1Mi"
@@ -147,39 +124,13 @@ resource "google_cloud_run_v2_job" "this" {
       template[0].template[0].containers[0].image,
     ]
   }
-
-  depends_on = [google_secret_manager_secret_iam_member.this]
 }
 
-resource "google_cloud_run_v2_job_iam_member" "executors" {
-  for_each = var.executors
+resource "google_cloud_run_v2_job_iam_member" "this" {
+  for_each = var.iam
   project  = var.project_id
   location = var.region
   name     = google_cloud_run_v2_job.this.name
   role     = each.value.role
   member   = each.value.member
-}
-
-resource "google_secret_manager_secret_iam_member" "this" {
-  for_each  = var.secret_env
-  project   = var.project_id
-  secret_id = each.value.secret
-  role      = "roles/secretmanager.secretAccessor"
-  member    = google_service_account.this.member
-}
-
-resource "google_project_iam_member" "cloudsql" {
-  for_each = var.database == null ? toset([]) : toset(["roles/cloudsql.client", "roles/cloudsql.instanceUser"])
-  project  = var.project_id
-  role     = each.value
-  member   = google_service_account.this.member
-}
-
-resource "google_sql_user" "this" {
-  count          = var.database == null ? 0 : 1
-  project        = var.project_id
-  instance       = var.database.instance
-  name           = local.db_user
-  type           = "CLOUD_IAM_SERVICE_ACCOUNT"
-  database_roles = var.database.database_roles
 }

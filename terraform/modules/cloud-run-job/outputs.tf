@@ -4,16 +4,16 @@ output "name" {
 }
 
 output "id" {
-  description = "projects/P/locations/L/jobs/J (what runs' RUNNER_JOB names)."
-  value       = "projects/${var.project_id}/locations/${var.region}/jobs/${google_cloud_run_v2_job.this.name}"
+  description = "projects/P/locations/L/jobs/J (what runs' RUNNER_JOB names): the provider's id of the job."
+  value       = google_cloud_run_v2_job.this.id
 }
 
 output "service_account" {
   description = "Email of the job's own service account."
-  value       = google_service_account.this.email
+  value       = module.identity.email
 }
 
 output "member" {
   description = "IAM member string of the job's service account."
-  value       = google_service_account.this.member
+  value       = module.identity.member
 }

@@ -91,11 +91,11 @@ variable "memory" {
   default     = "512Mi"
 }
 
-variable "executors" {
-  description = "Label => member and role granted on this job only (e.g. runs' account and the custom role that may run it with overrides and cancel its executions)."
+variable "iam" {
+  description = "Label => role and member, granted on this job only (e.g. runs' account and the custom role that may run it with overrides and cancel its executions). Labels are static so plans work before the members exist."
   type = map(object({
-    member = string
     role   = string
+    member = string
   }))
   default = {}
 }

@@ -1,29 +1,24 @@
 # One Cloud Run v2 service with its own service account, and every grant that account needs
-# made here on the narrowest resource: invoker on this service, secret accessor on each secret
-# it reads, token creator on itself (if it signs URLs). The only project-level roles are
-# Cloud SQL's (client, instanceUser), which exist only at project level.
+# made on the narrowest resource: roles on this service (`iam`, e.g. invoker), secret accessor
+# on each secret it reads and Cloud SQL's login (cloud-run-identity, shared with the jobs),
+# token creator on itself (if it signs URLs).
 
-locals {
-  db_user = var.database == null ? null : trimsuffix(google_service_account.this.email, ".gserviceaccount.com")
-  db_env = var.database == null ? {} : {
-    # No password: the proxy logs in as the service account (automatic IAM authentication).
-    DATABASE_URL = "postgres://${urlencode(local.db_user)}@/${var.database.database}?host=/cloudsql/${var.database.connection_name}"
+module "identity" {
+  source     = "../cloud-run-identity"
+  project_id = var.project_id
+  name       = var.name
+  kind       = "service"
+  env        = var.env
+  secrets    = { for k, v in var.secret_env : k => v.secret }
+  database = var.database == null ? null : {
+    connection_name = var.database.connection_name
+    instance        = var.database.instance
+    database        = var.database.database
+    # The role the migrations created for this function (runwarden_auth, ...); assigned once
+    # the migrate job has run (see terraform/README.md, "Database users").
+    database_roles = var.database.assign_role ? [var.database.role] : []
+    proxy_image    = var.database.proxy_image
   }
-  env = merge(
-    {
-      RUNWARDEN_ENV        = "production"
-      GOOGLE_CLOUD_PROJECT = var.project_id
-    },
-    var.env,
-    local.db_env,
-  )
-}
-
-resource "google_service_account" "this" {
-  project      = var.project_id
-  account_id   = var.name
-  display_name = "Cloud Run service ${var.name}"
-  description  = "Runtime identity of the ${var.name} service, and of nothing else."
 }
 
 resource "google_cloud_run_v2_service" "this" {
@@ -36,14 +31,15 @@ resource "google_cloud_run_v2_service" "this" {
   labels               = var.labels
 
   template {
-    service_account                  = google_service_account.this.email
+    # Known once the account may read its secrets (see cloud-run-identity).
+    service_account                  = module.identity.email
     execution_environment            = "EXECUTION_ENVIRONMENT_GEN2"
-    max_instance_request_concurrency = var.concurrency
-    timeout                          = "${var.timeout_seconds}s"
+    max_instance_request_concurrency = var.revision.concurrency
+    timeout                          = "${var.revision.timeout_seconds}s"
 
     scaling {
-      min_instance_count = var.min_instances
-      max_instance_count = var.max_instances
+      min_instance_count = var.revision.min_instances
+      max_instance_count = var.revision.max_instances
     }
 
     vpc_access {
@@ -70,7 +66,7 @@ resource "google_cloud_run_v2_service" "this" {
         startup_cpu_boost = true
       }
       dynamic "env" {
-        for_each = local.env
+        for_each = module.identity.env
         content {
           name  = env.key
           value = env.value
@@ -99,58 +95,45 @@ resource "google_cloud_run_v2_service" "this" {
         timeout_seconds       = 1
       }
       dynamic "volume_mounts" {
-        for_each = var.database == null ? [] : [1]
+        for_each = module.identity.proxy == null ? [] : [module.identity.proxy]
         content {
-          name       = "cloudsql"
-          mount_path = "/cloudsql"
+          name       = volume_mounts.value.socket_volume
+          mount_path = volume_mounts.value.socket_dir
         }
       }
-      depends_on = var.database == null ? [] : ["cloud-sql-proxy"]
+      depends_on = module.identity.proxy == null ? [] : [module.identity.proxy.name]
     }
 
     dynamic "containers" {
-      for_each = var.database == null ? [] : [var.database]
+      for_each = module.identity.proxy == null ? [] : [module.identity.proxy]
       content {
-        name  = "cloud-sql-proxy"
-        image = containers.value.proxy_image
-        args = [
-          "--auto-iam-authn",
-          "--private-ip",
-          "--structured-logs",
-          "--unix-socket=/cloudsql",
-          "--health-check",
-          "--http-address=0.0.0.0",
-          "--http-port=9801",
-          "--exit-zero-on-sigterm",
-          containers.value.connection_name,
-        ]
+        name  = containers.value.name
+        image = containers.value.image
+        args  = containers.value.args
         resources {
-          limits = {
-            cpu    = "1"
-            memory = "512Mi"
-          }
+          limits   = containers.value.limits
           cpu_idle = !var.cpu_always_allocated
         }
         startup_probe {
           http_get {
-            path = "/startup"
-            port = 9801
+            path = containers.value.startup_probe.path
+            port = containers.value.startup_probe.port
           }
-          period_seconds    = 1
-          failure_threshold = 60
-          timeout_seconds   = 1
+          period_seconds    = containers.value.startup_probe.period_seconds
+          failure_threshold = containers.value.startup_probe.failure_threshold
+          timeout_seconds   = containers.value.startup_probe.timeout_seconds
         }
         volume_mounts {
-          name       = "cloudsql"
-          mount_path = "/cloudsql"
+          name       = containers.value.socket_volume
+          mount_path = containers.value.socket_dir
         }
       }
     }
 
     dynamic "volumes" {
-      for_each = var.database == null ? [] : [1]
+      for_each = module.identity.proxy == null ? [] : [module.identity.proxy]
       content {
-        name = "cloudsql"
+        name = volumes.value.socket_volume
         empty_dir {
           medium     = "MEMORY"
           size_limit = "1Mi"
@@ -175,59 +158,22 @@ resource "google_cloud_run_v2_service" "this" {
       error_message = "invoker_iam_disabled needs invoker_iam_disabled_reason."
     }
   }
-
-  depends_on = [google_secret_manager_secret_iam_member.this]
 }
 
-resource "google_cloud_run_v2_service_iam_member" "public" {
-  count    = var.public ? 1 : 0
+# The caller's grants on this service, and for a public service allUsers as invoker (the
+# only way anyone anonymous is let in; the precondition above keeps it behind the load balancer).
+resource "google_cloud_run_v2_service_iam_member" "this" {
+  for_each = merge(var.iam, var.public ? { public = { role = "roles/run.invoker", member = "allUsers" } } : {})
   project  = var.project_id
   location = var.region
   name     = google_cloud_run_v2_service.this.name
-  role     = "roles/run.invoker"
-  member   = "allUsers"
-}
-
-resource "google_cloud_run_v2_service_iam_member" "invokers" {
-  for_each = var.invokers
-  project  = var.project_id
-  location = var.region
-  name     = google_cloud_run_v2_service.this.name
-  role     = "roles/run.invoker"
-  member   = each.value
-}
-
-resource "google_secret_manager_secret_iam_member" "this" {
-  for_each  = var.secret_env
-  project   = var.project_id
-  secret_id = each.value.secret
-  role      = "roles/secretmanager.secretAccessor"
-  member    = google_service_account.this.member
+  role     = each.value.role
+  member   = each.value.member
 }
 
 resource "google_service_account_iam_member" "self_token_creator" {
   count              = var.self_token_creator ? 1 : 0
-  service_account_id = google_service_account.this.name
+  service_account_id = module.identity.id
   role               = "roles/iam.serviceAccountTokenCreator"
-  member             = google_service_account.this.member
-}
-
-# Cloud SQL: connecting (client) and logging in as an IAM user (instanceUser). Cloud SQL has
-# no instance-level IAM, so these two are the only project-level grants.
-resource "google_project_iam_member" "cloudsql" {
-  for_each = var.database == null ? toset([]) : toset(["roles/cloudsql.client", "roles/cloudsql.instanceUser"])
-  project  = var.project_id
-  role     = each.value
-  member   = google_service_account.this.member
-}
-
-resource "google_sql_user" "this" {
-  count    = var.database == null ? 0 : 1
-  project  = var.project_id
-  instance = var.database.instance
-  name     = local.db_user
-  type     = "CLOUD_IAM_SERVICE_ACCOUNT"
-  # The role the migrations created for this function (runwarden_auth, ...); assigned once
-  # the migrate job has run (see terraform/README.md, "Database users").
-  database_roles = var.database.assign_role ? [var.database.role] : []
+  member             = module.identity.member
 }

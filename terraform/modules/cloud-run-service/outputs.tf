@@ -10,15 +10,15 @@ output "uri" {
 
 output "service_account" {
   description = "Email of the service's own service account."
-  value       = google_service_account.this.email
+  value       = module.identity.email
 }
 
 output "member" {
   description = "IAM member string of the service account (serviceAccount:...)."
-  value       = google_service_account.this.member
+  value       = module.identity.member
 }
 
 output "database_user" {
   description = "The IAM database user (service account email without .gserviceaccount.com), or null."
-  value       = local.db_user
+  value       = module.identity.database_user
 }

@@ -41,10 +41,17 @@ variable "public" {
   default     = false
 }
 
-variable "invokers" {
-  description = "Label => member granted roles/run.invoker on this service only (callers that send Google-signed ID tokens: the Pub/Sub push account, the scheduler account). Labels are static so plans work before the accounts exist."
-  type        = map(string)
-  default     = {}
+variable "iam" {
+  description = "Label => role and member, granted on this service only (roles/run.invoker for callers that send Google-signed ID tokens: the Pub/Sub push account, the scheduler account; roles/run.developer for the deployer). Labels are static so plans work before the accounts exist. Anonymous callers only through `public`."
+  type = map(object({
+    role   = string
+    member = string
+  }))
+  default = {}
+  validation {
+    condition     = alltrue([for k, g in var.iam : k != "public" && !contains(["allUsers", "allAuthenticatedUsers"], g.member)])
+    error_message = "allUsers is granted only through public (behind the load balancer); the label public is reserved for it."
+  }
 }
 
 variable "invoker_iam_disabled" {
@@ -120,32 +127,19 @@ variable "cpu_always_allocated" {
   default     = true
 }
 
-variable "min_instances" {
-  description = "Instances kept warm."
-  type        = number
-  default     = 0
-}
-
-variable "max_instances" {
-  description = "Instance cap: max_instances x the pool size (10) must stay under Cloud SQL's max_connections (REL-20)."
-  type        = number
-  default     = 10
+variable "revision" {
+  description = "How revisions run: min_instances kept warm; max_instances, the cap (x the pool size (10) it must stay under Cloud SQL's max_connections, REL-20); concurrency, the requests one instance serves at once; timeout_seconds, the request timeout (SSE streams of runs live at most this long)."
+  type = object({
+    min_instances   = optional(number, 0)
+    max_instances   = optional(number, 10)
+    concurrency     = optional(number, 80)
+    timeout_seconds = optional(number, 300)
+  })
+  default = {}
   validation {
-    condition     = var.max_instances >= 1 && var.max_instances <= 100
-    error_message = "max_instances must be between 1 and 100."
+    condition     = var.revision.max_instances >= 1 && var.revision.max_instances <= 100
+    error_message = "revision.max_instances must be between 1 and 100."
   }
-}
-
-variable "concurrency" {
-  description = "Requests one instance serves at once."
-  type        = number
-  default     = 80
-}
-
-variable "timeout_seconds" {
-  description = "Request timeout. SSE streams (runs) live at most this long."
-  type        = number
-  default     = 300
 }
 
 variable "deletion_protection" {

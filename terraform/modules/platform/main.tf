@@ -11,26 +11,28 @@ locals {
   # before the services exist, so a service can be told its own URL and its peers'.
   url = { for k in keys(local.services) : k => "https://${var.name}-${k}-${local.project_number}.${var.region}.run.app" }
 
-  # The deployed services. quotas and audit are internal-only (runs, Pub/Sub and Scheduler
-  # reach them); their public routes (/v1/orgs/*/usage, /v1/orgs/*/audit-events/**) are
-  # served by twins of the same image (quotas-edge, audit-edge) that only the load balancer
-  # reaches, so internal-only ingress and the routing table both hold. See README.md.
+  # The deployed services, one row each (module.service is made from this table). quotas and
+  # audit are internal-only (runs, Pub/Sub and Scheduler reach them); their public routes
+  # (/v1/orgs/*/usage, /v1/orgs/*/audit-events/**) are served by twins of the same image
+  # (quotas-edge, audit-edge) that only the load balancer reaches, so internal-only ingress and
+  # the routing table both hold. See README.md. push_invoker: the push account (which the
+  # scheduler uses too) may invoke it; self_token_creator: it signs V4 URLs.
   services = {
-    auth        = { function = "auth", ingress = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER", public = true }
-    runs        = { function = "runs", ingress = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER", public = true }
-    quotas      = { function = "quotas", ingress = "INGRESS_TRAFFIC_INTERNAL_ONLY", public = false }
-    quotas-edge = { function = "quotas", ingress = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER", public = true }
-    audit       = { function = "audit", ingress = "INGRESS_TRAFFIC_INTERNAL_ONLY", public = false }
-    audit-edge  = { function = "audit", ingress = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER", public = true }
+    auth        = { function = "auth", ingress = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER", public = true, min_instances = var.min_instances.auth, push_invoker = true, self_token_creator = false }
+    runs        = { function = "runs", ingress = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER", public = true, min_instances = var.min_instances.runs, push_invoker = true, self_token_creator = true }
+    quotas      = { function = "quotas", ingress = "INGRESS_TRAFFIC_INTERNAL_ONLY", public = false, min_instances = var.min_instances.quotas, push_invoker = true, self_token_creator = false }
+    quotas-edge = { function = "quotas", ingress = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER", public = true, min_instances = 0, push_invoker = false, self_token_creator = false }
+    audit       = { function = "audit", ingress = "INGRESS_TRAFFIC_INTERNAL_ONLY", public = false, min_instances = var.min_instances.audit, push_invoker = true, self_token_creator = false }
+    audit-edge  = { function = "audit", ingress = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER", public = true, min_instances = 0, push_invoker = false, self_token_creator = false }
   }
 
-  # routes.json service => the Cloud Run service the load balancer sends it to.
-  frontdoor_backends = {
-    auth   = module.auth.name
-    runs   = module.runs.name
-    quotas = module.quotas_edge.name
-    audit  = module.audit_edge.name
+  # Service => why Cloud Run's invoker IAM check is off, and what guards it instead.
+  invoker_iam_disabled = {
+    quotas = "runs calls /internal/admissions with X-Internal-Auth but no Google ID token yet; ingress is internal-only (VPC, Pub/Sub and Scheduler of this project), /internal/ needs the shared secret and /push/ verifies Pub/Sub's OIDC token itself."
   }
+
+  # routes.json service => the service (key of local.services) the load balancer sends it to.
+  frontdoor_backends = { auth = "auth", runs = "runs", quotas = "quotas-edge", audit = "audit-edge" }
 
   # topics.json push_subscriptions[].function => the service its pushes go to.
   push_targets = { audit = "audit", quotas = "quotas", runs = "runs" }
@@ -60,6 +62,57 @@ locals {
 
   push_env = {
     PUSH_SERVICE_ACCOUNT = module.pubsub.push_service_account
+  }
+
+  # Service => its own variables, besides what every service gets (push_env, its
+  # TRUSTED_PROXY_HOPS and PUSH_AUDIENCE: see module.service). Secrets go in
+  # service_secret_env, never here.
+  service_env = {
+    auth = merge(
+      {
+        AUTH_SIGNING_KEY_ID = var.auth_signing_key_id
+        PUBSUB_PROJECT      = var.project_id
+      },
+      var.google_oauth_client_id == "" ? {} : {
+        GOOGLE_OAUTH_CLIENT_ID    = var.google_oauth_client_id
+        GOOGLE_OAUTH_REDIRECT_URL = "https://${var.domains[0]}/v1/auth/google/callback"
+      },
+    )
+    runs = {
+      AUTH_JWKS_URL        = local.jwks_url
+      QUOTAS_URL           = local.url.quotas
+      PUBSUB_PROJECT       = var.project_id
+      RUNS_AGENTS          = var.runs_agents
+      RUNNER_JOB           = "projects/${var.project_id}/locations/${var.region}/jobs/${var.name}-runner"
+      RUNNER_RUNS_URL      = local.url.runs
+      VAULT_KEK_ACTIVE     = var.vault_kek_active
+      MEDIA_SIGNING_KEY_ID = var.media_signing_key_id
+      ARTIFACTS_BUCKET     = "${var.project_id}-${var.name}-artifacts"
+    }
+    quotas      = { AUTH_JWKS_URL = local.jwks_url }
+    quotas-edge = { AUTH_JWKS_URL = local.jwks_url }
+    audit       = { AUTH_JWKS_URL = local.jwks_url }
+    audit-edge  = { AUTH_JWKS_URL = local.jwks_url }
+  }
+
+  # Service => environment variable => the secret it is read from. quotas-edge gets a value
+  # nobody else holds, so the twin's /internal/ routes accept no caller.
+  service_secret_env = {
+    auth = merge(
+      { AUTH_SIGNING_KEY = { secret = local.secret["auth-signing-key"] } },
+      var.google_oauth_client_id == "" ? {} : {
+        GOOGLE_OAUTH_CLIENT_SECRET = { secret = local.secret["google-oauth-client-secret"] }
+      },
+    )
+    runs = {
+      INTERNAL_AUTH_SECRETS = { secret = local.secret["internal-auth"] }
+      VAULT_KEKS            = { secret = local.secret["vault-keks"] }
+      MEDIA_SIGNING_KEY     = { secret = local.secret["media-signing-key"] }
+    }
+    quotas      = { INTERNAL_AUTH_SECRETS = { secret = local.secret["internal-auth"] } }
+    quotas-edge = { INTERNAL_AUTH_SECRETS = { secret = local.secret["quotas-edge-internal-auth"] } }
+    audit       = {}
+    audit-edge  = {}
   }
 }
 
@@ -113,7 +166,9 @@ module "registry" {
   region     = var.region
   name       = "runwarden"
   kms_key    = module.kms.keys["artifact-registry"]
-  writers    = { build = google_service_account.build.member }
+  iam = {
+    build = { role = "roles/artifactregistry.writer", member = google_service_account.build.member }
+  }
   depends_on = [module.baseline]
 }
 
@@ -171,8 +226,8 @@ module "artifacts_bucket" {
   iam = {
     # runs signs the runner's upload URLs (PUT) and the media URLs (GET): a V4 signed URL
     # carries its signer's permissions.
-    runs-signs-uploads = { role = "roles/storage.objectCreator", member = module.runs.member }
-    runs-signs-reads   = { role = "roles/storage.objectViewer", member = module.runs.member }
+    runs-signs-uploads = { role = "roles/storage.objectCreator", member = module.service["runs"].member }
+    runs-signs-reads   = { role = "roles/storage.objectViewer", member = module.service["runs"].member }
   }
   iam_conditional = var.runner_direct_upload ? {
     runner-uploads = {
@@ -223,172 +278,42 @@ module "build_source_bucket" {
 
 # ---- services -----------------------------------------------------------------------------
 
-module "auth" {
-  source              = "../cloud-run-service"
-  project_id          = var.project_id
-  region              = var.region
-  name                = "${var.name}-auth"
-  image               = var.bootstrap_image
-  ingress             = local.services.auth.ingress
-  public              = local.services.auth.public
-  invokers            = { push = module.pubsub.push_member }
-  vpc                 = local.vpc
-  min_instances       = var.min_instances.auth
-  max_instances       = var.max_instances
-  deletion_protection = var.deletion_protection
-  labels              = local.labels
-  database            = merge(local.database, { role = "runwarden_auth" })
+module "service" {
+  source                      = "../cloud-run-service"
+  for_each                    = local.services
+  project_id                  = var.project_id
+  region                      = var.region
+  name                        = "${var.name}-${each.key}"
+  image                       = var.bootstrap_image
+  ingress                     = each.value.ingress
+  public                      = each.value.public
+  invoker_iam_disabled        = contains(keys(local.invoker_iam_disabled), each.key)
+  invoker_iam_disabled_reason = lookup(local.invoker_iam_disabled, each.key, "")
+  vpc                         = local.vpc
+  revision                    = { min_instances = each.value.min_instances, max_instances = var.max_instances }
+  self_token_creator          = each.value.self_token_creator
+  deletion_protection         = var.deletion_protection
+  labels                      = local.labels
+  database                    = merge(local.database, { role = "runwarden_${each.value.function}" })
+  # Cloud Build deploys every service, as it does the jobs; the push account (which the
+  # scheduler uses too) invokes the push consumers.
+  iam = merge(
+    { build-deploys = { role = "roles/run.developer", member = google_service_account.build.member } },
+    each.value.push_invoker ? { push = { role = "roles/run.invoker", member = module.pubsub.push_member } } : {},
+  )
   env = merge(
     local.push_env,
     {
-      # The scheduler's retention-purge task is authenticated like a push.
-      PUSH_AUDIENCE       = local.url.auth
-      AUTH_SIGNING_KEY_ID = var.auth_signing_key_id
-      TRUSTED_PROXY_HOPS  = local.lb_hops
-      PUBSUB_PROJECT      = var.project_id
+      # Behind the load balancer or not (see lb_hops).
+      TRUSTED_PROXY_HOPS = each.value.ingress == "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER" ? local.lb_hops : local.internal_hops
+      # Pushes and scheduled tasks carry a token for the service's own URL (auth's
+      # retention-purge task too); no subscription pushes to the -edge twins, so pushes
+      # there would fail this check.
+      PUSH_AUDIENCE = local.url[each.key]
     },
-    var.google_oauth_client_id == "" ? {} : {
-      GOOGLE_OAUTH_CLIENT_ID    = var.google_oauth_client_id
-      GOOGLE_OAUTH_REDIRECT_URL = "https://${var.domains[0]}/v1/auth/google/callback"
-    },
+    local.service_env[each.key],
   )
-  secret_env = merge(
-    { AUTH_SIGNING_KEY = { secret = local.secret["auth-signing-key"] } },
-    var.google_oauth_client_id == "" ? {} : {
-      GOOGLE_OAUTH_CLIENT_SECRET = { secret = local.secret["google-oauth-client-secret"] }
-    },
-  )
-}
-
-module "runs" {
-  source              = "../cloud-run-service"
-  project_id          = var.project_id
-  region              = var.region
-  name                = "${var.name}-runs"
-  image               = var.bootstrap_image
-  ingress             = local.services.runs.ingress
-  public              = local.services.runs.public
-  invokers            = { push = module.pubsub.push_member }
-  vpc                 = local.vpc
-  min_instances       = var.min_instances.runs
-  max_instances       = var.max_instances
-  deletion_protection = var.deletion_protection
-  labels              = local.labels
-  self_token_creator  = true
-  database            = merge(local.database, { role = "runwarden_runs" })
-  env = merge(local.push_env, {
-    TRUSTED_PROXY_HOPS   = local.lb_hops
-    AUTH_JWKS_URL        = local.jwks_url
-    QUOTAS_URL           = local.url.quotas
-    PUSH_AUDIENCE        = local.url.runs
-    PUBSUB_PROJECT       = var.project_id
-    RUNS_AGENTS          = var.runs_agents
-    RUNNER_JOB           = "projects/${var.project_id}/locations/${var.region}/jobs/${var.name}-runner"
-    RUNNER_RUNS_URL      = local.url.runs
-    VAULT_KEK_ACTIVE     = var.vault_kek_active
-    MEDIA_SIGNING_KEY_ID = var.media_signing_key_id
-    ARTIFACTS_BUCKET     = "${var.project_id}-${var.name}-artifacts"
-  })
-  secret_env = {
-    INTERNAL_AUTH_SECRETS = { secret = local.secret["internal-auth"] }
-    VAULT_KEKS            = { secret = local.secret["vault-keks"] }
-    MEDIA_SIGNING_KEY     = { secret = local.secret["media-signing-key"] }
-  }
-}
-
-module "quotas" {
-  source                      = "../cloud-run-service"
-  project_id                  = var.project_id
-  region                      = var.region
-  name                        = "${var.name}-quotas"
-  image                       = var.bootstrap_image
-  ingress                     = local.services.quotas.ingress
-  public                      = local.services.quotas.public
-  invoker_iam_disabled        = true
-  invoker_iam_disabled_reason = "runs calls /internal/admissions with X-Internal-Auth but no Google ID token yet; ingress is internal-only (VPC, Pub/Sub and Scheduler of this project), /internal/ needs the shared secret and /push/ verifies Pub/Sub's OIDC token itself."
-  invokers                    = { push = module.pubsub.push_member }
-  vpc                         = local.vpc
-  min_instances               = var.min_instances.quotas
-  max_instances               = var.max_instances
-  deletion_protection         = var.deletion_protection
-  labels                      = local.labels
-  database                    = merge(local.database, { role = "runwarden_quotas" })
-  env = merge(local.push_env, {
-    TRUSTED_PROXY_HOPS = local.internal_hops
-    AUTH_JWKS_URL      = local.jwks_url
-    PUSH_AUDIENCE      = local.url.quotas
-  })
-  secret_env = {
-    INTERNAL_AUTH_SECRETS = { secret = local.secret["internal-auth"] }
-  }
-}
-
-module "quotas_edge" {
-  source              = "../cloud-run-service"
-  project_id          = var.project_id
-  region              = var.region
-  name                = "${var.name}-quotas-edge"
-  image               = var.bootstrap_image
-  ingress             = local.services["quotas-edge"].ingress
-  public              = local.services["quotas-edge"].public
-  vpc                 = local.vpc
-  min_instances       = 0
-  max_instances       = var.max_instances
-  deletion_protection = var.deletion_protection
-  labels              = local.labels
-  database            = merge(local.database, { role = "runwarden_quotas" })
-  env = merge(local.push_env, {
-    TRUSTED_PROXY_HOPS = local.lb_hops
-    AUTH_JWKS_URL      = local.jwks_url
-    # No subscription pushes here; pushes to this twin fail the audience check.
-    PUSH_AUDIENCE = local.url["quotas-edge"]
-  })
-  secret_env = {
-    INTERNAL_AUTH_SECRETS = { secret = local.secret["quotas-edge-internal-auth"] }
-  }
-}
-
-module "audit" {
-  source              = "../cloud-run-service"
-  project_id          = var.project_id
-  region              = var.region
-  name                = "${var.name}-audit"
-  image               = var.bootstrap_image
-  ingress             = local.services.audit.ingress
-  public              = local.services.audit.public
-  invokers            = { push = module.pubsub.push_member }
-  vpc                 = local.vpc
-  min_instances       = var.min_instances.audit
-  max_instances       = var.max_instances
-  deletion_protection = var.deletion_protection
-  labels              = local.labels
-  database            = merge(local.database, { role = "runwarden_audit" })
-  env = merge(local.push_env, {
-    TRUSTED_PROXY_HOPS = local.internal_hops
-    AUTH_JWKS_URL      = local.jwks_url
-    PUSH_AUDIENCE      = local.url.audit
-  })
-}
-
-module "audit_edge" {
-  source              = "../cloud-run-service"
-  project_id          = var.project_id
-  region              = var.region
-  name                = "${var.name}-audit-edge"
-  image               = var.bootstrap_image
-  ingress             = local.services["audit-edge"].ingress
-  public              = local.services["audit-edge"].public
-  vpc                 = local.vpc
-  min_instances       = 0
-  max_instances       = var.max_instances
-  deletion_protection = var.deletion_protection
-  labels              = local.labels
-  database            = merge(local.database, { role = "runwarden_audit" })
-  env = merge(local.push_env, {
-    TRUSTED_PROXY_HOPS = local.lb_hops
-    AUTH_JWKS_URL      = local.jwks_url
-    PUSH_AUDIENCE      = local.url["audit-edge"]
-  })
+  secret_env = local.service_secret_env[each.key]
 }
 
 # ---- jobs ---------------------------------------------------------------------------------
@@ -429,9 +354,9 @@ module "runner" {
   secret_env = {
     INTERNAL_AUTH_SECRET = { secret = local.secret["runner-internal-auth"] }
   }
-  executors = {
-    runs-dispatches = { member = module.runs.member, role = google_project_iam_custom_role.runner_dispatch.id }
-    build-deploys   = { member = google_service_account.build.member, role = "roles/run.developer" }
+  iam = {
+    runs-dispatches = { role = google_project_iam_custom_role.runner_dispatch.id, member = module.service["runs"].member }
+    build-deploys   = { role = "roles/run.developer", member = google_service_account.build.member }
   }
 }
 
@@ -455,8 +380,8 @@ module "migrate" {
     database_roles  = ["cloudsqlsuperuser"]
     proxy_image     = var.sql_proxy_image
   }
-  executors = {
-    build-deploys = { member = google_service_account.build.member, role = "roles/run.developer" }
+  iam = {
+    build-deploys = { role = "roles/run.developer", member = google_service_account.build.member }
   }
 }
 
@@ -473,7 +398,7 @@ module "pubsub" {
   push_endpoints = { for f, s in local.push_targets : f => local.url[s] }
   push_audiences = { for f, s in local.push_targets : f => local.url[s] }
   # Both run an outbox relay, and a relay publishes whatever pending row it claims.
-  publishers = { auth = module.auth.member, runs = module.runs.member }
+  publishers = { auth = module.service["auth"].member, runs = module.service["runs"].member }
 }
 
 module "edge" {
@@ -483,7 +408,7 @@ module "edge" {
   name                  = var.name
   domains               = var.domains
   routes_file           = local.routes_file
-  backends              = local.frontdoor_backends
+  backends              = { for r, s in local.frontdoor_backends : r => module.service[s].name }
   waf_preview           = var.waf_preview
   rate_limit_per_minute = var.rate_limit_per_minute
   depends_on            = [module.baseline]
@@ -525,33 +450,11 @@ resource "google_project_iam_member" "build_logs" {
 # Deploying a revision that runs as a service account needs actAs on that account: granted on
 # each runtime account, never on the project.
 resource "google_service_account_iam_member" "build_act_as" {
-  for_each = {
-    auth        = module.auth.service_account
-    runs        = module.runs.service_account
-    quotas      = module.quotas.service_account
-    quotas-edge = module.quotas_edge.service_account
-    audit       = module.audit.service_account
-    audit-edge  = module.audit_edge.service_account
-    runner      = module.runner.service_account
-    migrate     = module.migrate.service_account
-  }
+  for_each = merge(
+    { for k, s in module.service : k => s.service_account },
+    { runner = module.runner.service_account, migrate = module.migrate.service_account },
+  )
   service_account_id = "projects/${var.project_id}/serviceAccounts/${each.value}"
   role               = "roles/iam.serviceAccountUser"
   member             = google_service_account.build.member
-}
-
-resource "google_cloud_run_v2_service_iam_member" "build_deploys" {
-  for_each = {
-    auth        = module.auth.name
-    runs        = module.runs.name
-    quotas      = module.quotas.name
-    quotas-edge = module.quotas_edge.name
-    audit       = module.audit.name
-    audit-edge  = module.audit_edge.name
-  }
-  project  = var.project_id
-  location = var.region
-  name     = each.value
-  role     = "roles/run.developer"
-  member   = google_service_account.build.member
 }

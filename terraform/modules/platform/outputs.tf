@@ -10,24 +10,12 @@ output "load_balancer_ip" {
 
 output "service_urls" {
   description = "Cloud Run service => its run.app URL (internal ingress: reachable only from the VPC, Pub/Sub, Scheduler and, for the public ones, the load balancer)."
-  value = {
-    auth        = module.auth.uri
-    runs        = module.runs.uri
-    quotas      = module.quotas.uri
-    quotas-edge = module.quotas_edge.uri
-    audit       = module.audit.uri
-    audit-edge  = module.audit_edge.uri
-  }
+  value       = { for k, s in module.service : k => s.uri }
 }
 
 output "service_names" {
   description = "Function => the Cloud Run services Cloud Build deploys its image to."
-  value = {
-    auth   = [module.auth.name]
-    runs   = [module.runs.name]
-    quotas = [module.quotas.name, module.quotas_edge.name]
-    audit  = [module.audit.name, module.audit_edge.name]
-  }
+  value       = { for k, s in local.services : s.function => module.service[k].name... }
 }
 
 output "runner_job" {
@@ -61,15 +49,8 @@ output "database_connection_name" {
 }
 
 output "database_users" {
-  description = "Function => its IAM database user, which is granted the role runwarden_<function>."
-  value = {
-    auth        = module.auth.database_user
-    runs        = module.runs.database_user
-    quotas      = module.quotas.database_user
-    quotas-edge = module.quotas_edge.database_user
-    audit       = module.audit.database_user
-    audit-edge  = module.audit_edge.database_user
-  }
+  description = "Service => its IAM database user, which is granted the role runwarden_<function>."
+  value       = { for k, s in module.service : k => s.database_user }
 }
 
 output "buckets" {
