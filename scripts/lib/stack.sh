@@ -404,7 +404,7 @@ find_fake_gcs_bin() {
 }
 
 # ensure_fake_gcs: reuse an emulator answering on port 80 or start one (port 80 on purpose:
-# see notes/gcp-rust-sdk.md A, gotcha 1); exports STORAGE_EMULATOR_HOST.
+# see docs/architecture.md §8); exports STORAGE_EMULATOR_HOST.
 ensure_fake_gcs() {
   export STORAGE_EMULATOR_HOST="http://127.0.0.1"
   if curl -fsS -o /dev/null --max-time 2 http://127.0.0.1/storage/v1/b 2>/dev/null; then

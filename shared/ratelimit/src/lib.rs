@@ -1,5 +1,5 @@
-//! Request rate limits shared by every instance of every function (API4-01, DESIGN §5
-//! "request rate per org").
+//! Request rate limits shared by every instance of every function (API4-01 in
+//! docs/security.md: the request rate per org of each plan).
 //!
 //! The algorithm is GCRA (generic cell rate algorithm): each key holds one timestamp, its
 //! *theoretical arrival time* (tat), in the `rate_limits` table. The decision is made by the

@@ -1,5 +1,5 @@
-//! The secrets vault's cryptography: envelope encryption with AES-256-GCM (DESIGN.md
-//! section 2, "Secrets").
+//! The secrets vault's cryptography: envelope encryption with AES-256-GCM
+//! (docs/architecture.md §5, keys and their rotation).
 //!
 //! - A **key-encryption key** (KEK) comes from configuration, never from the database. The
 //!   [`KeyRing`] holds every KEK version still in use (`VAULT_KEKS=v1:<base64>,v2:<base64>`)

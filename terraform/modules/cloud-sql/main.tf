@@ -1,6 +1,6 @@
 # Cloud SQL for PostgreSQL: private IP only, TLS with client certificates (the Cloud SQL Auth
 # Proxy presents them), IAM database authentication, daily backups and point-in-time recovery
-# in the same region, deletion protection, and the logging flags the catalogue asks for.
+# in the same region, deletion protection, and the logging flags checkov asks for (docs/security.md, checkov checks).
 
 resource "google_sql_database_instance" "this" {
   project             = var.project_id

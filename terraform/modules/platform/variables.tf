@@ -112,7 +112,7 @@ variable "artifact_retention_days" {
 }
 
 variable "export_window_days" {
-  description = "Days an export archive lives (the 30-day window after an org is terminated, DESIGN.md section 7)."
+  description = "Days an export archive lives (the 30-day window after an org is terminated, docs/architecture.md §9)."
   type        = number
   default     = 30
 }
