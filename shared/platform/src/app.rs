@@ -2,7 +2,7 @@
 //! background tasks (outbox relay, reapers, SSE hub …), and one shutdown order on SIGTERM or
 //! Ctrl-C (see `docs/architecture.md`):
 //!
-//! 1. stop accepting connections;
+//! 1. stop accepting connections (and run the [`Service::on_signal`] hooks);
 //! 2. drain in-flight requests, for at most [`Limits::shutdown_grace`];
 //! 3. tell background tasks to stop ([`Stop`]) and await them, for at most
 //!    [`Service::task_grace`]; those still running are aborted;
@@ -77,6 +77,7 @@ pub struct Service {
     limits: Limits,
     tasks: Vec<(&'static str, TaskStart)>,
     task_grace: Duration,
+    on_signal: Vec<Box<dyn FnOnce() + Send>>,
 }
 
 impl Service {
@@ -89,6 +90,7 @@ impl Service {
             limits,
             tasks: Vec::new(),
             task_grace: TASK_GRACE,
+            on_signal: Vec::new(),
         }
     }
 
@@ -104,6 +106,13 @@ impl Service {
             name,
             Box::new(move |stop| Box::pin(task(stop)) as TaskFuture),
         ));
+        self
+    }
+
+    /// Runs `hook` as soon as the shutdown signal arrives, before requests are drained:
+    /// for what would otherwise hold the drain, such as open event streams.
+    pub fn on_signal(mut self, hook: impl FnOnce() + Send + 'static) -> Self {
+        self.on_signal.push(Box::new(hook));
         self
     }
 
@@ -136,6 +145,7 @@ impl Service {
             limits,
             tasks,
             task_grace,
+            on_signal,
         } = self;
         tracing::info!(addr = %listener.local_addr()?, service = name, "listening");
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -154,7 +164,13 @@ impl Service {
             })
             .collect();
         // Stops accepting, then drains in-flight requests within `limits.shutdown_grace`.
-        let served = server::serve(listener, router, &limits, shutdown).await;
+        let signalled = async move {
+            shutdown.await;
+            for hook in on_signal {
+                hook();
+            }
+        };
+        let served = server::serve(listener, router, &limits, signalled).await;
         tracing::info!(
             service = name,
             "requests drained; stopping background tasks"
@@ -278,6 +294,30 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn signal_hooks_run_before_the_drain() {
+        let log = Log::default();
+        let hook_log = log.clone();
+        let svc = service(&log, Limits::default())
+            .await
+            .on_signal(move || note(&hook_log, "signalled"));
+        let addr = svc.local_addr().unwrap();
+        let (trigger, shutdown) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(svc.run_until(async {
+            let _ = shutdown.await;
+        }));
+        let url = format!("http://127.0.0.1:{}/slow", addr.port());
+        let request = tokio::spawn(async move { reqwest::get(url).await.unwrap().text().await });
+        while !log.lock().unwrap().contains(&"request started") {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        trigger.send(()).unwrap();
+        assert_eq!(request.await.unwrap().unwrap(), "done");
+        running.await.unwrap().unwrap();
+        let log = log.lock().unwrap().clone();
+        assert_eq!(log, ["request started", "signalled", "request finished"]);
     }
 
     #[tokio::test]
