@@ -48,7 +48,7 @@ pub fn router(state: AppState, push_auth: PushAuth, secrets: InternalSecrets) ->
     let (reap_pool, grace) = (state.pool.clone(), state.reaper_grace);
     let tasks = runwarden_events::tasks::route("reap", push_auth.clone(), move || {
         let pool = reap_pool.clone();
-        async move { crate::reap(&pool, grace).await }
+        async move { crate::reaper::reap(&pool, grace).await }
     });
     let internal = Router::new()
         .route("/internal/admissions", post(internal::admit))
