@@ -251,6 +251,31 @@ mod tests {
         Service::new("test", bind(0).await.unwrap(), router, limits)
     }
 
+    /// Serves `svc`, starts one slow request, and sends the shutdown signal while it is in
+    /// flight. Answers the running service, the request's body, and when the signal went.
+    async fn shut_down_mid_request(
+        svc: Service,
+        log: &Log,
+    ) -> (
+        tokio::task::JoinHandle<std::io::Result<()>>,
+        tokio::task::JoinHandle<reqwest::Result<String>>,
+        std::time::Instant,
+    ) {
+        let addr = svc.local_addr().unwrap();
+        let (trigger, shutdown) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(svc.run_until(async {
+            let _ = shutdown.await;
+        }));
+        let url = format!("http://127.0.0.1:{}/slow", addr.port());
+        let request = tokio::spawn(async move { reqwest::get(url).await?.text().await });
+        while !log.lock().unwrap().contains(&"request started") {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let signalled = std::time::Instant::now();
+        trigger.send(()).unwrap();
+        (running, request, signalled)
+    }
+
     #[tokio::test]
     async fn drains_requests_before_stopping_tasks_then_returns() {
         let log = Log::default();
@@ -264,18 +289,7 @@ mod tests {
             },
         );
         let addr = svc.local_addr().unwrap();
-        let (trigger, shutdown) = tokio::sync::oneshot::channel::<()>();
-        let running = tokio::spawn(svc.run_until(async {
-            let _ = shutdown.await;
-        }));
-
-        let url = format!("http://127.0.0.1:{}/slow", addr.port());
-        let request = tokio::spawn(async move { reqwest::get(url).await.unwrap().text().await });
-        while !log.lock().unwrap().contains(&"request started") {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        trigger.send(()).unwrap();
-
+        let (running, request, _) = shut_down_mid_request(svc, &log).await;
         assert_eq!(request.await.unwrap().unwrap(), "done");
         running.await.unwrap().unwrap();
         let log = log.lock().unwrap().clone();
@@ -303,17 +317,7 @@ mod tests {
         let svc = service(&log, Limits::default())
             .await
             .on_signal(move || note(&hook_log, "signalled"));
-        let addr = svc.local_addr().unwrap();
-        let (trigger, shutdown) = tokio::sync::oneshot::channel::<()>();
-        let running = tokio::spawn(svc.run_until(async {
-            let _ = shutdown.await;
-        }));
-        let url = format!("http://127.0.0.1:{}/slow", addr.port());
-        let request = tokio::spawn(async move { reqwest::get(url).await.unwrap().text().await });
-        while !log.lock().unwrap().contains(&"request started") {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        trigger.send(()).unwrap();
+        let (running, request, _) = shut_down_mid_request(svc, &log).await;
         assert_eq!(request.await.unwrap().unwrap(), "done");
         running.await.unwrap().unwrap();
         let log = log.lock().unwrap().clone();
@@ -340,20 +344,9 @@ mod tests {
             ..Limits::default()
         };
         let svc = service(&log, limits).await;
-        let addr = svc.local_addr().unwrap();
-        let (trigger, shutdown) = tokio::sync::oneshot::channel::<()>();
-        let running = tokio::spawn(svc.run_until(async {
-            let _ = shutdown.await;
-        }));
-        let url = format!("http://127.0.0.1:{}/slow", addr.port());
-        let _request = tokio::spawn(async move { reqwest::get(url).await });
-        while !log.lock().unwrap().contains(&"request started") {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let started = std::time::Instant::now();
-        trigger.send(()).unwrap();
+        let (running, _request, signalled) = shut_down_mid_request(svc, &log).await;
         running.await.unwrap().unwrap();
-        assert!(started.elapsed() < Duration::from_millis(250));
+        assert!(signalled.elapsed() < Duration::from_millis(250));
     }
 
     #[tokio::test]
