@@ -1,39 +1,28 @@
 //! audit's configuration, from the environment (documented in `.env.example`).
 
 use runwarden_events::push::PushConfig;
-use runwarden_platform::config::{
-    http_url, optional_var, port, required_secret, required_var, var_parsed,
-};
-use runwarden_platform::{ConfigError, Environment};
-use secrecy::SecretString;
+use runwarden_platform::config::auth_jwks_url;
+use runwarden_platform::{ConfigError, ServiceConfig};
 use url::Url;
 
 pub const DEFAULT_PORT: u16 = 8084;
 
 #[derive(Debug)]
 pub struct Config {
-    pub env: Environment,
-    pub port: u16,
-    /// As the `runwarden_audit` role.
-    pub database_url: SecretString,
+    /// Port, database (as the `runwarden_audit` role), proxies, project.
+    pub service: ServiceConfig,
     /// auth's published keys (`{auth}/.well-known/jwks.json`), fetched at start.
     pub auth_jwks_url: Url,
     pub push: PushConfig,
-    pub trusted_proxy_hops: usize,
-    pub project: Option<String>,
 }
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let env = Environment::from_env()?;
+        let service = ServiceConfig::from_env(DEFAULT_PORT)?;
         Ok(Self {
-            env,
-            port: port(DEFAULT_PORT)?,
-            database_url: required_secret("DATABASE_URL")?,
-            auth_jwks_url: http_url("AUTH_JWKS_URL", &required_var("AUTH_JWKS_URL")?)?,
-            push: PushConfig::from_env(env)?,
-            trusted_proxy_hops: var_parsed("TRUSTED_PROXY_HOPS", 0)?,
-            project: optional_var("GOOGLE_CLOUD_PROJECT"),
+            auth_jwks_url: auth_jwks_url()?,
+            push: PushConfig::from_env(service.env)?,
+            service,
         })
     }
 }

@@ -13,16 +13,14 @@ pub mod offline;
 pub mod routes;
 pub mod store;
 
-use std::net::SocketAddr;
-
 use anyhow::Context;
 use axum::Router;
 use runwarden_events::push::PushAuth;
+use runwarden_platform::app::{self, Service};
 use runwarden_platform::request::TrustedProxyHops;
 use runwarden_platform::server::{self, Limits};
 use runwarden_tokens::TokenVerifier;
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 
 pub use config::Config;
 pub use runwarden_events::push::PushConfig;
@@ -51,15 +49,14 @@ pub fn router(
     )
 }
 
+/// The served router on its listener.
 pub struct App {
-    listener: TcpListener,
-    router: Router,
-    limits: Limits,
+    service: Service,
 }
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let options = runwarden_store::connect_options(&config.database_url)?;
+        let options = runwarden_store::connect_options(&config.service.database_url)?;
         let pool = runwarden_store::pool(options, &runwarden_store::PoolSettings::default());
         let verifier = runwarden_tokens::fetch_verifier_retrying(config.auth_jwks_url.as_str(), 12)
             .await
@@ -69,31 +66,21 @@ impl App {
         let router = router(
             AppState { pool, verifier },
             push_auth,
-            TrustedProxyHops(config.trusted_proxy_hops),
+            config.service.hops(),
             &limits,
         );
-        let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], config.port)))
-            .await
-            .with_context(|| format!("binding port {}", config.port))?;
+        let listener = app::bind(config.service.port).await?;
         Ok(Self {
-            listener,
-            router,
-            limits,
+            service: Service::new("audit", listener, router, limits),
         })
     }
 
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.service.local_addr()
     }
 
+    /// Serves until SIGTERM, then drains in-flight requests.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        tracing::info!(addr = %self.local_addr()?, "audit listening");
-        server::serve(
-            self.listener,
-            self.router,
-            &self.limits,
-            server::shutdown_signal(),
-        )
-        .await
+        self.service.run_until_stopped().await
     }
 }

@@ -4,92 +4,29 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use runwarden_platform::Problem;
-use runwarden_tenancy::TenancyError;
+use runwarden_platform::error::ApiError;
 
 use crate::rules::Refusal;
 
+/// quotas' errors: the common ones ([`ApiError`]) and its own refusals.
 #[derive(Debug, thiserror::Error)]
-pub enum QuotaError {
-    #[error("{detail}")]
-    Invalid { code: &'static str, detail: String },
-    #[error("unauthenticated")]
-    Unauthenticated,
-    #[error("forbidden: {0}")]
-    Forbidden(String),
-    #[error("not found")]
-    NotFound,
-    #[error("{detail}")]
-    Conflict { code: &'static str, detail: String },
+pub enum QuotasError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
     /// A run refused admission: 429 for parallel runs (retry later), 402 for the month.
     #[error("refused: {}", .0.code())]
     Refused(Refusal),
-    #[error("unavailable")]
-    Unavailable,
-    #[error(transparent)]
-    Internal(#[from] anyhow::Error),
 }
 
-pub type QuotaResult<T> = Result<T, QuotaError>;
+pub type QuotasResult<T> = Result<T, QuotasError>;
 
-impl QuotaError {
-    pub fn invalid(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::Invalid {
-            code,
-            detail: detail.into(),
-        }
-    }
-
-    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::Conflict {
-            code,
-            detail: detail.into(),
-        }
-    }
-
-    /// Serialization failures and deadlocks: the whole transaction may be retried.
-    pub fn is_retryable(e: &sqlx::Error) -> bool {
-        matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c == "40001" || c == "40P01"))
-    }
-}
-
-impl From<sqlx::Error> for QuotaError {
-    fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                Self::Unavailable
-            }
-            ref other if Self::is_retryable(other) => Self::Unavailable,
-            other => Self::Internal(anyhow::Error::new(other)),
-        }
-    }
-}
-
-impl From<runwarden_tenancy::access::AccessError> for QuotaError {
-    fn from(e: runwarden_tenancy::access::AccessError) -> Self {
-        use runwarden_tenancy::access::AccessError;
-        match e {
-            AccessError::Unauthenticated => Self::Unauthenticated,
-            AccessError::NotFound => Self::NotFound,
-            AccessError::Database(e) => e.into(),
-        }
-    }
-}
-
-impl From<TenancyError> for QuotaError {
-    fn from(e: TenancyError) -> Self {
-        match e {
-            TenancyError::NotFound => Self::NotFound,
-            TenancyError::Forbidden { .. } => Self::Forbidden(e.to_string()),
-            TenancyError::UnknownRole => Self::Internal(anyhow::anyhow!("unknown role stored")),
-        }
-    }
-}
-
-impl From<runwarden_tokens::TokenError> for QuotaError {
-    fn from(_: runwarden_tokens::TokenError) -> Self {
-        Self::Unauthenticated
-    }
-}
+runwarden_platform::api_error_from!(
+    QuotasError: sqlx::Error,
+    anyhow::Error,
+    runwarden_tenancy::TenancyError,
+    runwarden_tenancy::access::AccessError,
+    runwarden_tokens::TokenError,
+);
 
 /// The problem a refusal answers with.
 pub fn refusal_problem(refusal: Refusal) -> Problem {
@@ -110,25 +47,12 @@ pub fn refusal_problem(refusal: Refusal) -> Problem {
     }
 }
 
-impl IntoResponse for QuotaError {
+impl IntoResponse for QuotasError {
     fn into_response(self) -> Response {
-        let problem = match self {
-            Self::Invalid { code, detail } => Problem::bad_request(code, detail),
-            Self::Unauthenticated => Problem::unauthorized(),
-            Self::Forbidden(detail) => Problem::forbidden(detail),
-            Self::NotFound => Problem::not_found(),
-            Self::Conflict { code, detail } => Problem::conflict(code, detail),
-            Self::Refused(refusal) => refusal_problem(refusal),
-            Self::Unavailable => {
-                tracing::warn!("database unavailable");
-                Problem::unavailable()
-            }
-            Self::Internal(e) => {
-                tracing::error!(error = format!("{e:#}"), "internal error");
-                Problem::internal()
-            }
-        };
-        problem.into_response()
+        match self {
+            Self::Api(e) => e.into_response(),
+            Self::Refused(refusal) => refusal_problem(refusal).into_response(),
+        }
     }
 }
 

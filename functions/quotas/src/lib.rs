@@ -13,8 +13,8 @@
 //!   Idempotent by run id: a second admission returns the first decision.
 //! - **Settlement** (`POST /internal/settlements`, or `POST /push/run-finished` from
 //!   Pub/Sub): replaces the reservation with the actual cost (never past the granted cap) and
-//!   frees the parallel slot; idempotent by run id. [`store::reap_expired`] settles
-//!   reservations past cap + grace as timed out at the cap (the binary runs it every 30 s).
+//!   frees the parallel slot; idempotent by run id. [`reaper`] settles reservations
+//!   past cap + grace as timed out at the cap (the binary runs it every 30 s).
 //! - **Plan and overrides** (`PUT /internal/orgs/{org}/plan|overrides`): audited as system
 //!   actions in the same transaction (outbox).
 //! - **Usage** (`GET /v1/orgs/{org}/usage`): any member reads the org's plan, limits and
@@ -28,28 +28,25 @@
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod reaper;
 pub mod routes;
 pub mod rules;
 pub mod store;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
 use runwarden_events::push::PushAuth;
+use runwarden_platform::app::{self, Service};
 use runwarden_platform::internal_auth::InternalSecrets;
 use runwarden_platform::request::TrustedProxyHops;
 use runwarden_platform::server::{self, Limits};
 use runwarden_tokens::TokenVerifier;
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 
 pub use config::Config;
 pub use runwarden_events::push::PushConfig;
-
-/// How often the binary's reaper looks for reservations past their cap.
-pub const REAPER_INTERVAL: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct AppState {
@@ -78,92 +75,47 @@ pub fn router(
     )
 }
 
-/// One reaper pass: settles reservations past their cap plus `grace` as timed out, and
-/// purges idle rate-limit keys (every instance of every function writes them; one sweeper
-/// is enough). Run every [`REAPER_INTERVAL`] by the binary and by the scheduler's `reap`
-/// task (`POST /internal/tasks/reap`), which keeps it going while Cloud Run throttles an
-/// idle instance. Answers what it did.
-pub async fn reap(pool: &PgPool, grace: Duration) -> anyhow::Result<serde_json::Value> {
-    let settled = store::reap_expired(pool, grace)
-        .await
-        .map_err(|e| anyhow::anyhow!("reaping reservations: {e}"))?;
-    let purged = runwarden_ratelimit::purge_idle(pool).await?;
-    Ok(serde_json::json!({"settled": settled, "rate_limit_keys_purged": purged}))
-}
-
-/// Runs [`reap`] every `every` until the process ends.
-pub fn spawn_reaper(pool: PgPool, grace: Duration, every: Duration) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if let Err(e) = reap(&pool, grace).await {
-                tracing::warn!(
-                    error = format!("{e:#}"),
-                    "reaper pass failed; retrying next tick"
-                );
-            }
-        }
-    })
-}
-
+/// The served router on its listener, with the [`reaper`] beside it.
 pub struct App {
-    listener: TcpListener,
-    router: Router,
-    limits: Limits,
-    pool: PgPool,
-    reaper_grace: Duration,
+    service: Service,
 }
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let options = runwarden_store::connect_options(&config.database_url)?;
+        let options = runwarden_store::connect_options(&config.service.database_url)?;
         let pool = runwarden_store::pool(options, &runwarden_store::PoolSettings::default());
         let verifier = runwarden_tokens::fetch_verifier_retrying(config.auth_jwks_url.as_str(), 12)
             .await
             .context("AUTH_JWKS_URL: no usable key set")?;
         let push_auth = config.push.into_auth().await?;
         let limits = Limits::default();
+        let grace = Duration::from_secs(config.reaper_grace_secs);
         let router = router(
             AppState {
                 pool: pool.clone(),
                 verifier,
-                reaper_grace: Duration::from_secs(config.reaper_grace_secs),
+                reaper_grace: grace,
             },
             push_auth,
             config.internal_secrets,
-            TrustedProxyHops(config.trusted_proxy_hops),
+            config.service.hops(),
             &limits,
         );
-        let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], config.port)))
-            .await
-            .with_context(|| format!("binding port {}", config.port))?;
-        Ok(Self {
-            listener,
-            router,
-            limits,
-            pool,
-            reaper_grace: Duration::from_secs(config.reaper_grace_secs),
-        })
+        let listener = app::bind(config.service.port).await?;
+        let service = Service::new("quotas", listener, router, limits)
+            .background("reaper", move |stop| {
+                reaper::run(stop, pool, grace, reaper::INTERVAL)
+            });
+        Ok(Self { service })
     }
 
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.service.local_addr()
     }
 
-    /// Serves until SIGTERM, with the reaper running beside it.
+    /// Serves until SIGTERM, with the reaper running beside it; shuts down in the
+    /// platform's order (drain requests, then stop the reaper).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        tracing::info!(addr = %self.local_addr()?, "quotas listening");
-        let reaper = spawn_reaper(self.pool.clone(), self.reaper_grace, REAPER_INTERVAL);
-        let result = server::serve(
-            self.listener,
-            self.router,
-            &self.limits,
-            server::shutdown_signal(),
-        )
-        .await;
-        reaper.abort();
-        result
+        self.service.run_until_stopped().await
     }
 }

@@ -10,20 +10,21 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use runwarden_events::{Actor, AuditEvent, Target};
+use runwarden_platform::error::{self, ApiError};
 use runwarden_tenancy::{OrgId, set_tenant};
 use serde::Serialize;
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::error::{QuotaError, QuotaResult};
+use crate::error::{QuotasError, QuotasResult};
 use crate::rules::{self, Grant, Limits, Overrides, Refusal, Usage};
 
 /// Attempts of one transaction before a retryable failure answers 503.
 const ATTEMPTS: u32 = 5;
 
 /// Runs `op` again (with jittered backoff) while it fails with 40001 / 40P01.
-pub async fn with_retries<T, F, Fut>(mut op: F) -> QuotaResult<T>
+pub async fn with_retries<T, F, Fut>(mut op: F) -> QuotasResult<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, TxError>>,
@@ -32,7 +33,7 @@ where
     loop {
         match op().await {
             Ok(value) => return Ok(value),
-            Err(TxError::Db(e)) if QuotaError::is_retryable(&e) && attempt < ATTEMPTS => {
+            Err(TxError::Db(e)) if error::is_retryable(&e) && attempt < ATTEMPTS => {
                 let jitter = u64::from(Uuid::new_v4().as_bytes()[0]) % 20;
                 let delay = Duration::from_millis(10 * u64::from(attempt) + jitter);
                 tracing::warn!(attempt, error = %e, "retrying a quota transaction");
@@ -49,7 +50,7 @@ where
 #[derive(Debug)]
 pub enum TxError {
     Db(sqlx::Error),
-    Quota(QuotaError),
+    Quota(QuotasError),
 }
 
 impl From<sqlx::Error> for TxError {
@@ -58,9 +59,15 @@ impl From<sqlx::Error> for TxError {
     }
 }
 
-impl From<QuotaError> for TxError {
-    fn from(e: QuotaError) -> Self {
+impl From<QuotasError> for TxError {
+    fn from(e: QuotasError) -> Self {
         Self::Quota(e)
+    }
+}
+
+impl From<ApiError> for TxError {
+    fn from(e: ApiError) -> Self {
+        Self::Quota(e.into())
     }
 }
 
@@ -208,7 +215,7 @@ pub async fn admit(
     org: OrgId,
     run: Uuid,
     requested_cap_secs: i64,
-) -> QuotaResult<Result<Grant, Refusal>> {
+) -> QuotasResult<Result<Grant, Refusal>> {
     with_retries(|| admit_once(pool, org, run, requested_cap_secs)).await
 }
 
@@ -221,7 +228,7 @@ async fn admit_once(
     let mut tx = pool.begin().await?;
     set_tenant(&mut tx, Some(org), None).await?;
     if org_limits(&mut tx, org).await?.is_none() {
-        return Err(QuotaError::NotFound.into());
+        return Err(ApiError::NotFound.into());
     }
     sqlx::query("INSERT INTO quota_usage (org_id) VALUES ($1) ON CONFLICT (org_id) DO NOTHING")
         .bind(org)
@@ -242,12 +249,10 @@ async fn admit_once(
         .is_some()
     {
         // The run id belongs to another org.
-        return Err(QuotaError::conflict("run_id_conflict", "run id already used").into());
+        return Err(ApiError::conflict("run_id_conflict", "run id already used").into());
     }
     // Read under the lock (a plan change may have committed meanwhile).
-    let org_limits = org_limits(&mut tx, org)
-        .await?
-        .ok_or(QuotaError::NotFound)?;
+    let org_limits = org_limits(&mut tx, org).await?.ok_or(ApiError::NotFound)?;
     let limits = org_limits.limits;
     let usage = usage(&mut tx, org).await?;
     let decision = if rules::trial_over(org_limits.trial_ends_at, Utc::now()) {
@@ -298,7 +303,7 @@ fn run_id_taken(e: sqlx::Error) -> TxError {
         sqlx::Error::Database(db)
             if db.is_unique_violation() && db.constraint() == Some("quota_admissions_pkey") =>
         {
-            QuotaError::conflict("run_id_conflict", "run id already used").into()
+            ApiError::conflict("run_id_conflict", "run id already used").into()
         }
         _ => e.into(),
     }
@@ -335,7 +340,7 @@ pub enum Ending {
 
 /// Replaces `run`'s reservation with its actual cost and frees its parallel slot, once: a
 /// run already settled (or refused) is left as it is. `None`: no such run.
-pub async fn settle(pool: &PgPool, run: Uuid, ending: Ending) -> QuotaResult<Option<Settlement>> {
+pub async fn settle(pool: &PgPool, run: Uuid, ending: Ending) -> QuotasResult<Option<Settlement>> {
     with_retries(|| settle_once(pool, run, ending)).await
 }
 
@@ -392,7 +397,7 @@ async fn settle_once(
 
 /// Settles every reservation past its cap plus `grace` as timed out at its cap. Returns
 /// how many were settled.
-pub async fn reap_expired(pool: &PgPool, grace: Duration) -> QuotaResult<u64> {
+pub async fn reap_expired(pool: &PgPool, grace: Duration) -> QuotasResult<u64> {
     let grace_secs = i64::try_from(grace.as_secs()).unwrap_or(i64::MAX);
     let expired: Vec<(Uuid, Uuid)> =
         sqlx::query_as("SELECT run_id, org_id FROM quota_expired_reservations($1)")
@@ -412,7 +417,7 @@ pub async fn reap_expired(pool: &PgPool, grace: Duration) -> QuotaResult<u64> {
 }
 
 /// Changes the org's plan, audited in the same transaction. Returns the new limits.
-pub async fn set_plan(pool: &PgPool, org: OrgId, plan: &str) -> QuotaResult<OrgLimits> {
+pub async fn set_plan(pool: &PgPool, org: OrgId, plan: &str) -> QuotasResult<OrgLimits> {
     let mut tx = pool.begin().await?;
     set_tenant(&mut tx, Some(org), None).await?;
     let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM plans WHERE name = $1)")
@@ -420,7 +425,7 @@ pub async fn set_plan(pool: &PgPool, org: OrgId, plan: &str) -> QuotaResult<OrgL
         .fetch_one(&mut *tx)
         .await?;
     if !known {
-        return Err(QuotaError::invalid("unknown_plan", "no such plan"));
+        return Err(ApiError::invalid("unknown_plan", "no such plan").into());
     }
     let previous: Option<String> = sqlx::query_scalar(
         "SELECT plan FROM orgs WHERE id = $1 AND terminated_at IS NULL FOR UPDATE",
@@ -429,7 +434,7 @@ pub async fn set_plan(pool: &PgPool, org: OrgId, plan: &str) -> QuotaResult<OrgL
     .fetch_optional(&mut *tx)
     .await?;
     let Some(previous) = previous else {
-        return Err(QuotaError::NotFound);
+        return Err(ApiError::NotFound.into());
     };
     sqlx::query("UPDATE orgs SET plan = $2, updated_at = now() WHERE id = $1")
         .bind(org)
@@ -445,9 +450,7 @@ pub async fn set_plan(pool: &PgPool, org: OrgId, plan: &str) -> QuotaResult<OrgL
     .with_details(json!({"from": previous, "to": plan}))
     .record(&mut tx)
     .await?;
-    let limits = org_limits(&mut tx, org)
-        .await?
-        .ok_or(QuotaError::NotFound)?;
+    let limits = org_limits(&mut tx, org).await?.ok_or(ApiError::NotFound)?;
     tx.commit().await?;
     Ok(limits)
 }
@@ -458,12 +461,11 @@ pub async fn set_overrides(
     pool: &PgPool,
     org: OrgId,
     overrides: &Overrides,
-) -> QuotaResult<OrgLimits> {
+) -> QuotasResult<OrgLimits> {
     if let Some(field) = overrides.invalid_field() {
-        return Err(QuotaError::invalid(
-            "invalid_override",
-            format!("{field} is out of range"),
-        ));
+        return Err(
+            ApiError::invalid("invalid_override", format!("{field} is out of range")).into(),
+        );
     }
     let mut tx = pool.begin().await?;
     set_tenant(&mut tx, Some(org), None).await?;
@@ -474,12 +476,13 @@ pub async fn set_overrides(
     .fetch_optional(&mut *tx)
     .await?;
     match plan.as_deref() {
-        None => return Err(QuotaError::NotFound),
+        None => return Err(ApiError::NotFound.into()),
         Some(rules::TRIAL) => {
-            return Err(QuotaError::conflict(
+            return Err(ApiError::conflict(
                 "trial_caps_fixed",
                 "trial caps are hard and cannot be overridden",
-            ));
+            )
+            .into());
         }
         Some(_) => {}
     }
@@ -516,9 +519,7 @@ pub async fn set_overrides(
     .with_details(serde_json::to_value(overrides).unwrap_or_default())
     .record(&mut tx)
     .await?;
-    let limits = org_limits(&mut tx, org)
-        .await?
-        .ok_or(QuotaError::NotFound)?;
+    let limits = org_limits(&mut tx, org).await?.ok_or(ApiError::NotFound)?;
     tx.commit().await?;
     Ok(limits)
 }

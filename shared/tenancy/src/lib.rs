@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub mod access;
+mod error;
 mod rls;
+pub mod routes;
 pub use rls::{begin_org_tx, set_tenant};
 
 macro_rules! id_type {

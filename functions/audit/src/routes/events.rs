@@ -1,14 +1,16 @@
 //! `GET /v1/orgs/{org}/audit-events[/export|/verify]`: reading an org's audit log. Admins
 //! and Owners only; another org's log does not exist for the caller (404).
 
+use std::str::FromStr;
+
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use runwarden_platform::{ListQuery, Page};
 use runwarden_tenancy::{OrgId, Role};
-use serde::Serialize;
 
 use crate::AppState;
 use crate::chain::{ChainWalker, Record, Verdict};
@@ -16,16 +18,23 @@ use crate::error::{AuditError, AuditResult};
 use crate::extract::OrgAccess;
 use crate::store::{self, Filter, RecordRow};
 
-pub const DEFAULT_LIMIT: i64 = 50;
-pub const MAX_LIMIT: i64 = 200;
 /// Records read per query by export and verify.
 const CHAIN_PAGE: i64 = 500;
 
-#[derive(Debug, Serialize)]
-pub struct Page {
-    pub items: Vec<Record>,
-    /// Pass as `cursor` for the next (older) page; `null` on the last page.
-    pub next_cursor: Option<String>,
+/// The list's cursor: the `seq` of the previous page's last (oldest) record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqCursor(i64);
+
+impl FromStr for SeqCursor {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse::<i64>()
+            .ok()
+            .filter(|seq| *seq > 0)
+            .map(Self)
+            .ok_or(())
+    }
 }
 
 fn time_param(name: &str, raw: &str) -> AuditResult<DateTime<Utc>> {
@@ -39,59 +48,25 @@ fn time_param(name: &str, raw: &str) -> AuditResult<DateTime<Utc>> {
         })
 }
 
-/// Parses the list query: `actor`, `action`, `target_type`, `target_id`, `from`, `to`,
-/// `cursor`, `limit`. Unknown or repeated parameters are refused; empty ones are absent.
-pub fn parse_list_query(raw: Option<&str>) -> AuditResult<(Filter, i64)> {
+/// Parses the list query: the filters `actor`, `action`, `target_type`, `target_id`,
+/// `from`, `to`, and `cursor`/`limit` under the platform's one pagination policy
+/// ([`ListQuery`]: unknown or repeated parameters refused, empty ones absent).
+pub fn parse_list_query(raw: Option<&str>) -> AuditResult<(Filter, ListQuery<SeqCursor>)> {
     let mut filter = Filter::default();
-    let mut limit = DEFAULT_LIMIT;
-    let mut seen = std::collections::HashSet::new();
-    for (name, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        if !seen.insert(name.clone()) {
-            return Err(AuditError::invalid(
-                "invalid_query",
-                format!("query parameter {name} is repeated"),
-            ));
-        }
-        let value = value.trim();
-        if value.is_empty() {
-            continue;
-        }
-        if value.len() > 256 {
-            return Err(AuditError::invalid(
-                "invalid_query",
-                format!("query parameter {name} is too long"),
-            ));
-        }
-        match name.as_ref() {
+    let query = ListQuery::parse_with(raw, |name, value| {
+        match name {
             "actor" => filter.actor_id = Some(value.to_owned()),
             "action" => filter.action = Some(value.to_owned()),
             "target_type" => filter.target_type = Some(value.to_owned()),
             "target_id" => filter.target_id = Some(value.to_owned()),
             "from" => filter.from = Some(time_param("from", value)?),
             "to" => filter.to = Some(time_param("to", value)?),
-            "cursor" => {
-                let seq = value
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|s| *s > 0)
-                    .ok_or_else(|| AuditError::invalid("invalid_cursor", "cursor is not valid"))?;
-                filter.before_seq = Some(seq);
-            }
-            "limit" => {
-                limit = value
-                    .parse::<i64>()
-                    .map_err(|_| AuditError::invalid("invalid_limit", "limit must be a number"))?
-                    .clamp(1, MAX_LIMIT);
-            }
-            other => {
-                return Err(AuditError::invalid(
-                    "invalid_query",
-                    format!("unknown query parameter {other}"),
-                ));
-            }
+            _ => return Ok(false),
         }
-    }
-    Ok((filter, limit))
+        Ok(true)
+    })?;
+    filter.before_seq = query.cursor.map(|SeqCursor(seq)| seq);
+    Ok((filter, query))
 }
 
 fn record(row: RecordRow) -> AuditResult<Record> {
@@ -99,22 +74,14 @@ fn record(row: RecordRow) -> AuditResult<Record> {
         .map_err(|b| AuditError::Internal(anyhow::anyhow!("stored record {}: {}", b.seq, b.detail)))
 }
 
-pub async fn list(access: OrgAccess, RawQuery(query): RawQuery) -> AuditResult<Json<Page>> {
+/// One page of the log, newest first; `next_cursor` is the last record's `seq`.
+pub async fn list(access: OrgAccess, RawQuery(query): RawQuery) -> AuditResult<Page<Record>> {
     access.require(Role::Admin)?;
-    let (filter, limit) = parse_list_query(query.as_deref())?;
+    let (filter, query) = parse_list_query(query.as_deref())?;
     let OrgAccess { ctx, mut tx } = access;
-    let mut rows = store::list(&mut tx, ctx.org_id, &filter, limit + 1).await?;
+    let rows = store::list(&mut tx, ctx.org_id, &filter, query.fetch_limit()).await?;
     tx.commit().await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let items = rows
-        .into_iter()
-        .map(record)
-        .collect::<AuditResult<Vec<_>>>()?;
-    let next_cursor = more
-        .then(|| items.last().map(|r| r.seq.to_string()))
-        .flatten();
-    Ok(Json(Page { items, next_cursor }))
+    query.page(rows, RecordRow::seq).try_map(record)
 }
 
 /// The whole chain as NDJSON, oldest first, streamed page by page: each page is read in its

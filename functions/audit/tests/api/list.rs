@@ -121,10 +121,10 @@ async fn pages_run_newest_first_with_a_clamped_limit(_: PgPoolOptions, options: 
     }
     let base = format!("/v1/orgs/{org}/audit-events");
 
-    // Default 50; at most 200; at least 1.
+    // Default 50; at most 100 (the platform's one limit policy); at least 1.
     for (query, len) in [
         ("", 50),
-        ("?limit=1000", 200),
+        ("?limit=1000", 100),
         ("?limit=0", 1),
         ("?limit=-5", 1),
         ("?limit=7", 7),

@@ -3,6 +3,7 @@
 
 use axum::Json as AxumJson;
 use axum::extract::{Path, State};
+use runwarden_platform::error::ApiError;
 use runwarden_platform::extract::Json;
 use runwarden_tenancy::OrgId;
 use serde::{Deserialize, Serialize};
@@ -10,7 +11,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::error::{QuotaError, QuotaResult};
+use crate::error::{QuotasError, QuotasResult};
 use crate::rules::Overrides;
 use crate::store::{self, Ending, OrgLimits, Settlement};
 
@@ -33,12 +34,9 @@ pub struct Admitted {
 pub async fn admit(
     State(state): State<AppState>,
     Json(req): Json<AdmissionRequest>,
-) -> QuotaResult<AxumJson<Admitted>> {
+) -> QuotasResult<AxumJson<Admitted>> {
     if req.requested_cap_secs <= 0 {
-        return Err(QuotaError::invalid(
-            "invalid_cap",
-            "requested_cap_secs must be positive",
-        ));
+        return Err(ApiError::invalid("invalid_cap", "requested_cap_secs must be positive").into());
     }
     let grant = store::admit(
         &state.pool,
@@ -47,7 +45,7 @@ pub async fn admit(
         req.requested_cap_secs,
     )
     .await?
-    .map_err(QuotaError::Refused)?;
+    .map_err(QuotasError::Refused)?;
     Ok(AxumJson(Admitted {
         admitted: true,
         run_id: req.run_id,
@@ -66,19 +64,18 @@ pub struct SettlementRequest {
 pub async fn settle(
     State(state): State<AppState>,
     Json(req): Json<SettlementRequest>,
-) -> QuotaResult<AxumJson<Settlement>> {
+) -> QuotasResult<AxumJson<Settlement>> {
     if req.actual_secs < 0 {
-        return Err(QuotaError::invalid(
-            "invalid_duration",
-            "actual_secs must not be negative",
-        ));
+        return Err(
+            ApiError::invalid("invalid_duration", "actual_secs must not be negative").into(),
+        );
     }
     let ending = Ending::Finished {
         actual_secs: req.actual_secs,
     };
     let settlement = store::settle(&state.pool, req.run_id, ending)
         .await?
-        .ok_or(QuotaError::NotFound)?;
+        .ok_or(ApiError::NotFound)?;
     Ok(AxumJson(settlement))
 }
 
@@ -88,8 +85,8 @@ pub struct PlanRequest {
     pub plan: String,
 }
 
-fn org_id(raw: &str) -> QuotaResult<OrgId> {
-    raw.parse().map_err(|_| QuotaError::NotFound)
+fn org_id(raw: &str) -> QuotasResult<OrgId> {
+    raw.parse().map_err(|_| ApiError::NotFound.into())
 }
 
 fn limits_body(org: OrgId, l: &OrgLimits) -> AxumJson<Value> {
@@ -105,7 +102,7 @@ pub async fn set_plan(
     State(state): State<AppState>,
     Path(org): Path<String>,
     Json(req): Json<PlanRequest>,
-) -> QuotaResult<AxumJson<Value>> {
+) -> QuotasResult<AxumJson<Value>> {
     let org = org_id(&org)?;
     let limits = store::set_plan(&state.pool, org, &req.plan).await?;
     Ok(limits_body(org, &limits))
@@ -115,7 +112,7 @@ pub async fn set_overrides(
     State(state): State<AppState>,
     Path(org): Path<String>,
     Json(overrides): Json<Overrides>,
-) -> QuotaResult<AxumJson<Value>> {
+) -> QuotasResult<AxumJson<Value>> {
     let org = org_id(&org)?;
     let limits = store::set_overrides(&state.pool, org, &overrides).await?;
     Ok(limits_body(org, &limits))

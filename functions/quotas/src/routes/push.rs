@@ -3,11 +3,12 @@
 //! so a redelivery changes nothing).
 
 use runwarden_events::push::{Delivery, PushError};
+use runwarden_platform::error::ApiError;
 use serde::Deserialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::error::QuotaError;
+use crate::error::QuotasError;
 use crate::store::{self, Ending};
 
 /// The topic runs publishes finished runs to.
@@ -38,7 +39,9 @@ pub async fn handle_push(pool: PgPool, delivery: Delivery) -> Result<(), PushErr
             tracing::warn!(run.id = %event.run_id, "run-finished for a run never admitted");
             Ok(())
         }
-        Err(QuotaError::Unavailable) => Err(PushError::transient("database unavailable")),
+        Err(QuotasError::Api(ApiError::Unavailable)) => {
+            Err(PushError::transient("database unavailable"))
+        }
         Err(e) => Err(PushError::Internal(anyhow::anyhow!(
             "settlement failed: {e}"
         ))),

@@ -3,10 +3,11 @@
 
 use axum::Json;
 use chrono::{DateTime, Datelike, TimeZone, Utc};
+use runwarden_platform::error::ApiError;
 use runwarden_tenancy::Role;
 use serde::Serialize;
 
-use crate::error::{QuotaError, QuotaResult};
+use crate::error::QuotasResult;
 use crate::extract::OrgAccess;
 use crate::rules::Limits;
 use crate::store;
@@ -33,12 +34,12 @@ pub fn month_start(now: DateTime<Utc>) -> DateTime<Utc> {
         .unwrap_or(now)
 }
 
-pub async fn get_usage(mut access: OrgAccess) -> QuotaResult<Json<UsageBody>> {
+pub async fn get_usage(mut access: OrgAccess) -> QuotasResult<Json<UsageBody>> {
     access.require(Role::Viewer)?;
     let org = access.ctx.org_id;
     let limits = store::org_limits(&mut access.tx, org)
         .await?
-        .ok_or(QuotaError::NotFound)?;
+        .ok_or(ApiError::NotFound)?;
     let usage = store::usage(&mut access.tx, org).await?;
     let active_projects = store::active_projects(&mut access.tx, org).await?;
     access.tx.commit().await?;
