@@ -1,12 +1,22 @@
-//! auth's errors and how each answers. 4xx carry a safe detail and a stable code; internal
-//! causes are logged once, here, and never sent.
+//! auth's errors and how each answers: the HTTP edge. Domain modules return their own errors
+//! (`EmailError`, `Refusal`, `AccountError`, `Throttled` …); they are mapped here, and only
+//! here. 4xx carry a safe detail and a stable code; internal causes are logged once, here,
+//! and never sent.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use runwarden_platform::Problem;
 use runwarden_tenancy::TenancyError;
 
+use crate::accounts::AccountError;
+use crate::email::EmailError;
+use crate::google::GoogleError;
+use crate::invitations::InvitationError;
+use crate::members::MemberError;
+use crate::orgs::{InvalidOrgName, Refusal};
 use crate::password::PasswordRejection;
+use crate::sessions::SessionError;
+use crate::throttle::Throttled;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -26,7 +36,7 @@ pub enum AuthError {
     Conflict { code: &'static str, detail: String },
     /// A login refused before its password was checked (see [`crate::throttle`]).
     #[error("login throttled")]
-    Throttled(Box<crate::throttle::Throttled>),
+    Throttled(Box<Throttled>),
     #[error("unavailable")]
     Unavailable,
     #[error("not configured: {0}")]
@@ -64,17 +74,6 @@ impl From<sqlx::Error> for AuthError {
     }
 }
 
-impl From<runwarden_tenancy::access::AccessError> for AuthError {
-    fn from(e: runwarden_tenancy::access::AccessError) -> Self {
-        use runwarden_tenancy::access::AccessError;
-        match e {
-            AccessError::Unauthenticated => Self::Unauthenticated,
-            AccessError::NotFound => Self::NotFound,
-            AccessError::Database(e) => e.into(),
-        }
-    }
-}
-
 impl From<TenancyError> for AuthError {
     fn from(e: TenancyError) -> Self {
         match e {
@@ -85,9 +84,77 @@ impl From<TenancyError> for AuthError {
     }
 }
 
-impl From<runwarden_tokens::TokenError> for AuthError {
-    fn from(_: runwarden_tokens::TokenError) -> Self {
-        Self::Unauthenticated
+impl From<EmailError> for AuthError {
+    fn from(e: EmailError) -> Self {
+        Self::invalid("invalid_email", e.to_string())
+    }
+}
+
+impl From<InvalidOrgName> for AuthError {
+    fn from(e: InvalidOrgName) -> Self {
+        Self::invalid("invalid_name", e.to_string())
+    }
+}
+
+impl From<Refusal> for AuthError {
+    fn from(e: Refusal) -> Self {
+        match e {
+            Refusal::NeedsAdmin | Refusal::OwnerOnly => Self::Forbidden(e.to_string()),
+            Refusal::LastOwner => Self::conflict("last_owner", e.to_string()),
+        }
+    }
+}
+
+impl From<SessionError> for AuthError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::Database(e) => e.into(),
+            SessionError::Signing(_) => Self::Internal(anyhow::Error::new(e)),
+        }
+    }
+}
+
+impl From<AccountError> for AuthError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::EmailTaken => Self::conflict("email_taken", e.to_string()),
+            AccountError::InvalidCredentials => Self::InvalidCredentials,
+            AccountError::Throttled(throttled) => Self::Throttled(throttled),
+            AccountError::Hashing(e) => Self::Internal(e),
+            AccountError::Session(e) => e.into(),
+            AccountError::Database(e) => e.into(),
+        }
+    }
+}
+
+impl From<MemberError> for AuthError {
+    fn from(e: MemberError) -> Self {
+        match e {
+            MemberError::NotFound => Self::NotFound,
+            MemberError::Refused(refusal) => refusal.into(),
+            MemberError::Database(e) => e.into(),
+        }
+    }
+}
+
+impl From<InvitationError> for AuthError {
+    fn from(e: InvitationError) -> Self {
+        match e {
+            InvitationError::NotFound => Self::NotFound,
+            InvitationError::OtherEmail => Self::Forbidden(e.to_string()),
+            InvitationError::AlreadyMember => Self::conflict("already_member", e.to_string()),
+            InvitationError::Database(e) => e.into(),
+        }
+    }
+}
+
+impl From<GoogleError> for AuthError {
+    fn from(e: GoogleError) -> Self {
+        match e {
+            GoogleError::Rejected => Self::Unauthenticated,
+            GoogleError::Unavailable => Self::Unavailable,
+            GoogleError::Unreachable(e) => Self::Internal(e),
+        }
     }
 }
 

@@ -2,14 +2,25 @@
 //!
 //! `App::build` wires configuration into a served router; `router` is the same routes
 //! without a socket, for in-process tests and the benchmarks.
+//!
+//! Layers, top to bottom: `routes` (handlers: parse, authorize, call a domain function,
+//! respond), `extract` and `error` (the HTTP edge: who is calling, and how each error
+//! answers), then the domain modules (`accounts`, `sessions`, `orgs`, `members`,
+//! `invitations`, `google`, `throttle`, `retention`) and the domain types (`email`,
+//! `password`). SQL and audit writes live in the domain modules; each returns its own error,
+//! mapped to [`error::AuthError`] at the edge only (see `docs/architecture.md`).
 
+pub mod accounts;
 pub mod config;
 pub mod email;
 pub mod error;
 pub mod extract;
 pub mod google;
+pub mod invitations;
+pub mod members;
 pub mod orgs;
 pub mod password;
+pub mod retention;
 pub mod routes;
 /// Opaque secrets live in the tokens crate, shared with runs (runner tickets and tokens).
 pub use runwarden_tokens::opaque as secret_token;
@@ -80,25 +91,10 @@ pub fn router_with_tasks(
         routes = routes.merge(runwarden_events::tasks::route(
             "retention-purge",
             auth,
-            move || retention_purge(pool.clone()),
+            move || retention::purge(pool.clone()),
         ));
     }
     server::app(routes, limits, hops)
-}
-
-/// The daily purge of what has outlived any use (`retention_purge` in the migrations):
-/// old sessions, sign-in flows, unaccepted invitations, published outbox rows. Answers how
-/// many of each went.
-pub async fn retention_purge(pool: PgPool) -> anyhow::Result<serde_json::Value> {
-    let removed: Vec<(String, i64)> = sqlx::query_as("SELECT what, removed FROM retention_purge()")
-        .fetch_all(&pool)
-        .await?;
-    Ok(serde_json::Value::Object(
-        removed
-            .into_iter()
-            .map(|(what, n)| (what, serde_json::Value::from(n)))
-            .collect(),
-    ))
 }
 
 pub struct App {
