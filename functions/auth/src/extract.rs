@@ -4,8 +4,9 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use runwarden_platform::error::ApiError;
 use runwarden_tenancy::Principal;
-use runwarden_tenancy::access::{AccessError, AccessState, bearer_principal, enter_as_user};
+use runwarden_tenancy::access::{AccessState, bearer_principal, enter_as_user};
 use runwarden_tokens::TokenVerifier;
 use sqlx::{PgPool, Postgres, Transaction};
 
@@ -28,7 +29,7 @@ pub struct LiveUser {
 }
 
 impl FromRequestParts<AppState> for LiveUser {
-    type Rejection = AccessError;
+    type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
@@ -46,7 +47,7 @@ impl FromRequestParts<AppState> for LiveUser {
 pub struct AccessToken(pub Principal);
 
 impl FromRequestParts<AppState> for AccessToken {
-    type Rejection = AccessError;
+    type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,

@@ -35,12 +35,12 @@ use axum::Router;
 use runwarden_events::bus::PubSubBus;
 use runwarden_events::push::PushAuth;
 use runwarden_events::relay::Relay;
+use runwarden_platform::app::{self, Service};
 use runwarden_platform::request::TrustedProxyHops;
 use runwarden_platform::server::{self, Limits};
 use runwarden_tokens::{TokenSigner, TokenVerifier};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 
 pub use config::Config;
 
@@ -97,11 +97,10 @@ pub fn router_with_tasks(
     server::app(routes, limits, hops)
 }
 
+/// The auth service: its routes on a listener, beside the outbox relay (see
+/// `runwarden_platform::app` for the shutdown order).
 pub struct App {
-    listener: TcpListener,
-    router: Router,
-    limits: Limits,
-    relay: Relay,
+    service: Service,
 }
 
 impl App {
@@ -116,7 +115,7 @@ impl App {
                 TokenSigner::generate(&config.signing_key_id)
             }
         };
-        let options = runwarden_store::connect_options(&config.database_url)?;
+        let options = runwarden_store::connect_options(&config.service.database_url)?;
         let pool = runwarden_store::pool(options, &runwarden_store::PoolSettings::default());
         let bus = PubSubBus::connect(config.relay.pubsub.clone())
             .await
@@ -129,44 +128,23 @@ impl App {
             Some(tasks) => Some(tasks.into_auth().await?),
             None => None,
         };
-        let router = router_with_tasks(
-            state,
-            tasks,
-            TrustedProxyHops(config.trusted_proxy_hops),
-            &limits,
-        );
-        let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], config.port)))
-            .await
-            .with_context(|| format!("binding port {}", config.port))?;
-        Ok(Self {
-            listener,
-            router,
-            limits,
-            relay,
-        })
+        let router = router_with_tasks(state, tasks, config.service.hops(), &limits);
+        let listener = app::bind(config.service.port).await?;
+        let service = Service::new("auth", listener, router, limits)
+            // Publishes what the last requests committed before it stops.
+            .background("outbox-relay", move |mut stop| {
+                relay.run(async move { stop.stopped().await })
+            });
+        Ok(Self { service })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.service.local_addr()
     }
 
     /// Serves and relays outbox events until SIGTERM: the server drains first, then the
     /// relay publishes what the last requests committed and stops.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        tracing::info!(addr = %self.local_addr()?, "auth listening");
-        let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        let relay = tokio::spawn(self.relay.run(async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        }));
-        let served = server::serve(
-            self.listener,
-            self.router,
-            &self.limits,
-            server::shutdown_signal(),
-        )
-        .await;
-        let _ = stop.send(true);
-        let _ = relay.await;
-        served
+        self.service.run_until_stopped().await
     }
 }

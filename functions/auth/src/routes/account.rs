@@ -92,7 +92,7 @@ pub async fn refresh(
 ) -> AuthResult<impl IntoResponse> {
     let presented = body.refresh_token.expose_secret();
     if !presented.starts_with("rt_") || presented.len() > 128 {
-        return Err(AuthError::Unauthenticated);
+        return Err(AuthError::unauthenticated());
     }
     match sessions::refresh(&state.pool, &state.signer, presented).await? {
         Rotation::Rotated(tokens) => Ok(Json(tokens)),
@@ -103,9 +103,9 @@ pub async fn refresh(
                 session.id = %session,
                 "a used refresh token was presented again; its session is revoked"
             );
-            Err(AuthError::Unauthenticated)
+            Err(AuthError::unauthenticated())
         }
-        Rotation::Invalid => Err(AuthError::Unauthenticated),
+        Rotation::Invalid => Err(AuthError::unauthenticated()),
     }
 }
 
@@ -123,7 +123,7 @@ pub async fn me(
 ) -> AuthResult<impl IntoResponse> {
     let me = accounts::me(&state.pool, principal)
         .await?
-        .ok_or(AuthError::Unauthenticated)?;
+        .ok_or_else(AuthError::unauthenticated)?;
     Ok(Json(me))
 }
 

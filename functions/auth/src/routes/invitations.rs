@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::email::Email;
-use crate::error::{AuthError, AuthResult};
+use crate::error::{AuthError, AuthResult, parse_role};
 use crate::extract::LiveUser;
 use crate::invitations::{self, InvitationToken};
 use crate::orgs;
@@ -30,7 +30,7 @@ pub async fn create(
     access: OrgAccess,
     Body(body): Body<CreateInvitation>,
 ) -> AuthResult<impl IntoResponse> {
-    let role: Role = body.role.parse()?;
+    let role = parse_role(&body.role)?;
     access.require(Role::Admin)?;
     orgs::check_invitation(access.ctx.role, role)?;
     let email = Email::parse(&body.email)?;
@@ -46,7 +46,7 @@ pub async fn accept(
     user: LiveUser,
     Path(token): Path<String>,
 ) -> AuthResult<impl IntoResponse> {
-    let token = InvitationToken::parse(&token).ok_or(AuthError::NotFound)?;
+    let token = InvitationToken::parse(&token).ok_or_else(AuthError::not_found)?;
     let LiveUser { principal, mut tx } = user;
     let (org, role) = invitations::accept(&mut tx, &meta, principal, &token).await?;
     tx.commit().await?;

@@ -1,60 +1,33 @@
 //! `GET /v1/orgs/{org}/members`, `PATCH|DELETE /v1/orgs/{org}/members/{user}`.
 
 use axum::Json;
-use axum::extract::{Path, Query};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use runwarden_platform::extract::Json as Body;
+use runwarden_platform::page::{ListQuery, Page};
 use runwarden_platform::request::RequestMeta;
 use runwarden_tenancy::access::OrgAccess;
 use runwarden_tenancy::{Role, UserId};
 use serde::Deserialize;
 
-use crate::error::{AuthError, AuthResult};
+use crate::error::{AuthError, AuthResult, parse_role};
 use crate::members;
-
-pub const DEFAULT_LIMIT: i64 = 50;
-pub const MAX_LIMIT: i64 = 200;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Page {
-    limit: Option<i64>,
-    cursor: Option<String>,
-}
 
 pub async fn list(
     access: OrgAccess,
-    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
-) -> AuthResult<impl IntoResponse> {
+    query: ListQuery<UserId>,
+) -> AuthResult<Page<members::Member>> {
     access.require(Role::Viewer)?;
-    let Query(page) = page
-        .map_err(|_| AuthError::invalid("invalid_query", "unknown or malformed query parameter"))?;
-    let limit = page.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-    let after: Option<UserId> = match page.cursor.as_deref() {
-        None | Some("") => None,
-        Some(c) => Some(
-            c.parse()
-                .map_err(|_| AuthError::invalid("invalid_cursor", "cursor is not valid"))?,
-        ),
-    };
     let OrgAccess { ctx, mut tx } = access;
-    let mut items = members::list(&mut tx, ctx.org_id, after, limit + 1).await?;
+    let rows = members::list(&mut tx, ctx.org_id, query.cursor, query.fetch_limit()).await?;
     tx.commit().await?;
-    let next_cursor = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().map(|m| m.user_id.to_string())
-    } else {
-        None
-    };
-    Ok(Json(
-        serde_json::json!({"items": items, "next_cursor": next_cursor}),
-    ))
+    Ok(query.page(rows, |m| m.user_id))
 }
 
 /// A user id from the path. A malformed id is just another id that does not exist.
 fn target(raw: &str) -> AuthResult<UserId> {
-    raw.parse().map_err(|_| AuthError::NotFound)
+    raw.parse().map_err(|_| AuthError::not_found())
 }
 
 #[derive(Deserialize)]
@@ -69,7 +42,7 @@ pub async fn change_role(
     Path((_, user)): Path<(String, String)>,
     Body(body): Body<ChangeRole>,
 ) -> AuthResult<impl IntoResponse> {
-    let role: Role = body.role.parse()?;
+    let role = parse_role(&body.role)?;
     access.require(Role::Admin)?;
     let target = target(&user)?;
     let OrgAccess { ctx, mut tx } = access;
