@@ -2,10 +2,10 @@
 //! are in [`crate::invitations`]).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use runwarden_platform::extract::Json as Body;
+use runwarden_platform::extract::{Json as Body, Path};
 use runwarden_platform::request::RequestMeta;
 use runwarden_tenancy::Role;
 use runwarden_tenancy::access::OrgAccess;

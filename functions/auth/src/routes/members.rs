@@ -1,17 +1,16 @@
 //! `GET /v1/orgs/{org}/members`, `PATCH|DELETE /v1/orgs/{org}/members/{user}`.
 
 use axum::Json;
-use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use runwarden_platform::extract::Json as Body;
+use runwarden_platform::extract::{Json as Body, Path};
 use runwarden_platform::page::{ListQuery, Page};
 use runwarden_platform::request::RequestMeta;
 use runwarden_tenancy::access::OrgAccess;
-use runwarden_tenancy::{Role, UserId};
+use runwarden_tenancy::{OrgId, Role, UserId};
 use serde::Deserialize;
 
-use crate::error::{AuthError, AuthResult, parse_role};
+use crate::error::{AuthResult, parse_role};
 use crate::members;
 
 pub async fn list(
@@ -25,11 +24,6 @@ pub async fn list(
     Ok(query.page(rows, |m| m.user_id))
 }
 
-/// A user id from the path. A malformed id is just another id that does not exist.
-fn target(raw: &str) -> AuthResult<UserId> {
-    raw.parse().map_err(|_| AuthError::not_found())
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeRole {
@@ -39,12 +33,12 @@ pub struct ChangeRole {
 pub async fn change_role(
     meta: RequestMeta,
     access: OrgAccess,
-    Path((_, user)): Path<(String, String)>,
+    // A malformed user id answers 404, like a member that does not exist.
+    Path((_, target)): Path<(OrgId, UserId)>,
     Body(body): Body<ChangeRole>,
 ) -> AuthResult<impl IntoResponse> {
     let role = parse_role(&body.role)?;
     access.require(Role::Admin)?;
-    let target = target(&user)?;
     let OrgAccess { ctx, mut tx } = access;
     members::change_role(&mut tx, &meta, &ctx, target, role).await?;
     tx.commit().await?;
@@ -54,9 +48,9 @@ pub async fn change_role(
 pub async fn remove(
     meta: RequestMeta,
     access: OrgAccess,
-    Path((_, user)): Path<(String, String)>,
+    // A malformed user id answers 404, like a member that does not exist.
+    Path((_, target)): Path<(OrgId, UserId)>,
 ) -> AuthResult<StatusCode> {
-    let target = target(&user)?;
     if target != access.ctx.principal.user_id {
         access.require(Role::Admin)?;
     }
