@@ -1,9 +1,9 @@
 //! auth's configuration, from the environment (documented in `.env.example`).
 
 use runwarden_platform::config::{
-    optional_secret, optional_var, parse_value, port, required_secret, required_var, var_parsed,
+    optional_secret, optional_var, parse_value, required_secret, required_var, var_parsed,
 };
-use runwarden_platform::{ConfigError, Environment};
+use runwarden_platform::{ConfigError, Environment, ServiceConfig};
 use secrecy::SecretString;
 use url::Url;
 
@@ -12,16 +12,14 @@ pub const GOOGLE_ISSUER: &str = "https://accounts.google.com";
 
 #[derive(Debug)]
 pub struct Config {
-    pub env: Environment,
-    pub port: u16,
-    pub database_url: SecretString,
+    /// What every function reads the same way: environment, port, database, proxy hops,
+    /// project.
+    pub service: ServiceConfig,
     /// Ed25519 PKCS#8 PEM. Required in production; development generates one per start.
     pub signing_key: Option<SecretString>,
     pub signing_key_id: String,
-    pub trusted_proxy_hops: usize,
     pub hash_concurrency: usize,
     pub google: Option<GoogleConfig>,
-    pub project: Option<String>,
     /// The outbox relay that publishes this function's events to Pub/Sub.
     pub relay: runwarden_events::relay::RelayConfig,
     /// Who may call the scheduler's tasks (`/internal/tasks/...`): authenticated like
@@ -60,7 +58,8 @@ fn url_var(name: &'static str, default: &str) -> Result<Url, ConfigError> {
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let env = Environment::from_env()?;
+        let service = ServiceConfig::from_env(DEFAULT_PORT)?;
+        let env = service.env;
         let signing_key = if env.is_production() {
             Some(required_secret("AUTH_SIGNING_KEY")?)
         } else {
@@ -97,15 +96,11 @@ impl Config {
         };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(Self {
-            env,
-            port: port(DEFAULT_PORT)?,
-            database_url: required_secret("DATABASE_URL")?,
+            service,
             signing_key,
             signing_key_id,
-            trusted_proxy_hops: var_parsed("TRUSTED_PROXY_HOPS", 0)?,
             hash_concurrency: var_parsed("AUTH_HASH_CONCURRENCY", cores)?,
             google,
-            project: optional_var("GOOGLE_CLOUD_PROJECT"),
             relay: runwarden_events::relay::RelayConfig::from_env()?,
             tasks: tasks_config(env)?,
         })

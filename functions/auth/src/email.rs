@@ -2,33 +2,36 @@
 
 use std::fmt;
 
-use crate::error::AuthError;
+/// An address that is not one; the edge answers it as `invalid_email`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("email address is not valid")]
+pub struct EmailError;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(transparent)]
 pub struct Email(String);
 
 impl Email {
     /// A deliberately plain check: one `@`, non-empty local part and a dotted domain, no
     /// whitespace, at most 254 characters. Delivery is the real proof.
-    pub fn parse(raw: &str) -> Result<Self, AuthError> {
+    pub fn parse(raw: &str) -> Result<Self, EmailError> {
         let email = raw.trim().to_lowercase();
-        let invalid = || AuthError::invalid("invalid_email", "email address is not valid");
         if email.is_empty()
             || email.chars().count() > 254
             || email.chars().any(|c| c.is_whitespace() || c.is_control())
         {
-            return Err(invalid());
+            return Err(EmailError);
         }
-        let (local, domain) = email.split_once('@').ok_or_else(invalid)?;
+        let (local, domain) = email.split_once('@').ok_or(EmailError)?;
         if local.is_empty() || local.len() > 64 || domain.contains('@') {
-            return Err(invalid());
+            return Err(EmailError);
         }
         if !domain.contains('.')
             || domain.starts_with('.')
             || domain.ends_with('.')
             || domain.contains("..")
         {
-            return Err(invalid());
+            return Err(EmailError);
         }
         Ok(Self(email))
     }

@@ -1,114 +1,169 @@
-//! auth's errors and how each answers. 4xx carry a safe detail and a stable code; internal
-//! causes are logged once, here, and never sent.
+//! auth's errors and how each answers: the HTTP edge. The variants every function shares
+//! (400 with a code, 401, 403, 404, 409, 503, 500) are the platform's
+//! [`ApiError`], which also writes the one security log line for each 401, 403 and tenancy
+//! 404; what is left here is auth's own: weak passwords, invalid credentials, throttled
+//! logins and an unconfigured provider.
+//!
+//! Domain modules return their own errors (`EmailError`, `Refusal`, `AccountError`,
+//! `Throttled` …); they are mapped here, and only here.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use runwarden_platform::Problem;
-use runwarden_tenancy::TenancyError;
+use runwarden_platform::error::ApiError;
+use runwarden_tenancy::access::AccessError;
+use runwarden_tenancy::{Role, TenancyError};
 
+use crate::accounts::AccountError;
+use crate::email::EmailError;
+use crate::google::GoogleError;
+use crate::invitations::InvitationError;
+use crate::members::MemberError;
+use crate::orgs::{InvalidOrgName, Refusal};
 use crate::password::PasswordRejection;
+use crate::sessions::SessionError;
+use crate::throttle::Throttled;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("{detail}")]
-    Invalid { code: &'static str, detail: String },
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// 400 `weak_password`.
     #[error("weak password: {0}")]
     Password(#[from] PasswordRejection),
+    /// 401 `invalid_credentials`: wrong password and unknown email alike.
     #[error("invalid credentials")]
     InvalidCredentials,
-    #[error("unauthenticated")]
-    Unauthenticated,
-    #[error("forbidden: {0}")]
-    Forbidden(String),
-    #[error("not found")]
-    NotFound,
-    #[error("{detail}")]
-    Conflict { code: &'static str, detail: String },
-    /// A login refused before its password was checked (see [`crate::throttle`]).
+    /// 429: a login refused before its password was checked (see [`crate::throttle`]).
     #[error("login throttled")]
-    Throttled(Box<crate::throttle::Throttled>),
-    #[error("unavailable")]
-    Unavailable,
+    Throttled(Box<Throttled>),
+    /// 404 `not_configured`: an optional provider this deployment does not have.
     #[error("not configured: {0}")]
     NotConfigured(&'static str),
-    #[error(transparent)]
-    Internal(#[from] anyhow::Error),
 }
 
 pub type AuthResult<T> = Result<T, AuthError>;
 
+runwarden_platform::api_error_from!(AuthError:
+    sqlx::Error,
+    anyhow::Error,
+    TenancyError,
+    AccessError,
+);
+
 impl AuthError {
     pub fn invalid(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::Invalid {
-            code,
-            detail: detail.into(),
-        }
+        Self::Api(ApiError::invalid(code, detail))
     }
 
     pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::Conflict {
-            code,
-            detail: detail.into(),
-        }
+        Self::Api(ApiError::conflict(code, detail))
+    }
+
+    pub fn unauthenticated() -> Self {
+        Self::Api(ApiError::Unauthenticated)
+    }
+
+    pub fn not_found() -> Self {
+        Self::Api(ApiError::NotFound)
     }
 }
 
-impl From<sqlx::Error> for AuthError {
-    fn from(e: sqlx::Error) -> Self {
+/// A role in a request body, parsed at the edge: an unknown one is the caller's 400
+/// `invalid_role` (an unknown role read from the database is a 500, see tenancy).
+pub fn parse_role(raw: &str) -> AuthResult<Role> {
+    raw.parse()
+        .map_err(|_| AuthError::invalid("invalid_role", "unknown role"))
+}
+
+impl From<EmailError> for AuthError {
+    fn from(e: EmailError) -> Self {
+        Self::invalid("invalid_email", e.to_string())
+    }
+}
+
+impl From<InvalidOrgName> for AuthError {
+    fn from(e: InvalidOrgName) -> Self {
+        Self::invalid("invalid_name", e.to_string())
+    }
+}
+
+impl From<Refusal> for AuthError {
+    fn from(e: Refusal) -> Self {
         match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                Self::Unavailable
+            Refusal::NeedsAdmin | Refusal::OwnerOnly => {
+                Self::Api(ApiError::Forbidden(e.to_string()))
             }
-            other => Self::Internal(anyhow::Error::new(other)),
+            Refusal::LastOwner => Self::conflict("last_owner", e.to_string()),
         }
     }
 }
 
-impl From<runwarden_tenancy::access::AccessError> for AuthError {
-    fn from(e: runwarden_tenancy::access::AccessError) -> Self {
-        use runwarden_tenancy::access::AccessError;
+impl From<SessionError> for AuthError {
+    fn from(e: SessionError) -> Self {
         match e {
-            AccessError::Unauthenticated => Self::Unauthenticated,
-            AccessError::NotFound => Self::NotFound,
-            AccessError::Database(e) => e.into(),
+            SessionError::Database(e) => e.into(),
+            SessionError::Signing(_) => anyhow::Error::new(e).into(),
         }
     }
 }
 
-impl From<TenancyError> for AuthError {
-    fn from(e: TenancyError) -> Self {
+impl From<AccountError> for AuthError {
+    fn from(e: AccountError) -> Self {
         match e {
-            TenancyError::NotFound => Self::NotFound,
-            TenancyError::Forbidden { .. } => Self::Forbidden(e.to_string()),
-            TenancyError::UnknownRole => Self::invalid("invalid_role", "unknown role"),
+            AccountError::EmailTaken => Self::conflict("email_taken", e.to_string()),
+            AccountError::InvalidCredentials => Self::InvalidCredentials,
+            AccountError::Throttled(throttled) => Self::Throttled(throttled),
+            AccountError::Hashing(e) => e.into(),
+            AccountError::Session(e) => e.into(),
+            AccountError::Database(e) => e.into(),
         }
     }
 }
 
-impl From<runwarden_tokens::TokenError> for AuthError {
-    fn from(_: runwarden_tokens::TokenError) -> Self {
-        Self::Unauthenticated
+impl From<MemberError> for AuthError {
+    fn from(e: MemberError) -> Self {
+        match e {
+            MemberError::NotFound => Self::not_found(),
+            MemberError::Refused(refusal) => refusal.into(),
+            MemberError::Database(e) => e.into(),
+        }
+    }
+}
+
+impl From<InvitationError> for AuthError {
+    fn from(e: InvitationError) -> Self {
+        match e {
+            InvitationError::NotFound => Self::not_found(),
+            InvitationError::OtherEmail => Self::Api(ApiError::Forbidden(e.to_string())),
+            InvitationError::AlreadyMember => Self::conflict("already_member", e.to_string()),
+            InvitationError::Database(e) => e.into(),
+        }
+    }
+}
+
+impl From<GoogleError> for AuthError {
+    fn from(e: GoogleError) -> Self {
+        match e {
+            GoogleError::Rejected => Self::unauthenticated(),
+            GoogleError::Unavailable => Self::Api(ApiError::Unavailable),
+            GoogleError::Unreachable(e) => e.into(),
+        }
     }
 }
 
 impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
-        let problem = match self {
-            Self::Invalid { code, detail } => Problem::bad_request(code, detail),
+        match self {
+            Self::Api(e) => e.into_response(),
             Self::Password(rejection) => {
-                Problem::bad_request("weak_password", rejection.to_string())
+                Problem::bad_request("weak_password", rejection.to_string()).into_response()
             }
             Self::InvalidCredentials => {
                 Problem::new(StatusCode::UNAUTHORIZED, "invalid_credentials")
                     .detail("email or password is incorrect")
+                    .into_response()
             }
-            Self::Unauthenticated => Problem::unauthorized(),
-            Self::Forbidden(detail) => {
-                tracing::info!(security_event = "authz_denied", reason = %detail, "forbidden");
-                Problem::forbidden(detail)
-            }
-            Self::NotFound => Problem::not_found(),
-            Self::Conflict { code, detail } => Problem::conflict(code, detail),
             Self::Throttled(throttled) => {
                 let seconds = throttled.decision.retry_after_secs().unwrap_or(1);
                 tracing::info!(
@@ -123,19 +178,58 @@ impl IntoResponse for AuthError {
                     throttled.policy,
                     response.headers_mut(),
                 );
-                return response;
-            }
-            Self::Unavailable => {
-                tracing::warn!("database unavailable");
-                Problem::unavailable()
+                response
             }
             Self::NotConfigured(what) => Problem::new(StatusCode::NOT_FOUND, "not_configured")
-                .detail(format!("{what} is not configured")),
-            Self::Internal(e) => {
-                tracing::error!(error = format!("{e:#}"), "internal error");
-                Problem::internal()
-            }
-        };
-        problem.into_response()
+                .detail(format!("{what} is not configured"))
+                .into_response(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(e: impl Into<AuthError>) -> StatusCode {
+        e.into().into_response().status()
+    }
+
+    #[test]
+    fn a_role_from_the_body_is_a_400_and_a_stored_one_a_500() {
+        let from_body = parse_role("superuser").unwrap_err();
+        assert!(matches!(
+            &from_body,
+            AuthError::Api(ApiError::Invalid {
+                code: "invalid_role",
+                ..
+            })
+        ));
+        assert_eq!(status(from_body), StatusCode::BAD_REQUEST);
+        assert_eq!(parse_role("admin").unwrap(), Role::Admin);
+        assert_eq!(
+            status(TenancyError::UnknownRole),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn domain_errors_answer_their_status() {
+        assert_eq!(status(EmailError), StatusCode::BAD_REQUEST);
+        assert_eq!(status(InvalidOrgName), StatusCode::BAD_REQUEST);
+        assert_eq!(status(Refusal::OwnerOnly), StatusCode::FORBIDDEN);
+        assert_eq!(status(Refusal::LastOwner), StatusCode::CONFLICT);
+        assert_eq!(status(AccountError::EmailTaken), StatusCode::CONFLICT);
+        assert_eq!(
+            status(AccountError::InvalidCredentials),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(status(MemberError::NotFound), StatusCode::NOT_FOUND);
+        assert_eq!(status(InvitationError::OtherEmail), StatusCode::FORBIDDEN);
+        assert_eq!(status(GoogleError::Rejected), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            status(GoogleError::Unavailable),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 }

@@ -1,20 +1,40 @@
 //! Google sign-in (OAuth 2.0 authorization code + OpenID Connect), the provider side:
+//! the single-use login attempts (state, nonce, PKCE verifier, bound to one browser),
 //! building the authorization URL, exchanging the code with PKCE, and verifying the ID
 //! token with the shared OIDC verifier (`runwarden_tokens::oidc`: RS256 pinned, JWKS cache,
 //! issuer, audience and expiry) plus the sign-in checks: nonce and `email_verified`. Every
-//! endpoint comes from configuration.
+//! endpoint comes from configuration. Who the identity signs in as is
+//! [`crate::accounts::sign_in_with_google`].
 
 use std::time::Duration;
 
 use runwarden_tokens::oidc::{self, OidcConfig, OidcVerifier};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
+use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 use url::Url;
 
 use crate::config::GoogleConfig;
 use crate::email::Email;
-use crate::error::{AuthError, AuthResult};
+use crate::secret_token;
+
+/// How long a login attempt (and its browser cookie) lives.
+pub const FLOW_LIFETIME_SECS: i64 = 600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GoogleError {
+    /// The provider refused the code, or what it sent does not verify. Logged here as
+    /// `sso_rejected`; the caller learns nothing more than 401.
+    #[error("Google sign-in rejected")]
+    Rejected,
+    /// The provider's keys cannot be fetched right now.
+    #[error("Google's keys are unavailable")]
+    Unavailable,
+    /// The token endpoint did not answer.
+    #[error(transparent)]
+    Unreachable(anyhow::Error),
+}
 
 pub struct GoogleSignIn {
     config: GoogleConfig,
@@ -44,13 +64,48 @@ struct TokenResponse {
     id_token: String,
 }
 
-fn rejected(reason: &'static str) -> AuthError {
+fn rejected(reason: &'static str) -> GoogleError {
     tracing::warn!(
         security_event = "sso_rejected",
         reason,
         "Google sign-in rejected"
     );
-    AuthError::Unauthenticated
+    GoogleError::Rejected
+}
+
+/// A login attempt just started: where to send the browser, and the random value its
+/// cookie must carry back.
+pub struct Started {
+    pub redirect: Url,
+    pub browser_binding: String,
+}
+
+/// The secrets a login attempt kept for its callback.
+pub struct Attempt {
+    pub nonce: String,
+    pub code_verifier: String,
+}
+
+/// Consumes the login attempt `state` names, only when `browser_binding` matches and it
+/// has not expired: deleted as it is read, so it is single use. None otherwise.
+pub async fn consume_attempt(
+    pool: &PgPool,
+    state: &str,
+    browser_binding: &str,
+) -> Result<Option<Attempt>, sqlx::Error> {
+    let flow: Option<(String, String)> = sqlx::query_as(
+        "DELETE FROM oidc_login_flows
+          WHERE state_hash = $1 AND browser_binding_hash = $2 AND expires_at > now()
+      RETURNING nonce, code_verifier",
+    )
+    .bind(secret_token::hash(state))
+    .bind(secret_token::hash(browser_binding))
+    .fetch_optional(pool)
+    .await?;
+    Ok(flow.map(|(nonce, code_verifier)| Attempt {
+        nonce,
+        code_verifier,
+    }))
 }
 
 impl GoogleSignIn {
@@ -76,6 +131,39 @@ impl GoogleSignIn {
         }
     }
 
+    /// Stores a new single-use login attempt (only hashes of its state and browser
+    /// binding) and answers the provider URL to send the browser to. Expired attempts are
+    /// swept on the way.
+    pub async fn start(&self, pool: &PgPool) -> Result<Started, sqlx::Error> {
+        let flow_state = secret_token::random_b64(32);
+        let binding = secret_token::random_b64(32);
+        let nonce = secret_token::random_b64(32);
+        let verifier = secret_token::random_b64(48);
+        let mut conn = pool.acquire().await?;
+        sqlx::query("DELETE FROM oidc_login_flows WHERE expires_at < now()")
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(
+            "INSERT INTO oidc_login_flows (state_hash, browser_binding_hash, nonce, code_verifier, expires_at)
+             VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))",
+        )
+        .bind(secret_token::hash(&flow_state))
+        .bind(secret_token::hash(&binding))
+        .bind(&nonce)
+        .bind(&verifier)
+        .bind(FLOW_LIFETIME_SECS as f64)
+        .execute(&mut *conn)
+        .await?;
+        Ok(Started {
+            redirect: self.authorization_url(
+                &flow_state,
+                &nonce,
+                &secret_token::pkce_challenge(&verifier),
+            ),
+            browser_binding: binding,
+        })
+    }
+
     pub fn authorization_url(&self, state: &str, nonce: &str, code_challenge: &str) -> Url {
         let mut url = self.config.auth_url.clone();
         url.query_pairs_mut()
@@ -91,7 +179,7 @@ impl GoogleSignIn {
     }
 
     /// Exchanges the authorization code (with its PKCE verifier) for an ID token.
-    pub async fn exchange(&self, code: &str, code_verifier: &str) -> AuthResult<String> {
+    pub async fn exchange(&self, code: &str, code_verifier: &str) -> Result<String, GoogleError> {
         let response = self
             .http
             .post(self.config.token_url.clone())
@@ -105,7 +193,12 @@ impl GoogleSignIn {
             ])
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!("token endpoint unreachable: {}", e.without_url()))?;
+            .map_err(|e| {
+                GoogleError::Unreachable(anyhow::anyhow!(
+                    "token endpoint unreachable: {}",
+                    e.without_url()
+                ))
+            })?;
         if !response.status().is_success() {
             return Err(rejected("code exchange refused"));
         }
@@ -120,13 +213,13 @@ impl GoogleSignIn {
         &self,
         id_token: &str,
         expected_nonce: &str,
-    ) -> AuthResult<GoogleIdentity> {
+    ) -> Result<GoogleIdentity, GoogleError> {
         let claims: IdTokenClaims = self.id_tokens.verify_as(id_token).await.map_err(|e| {
             if e.is_transient() {
-                AuthError::Unavailable
+                GoogleError::Unavailable
             } else {
                 tracing::warn!(security_event = "sso_rejected", reason = %e, "Google sign-in rejected");
-                AuthError::Unauthenticated
+                GoogleError::Rejected
             }
         })?;
 

@@ -2,14 +2,25 @@
 //!
 //! `App::build` wires configuration into a served router; `router` is the same routes
 //! without a socket, for in-process tests and the benchmarks.
+//!
+//! Layers, top to bottom: `routes` (handlers: parse, authorize, call a domain function,
+//! respond), `extract` and `error` (the HTTP edge: who is calling, and how each error
+//! answers), then the domain modules (`accounts`, `sessions`, `orgs`, `members`,
+//! `invitations`, `google`, `throttle`, `retention`) and the domain types (`email`,
+//! `password`). SQL and audit writes live in the domain modules; each returns its own error,
+//! mapped to [`error::AuthError`] at the edge only (see `docs/architecture.md`).
 
+pub mod accounts;
 pub mod config;
 pub mod email;
 pub mod error;
 pub mod extract;
 pub mod google;
+pub mod invitations;
+pub mod members;
 pub mod orgs;
 pub mod password;
+pub mod retention;
 pub mod routes;
 /// Opaque secrets live in the tokens crate, shared with runs (runner tickets and tokens).
 pub use runwarden_tokens::opaque as secret_token;
@@ -24,12 +35,12 @@ use axum::Router;
 use runwarden_events::bus::PubSubBus;
 use runwarden_events::push::PushAuth;
 use runwarden_events::relay::Relay;
+use runwarden_platform::app::{self, Service};
 use runwarden_platform::request::TrustedProxyHops;
 use runwarden_platform::server::{self, Limits};
 use runwarden_tokens::{TokenSigner, TokenVerifier};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 
 pub use config::Config;
 
@@ -80,32 +91,16 @@ pub fn router_with_tasks(
         routes = routes.merge(runwarden_events::tasks::route(
             "retention-purge",
             auth,
-            move || retention_purge(pool.clone()),
+            move || retention::purge(pool.clone()),
         ));
     }
     server::app(routes, limits, hops)
 }
 
-/// The daily purge of what has outlived any use (`retention_purge` in the migrations):
-/// old sessions, sign-in flows, unaccepted invitations, published outbox rows. Answers how
-/// many of each went.
-pub async fn retention_purge(pool: PgPool) -> anyhow::Result<serde_json::Value> {
-    let removed: Vec<(String, i64)> = sqlx::query_as("SELECT what, removed FROM retention_purge()")
-        .fetch_all(&pool)
-        .await?;
-    Ok(serde_json::Value::Object(
-        removed
-            .into_iter()
-            .map(|(what, n)| (what, serde_json::Value::from(n)))
-            .collect(),
-    ))
-}
-
+/// The auth service: its routes on a listener, beside the outbox relay (see
+/// `runwarden_platform::app` for the shutdown order).
 pub struct App {
-    listener: TcpListener,
-    router: Router,
-    limits: Limits,
-    relay: Relay,
+    service: Service,
 }
 
 impl App {
@@ -120,7 +115,7 @@ impl App {
                 TokenSigner::generate(&config.signing_key_id)
             }
         };
-        let options = runwarden_store::connect_options(&config.database_url)?;
+        let options = runwarden_store::connect_options(&config.service.database_url)?;
         let pool = runwarden_store::pool(options, &runwarden_store::PoolSettings::default());
         let bus = PubSubBus::connect(config.relay.pubsub.clone())
             .await
@@ -133,44 +128,23 @@ impl App {
             Some(tasks) => Some(tasks.into_auth().await?),
             None => None,
         };
-        let router = router_with_tasks(
-            state,
-            tasks,
-            TrustedProxyHops(config.trusted_proxy_hops),
-            &limits,
-        );
-        let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], config.port)))
-            .await
-            .with_context(|| format!("binding port {}", config.port))?;
-        Ok(Self {
-            listener,
-            router,
-            limits,
-            relay,
-        })
+        let router = router_with_tasks(state, tasks, config.service.hops(), &limits);
+        let listener = app::bind(config.service.port).await?;
+        let service = Service::new("auth", listener, router, limits)
+            // Publishes what the last requests committed before it stops.
+            .background("outbox-relay", move |mut stop| {
+                relay.run(async move { stop.stopped().await })
+            });
+        Ok(Self { service })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.service.local_addr()
     }
 
     /// Serves and relays outbox events until SIGTERM: the server drains first, then the
     /// relay publishes what the last requests committed and stops.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        tracing::info!(addr = %self.local_addr()?, "auth listening");
-        let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        let relay = tokio::spawn(self.relay.run(async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        }));
-        let served = server::serve(
-            self.listener,
-            self.router,
-            &self.limits,
-            server::shutdown_signal(),
-        )
-        .await;
-        let _ = stop.send(true);
-        let _ = relay.await;
-        served
+        self.service.run_until_stopped().await
     }
 }

@@ -10,10 +10,18 @@ use runwarden_tokens::{AccessClaims, TokenKind, TokenSigner};
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use crate::error::AuthResult;
 use crate::secret_token;
 
 pub const SESSION_LIFETIME: Duration = Duration::hours(24);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    /// Signing an access token failed: a fault of this deployment, never of the caller.
+    #[error("signing an access token failed")]
+    Signing(#[from] runwarden_tokens::TokenError),
+}
 
 /// What sign-up, login, refresh and Google sign-in return.
 #[derive(Debug, Serialize)]
@@ -34,7 +42,7 @@ fn pair(
     session: SessionId,
     refresh_token: String,
     refresh_expires_in: i64,
-) -> AuthResult<TokenPair> {
+) -> Result<TokenPair, SessionError> {
     let access_token = signer.sign(&AccessClaims::new(user, session, Utc::now().timestamp()))?;
     Ok(TokenPair {
         user_id: user,
@@ -47,7 +55,10 @@ fn pair(
     })
 }
 
-async fn insert_refresh_token(conn: &mut PgConnection, session: SessionId) -> AuthResult<String> {
+async fn insert_refresh_token(
+    conn: &mut PgConnection,
+    session: SessionId,
+) -> Result<String, sqlx::Error> {
     let token = secret_token::generate("rt_");
     sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($1, $2)")
         .bind(secret_token::hash(&token))
@@ -63,7 +74,7 @@ pub async fn start(
     conn: &mut PgConnection,
     signer: &TokenSigner,
     user: UserId,
-) -> AuthResult<TokenPair> {
+) -> Result<TokenPair, SessionError> {
     let session = SessionId::new();
     let refresh = secret_token::generate("rt_");
     sqlx::query(
@@ -99,7 +110,7 @@ pub async fn rotate(
     conn: &mut PgConnection,
     signer: &TokenSigner,
     presented: &str,
-) -> AuthResult<Rotation> {
+) -> Result<Rotation, SessionError> {
     let hash = secret_token::hash(presented);
     // Concurrent rotations of one token serialize on its row: exactly one sees `used_at IS NULL`.
     let live: Option<(SessionId, UserId, i64)> = sqlx::query_as(
@@ -138,7 +149,11 @@ pub async fn rotate(
     })
 }
 
-pub async fn revoke(conn: &mut PgConnection, session: SessionId, reason: &str) -> AuthResult<()> {
+pub async fn revoke(
+    conn: &mut PgConnection,
+    session: SessionId,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE sessions SET revoked_at = now(), revoked_reason = $2, updated_at = now()
           WHERE id = $1 AND revoked_at IS NULL",
@@ -148,4 +163,16 @@ pub async fn revoke(conn: &mut PgConnection, session: SessionId, reason: &str) -
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// [`rotate`] in a transaction of its own.
+pub async fn refresh(
+    pool: &sqlx::PgPool,
+    signer: &TokenSigner,
+    presented: &str,
+) -> Result<Rotation, SessionError> {
+    let mut tx = pool.begin().await?;
+    let rotation = rotate(&mut tx, signer, presented).await?;
+    tx.commit().await?;
+    Ok(rotation)
 }

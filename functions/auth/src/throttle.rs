@@ -27,7 +27,6 @@ use runwarden_ratelimit::{Decision, Quota};
 use sqlx::PgPool;
 
 use crate::email::Email;
-use crate::error::{AuthError, AuthResult};
 
 /// Five failures on one account at once, then one more every 3 minutes.
 pub const ACCOUNT: Quota = Quota {
@@ -81,7 +80,8 @@ pub fn ip_key(ip: IpAddr) -> String {
     format!("login:ip:{}", ip.to_canonical())
 }
 
-/// A login refused before its password was checked: which limit, and its decision.
+/// A login refused before its password was checked: which limit, and its decision. A plain
+/// value: the edge answers it 429 with `Retry-After` and the `RateLimit` headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Throttled {
     pub policy: &'static str,
@@ -89,16 +89,19 @@ pub struct Throttled {
     pub decision: Decision,
 }
 
-/// What [`admit`] learned about an attempt it let through.
+/// What [`admit`] decided about an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Admitted {
-    /// The account key has failures still counting, which a success should forget.
-    pub account_has_failures: bool,
+pub enum Admission {
+    /// The password may be checked. `account_has_failures`: the account key has failures
+    /// still counting, which a success should forget.
+    Admitted { account_has_failures: bool },
+    /// Refused on the account key or the IP key (the longer wait of the two when both
+    /// refuse).
+    Throttled(Throttled),
 }
 
-/// Peeks the account key and the IP key without consuming anything. Refused on either
-/// means [`AuthError::Throttled`] (the longer wait of the two when both refuse).
-pub async fn admit(pool: &PgPool, keys: &Keys) -> AuthResult<Admitted> {
+/// Peeks the account key and the IP key without consuming anything.
+pub async fn admit(pool: &PgPool, keys: &Keys) -> Result<Admission, sqlx::Error> {
     let account = runwarden_ratelimit::peek(pool, &keys.account, ACCOUNT).await?;
     let ip = match &keys.ip {
         Some(key) => Some(runwarden_ratelimit::peek(pool, key, IP).await?),
@@ -116,22 +119,24 @@ pub async fn admit(pool: &PgPool, keys: &Keys) -> AuthResult<Admitted> {
             decision,
         }),
     ];
-    if let Some(longest) = refusals
-        .into_iter()
-        .flatten()
-        .filter(|t| !t.decision.allowed)
-        .max_by_key(|t| t.decision.retry_after)
-    {
-        return Err(AuthError::Throttled(Box::new(longest)));
-    }
-    Ok(Admitted {
-        account_has_failures: !account.reset_after.is_zero(),
-    })
+    Ok(
+        match refusals
+            .into_iter()
+            .flatten()
+            .filter(|t| !t.decision.allowed)
+            .max_by_key(|t| t.decision.retry_after)
+        {
+            Some(longest) => Admission::Throttled(longest),
+            None => Admission::Admitted {
+                account_has_failures: !account.reset_after.is_zero(),
+            },
+        },
+    )
 }
 
 /// Counts one failed login on the account key and the IP key. A key already at its limit
 /// (attempts that raced past [`admit`]) stays at it.
-pub async fn record_failure(pool: &PgPool, keys: &Keys) -> AuthResult<()> {
+pub async fn record_failure(pool: &PgPool, keys: &Keys) -> Result<(), sqlx::Error> {
     let mut conn = pool.acquire().await?;
     runwarden_ratelimit::check(&mut *conn, &keys.account, ACCOUNT).await?;
     if let Some(ip) = &keys.ip {
@@ -141,7 +146,7 @@ pub async fn record_failure(pool: &PgPool, keys: &Keys) -> AuthResult<()> {
 }
 
 /// Forgets the account's failures after a successful login. The IP key is left alone.
-pub async fn forget_account(conn: &mut sqlx::PgConnection, keys: &Keys) -> AuthResult<()> {
+pub async fn forget_account(conn: &mut sqlx::PgConnection, keys: &Keys) -> Result<(), sqlx::Error> {
     runwarden_ratelimit::reset(conn, &keys.account).await?;
     Ok(())
 }
