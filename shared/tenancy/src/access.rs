@@ -7,7 +7,6 @@ use axum::extract::{FromRequestParts, RawPathParams};
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::{HeaderMap, header};
-use runwarden_platform::Problem;
 use runwarden_tokens::{AccessClaims, TokenVerifier};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
@@ -25,22 +24,11 @@ pub enum AccessError {
     Database(#[from] sqlx::Error),
 }
 
+/// As every other API error: the platform's error core answers and writes the one security
+/// log line (401 `authn_failed`, a non-member's 404 `tenancy_denied`).
 impl IntoResponse for AccessError {
     fn into_response(self) -> Response {
-        match self {
-            Self::Unauthenticated => Problem::unauthorized().into_response(),
-            Self::NotFound => Problem::not_found().into_response(),
-            Self::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
-            ) => {
-                tracing::warn!("database unavailable while resolving the caller");
-                Problem::unavailable().into_response()
-            }
-            Self::Database(e) => {
-                tracing::error!(error = %e, "resolving the caller failed");
-                Problem::internal().into_response()
-            }
-        }
+        runwarden_platform::error::ApiError::from(self).into_response()
     }
 }
 
