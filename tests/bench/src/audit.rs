@@ -638,8 +638,9 @@ fn print_table(cores: usize, copied: &Copied, pushed: &Pushed, e2e: &EndToEnd) {
     };
     println!(
         "\naudit benchmark: {cores} cores; {ORGS} orgs per phase, audit_log emptied between \
-         phases; PostgreSQL, release audit (RUST_LOG=warn), relay, Pub/Sub emulator and this \
-         client share the machine\n"
+         phases; PostgreSQL, {} audit (RUST_LOG=warn), relay, Pub/Sub emulator and this \
+         client share the machine\n",
+        crate::harness::profile()
     );
     println!("| # | measurement | throughput | time | rows in audit_log | check |");
     println!("|---|---|---|---|---|---|");

@@ -22,6 +22,14 @@ pub fn require_binaries(bins: &[&str], build: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The profile the binaries were built with (`release`, or `debug` for a smoke run), from the
+/// directory they are in, for the tables' headings.
+pub fn profile() -> String {
+    runwarden_e2e::target_dir()
+        .file_name()
+        .map_or_else(|| "?".into(), |n| n.to_string_lossy().into_owned())
+}
+
 /// A small superuser pool on `BENCH_DB_ADMIN_URL`'s database (`admin_url`), after checking
 /// that `table` is empty: every section wants a fresh database of its own.
 pub async fn fresh_admin_pool(admin_url: &str, table: &str) -> anyhow::Result<PgPool> {

@@ -681,11 +681,12 @@ fn print_table(r: &Report) {
     let load = |l: Option<f64>| l.map_or_else(|| "?".into(), |l| format!("{l:.1}"));
     println!(
         "\nquotas benchmark: {cores} cores (1-min load average {} before, {} after); PostgreSQL, \
-         release quotas (RUST_LOG=warn, pool of {} connections) and this client share the \
+         {} quotas (RUST_LOG=warn, pool of {} connections) and this client share the \
          machine; every org on enterprise with overrides above the load; admissions ask for a \
          {CAP_SECS} s cap\n",
         load(r.load_before),
         load(load_average()),
+        crate::harness::profile(),
         PoolSettings::default().max_connections
     );
     println!(

@@ -1070,12 +1070,13 @@ fn print_table(r: &Report) {
     let load = |l: Option<f64>| l.map_or_else(|| "?".into(), |l| format!("{l:.1}"));
     println!(
         "\nruns benchmark: {} cores (1-min load average {} before, {} after); PostgreSQL, \
-         release runs and quotas (RUST_LOG=warn, pools of {} connections), the Pub/Sub \
+         {} runs and quotas (RUST_LOG=warn, pools of {} connections), the Pub/Sub \
          emulator, fake-gcs-server and this client share the machine; every org on \
          enterprise with overrides above the load\n",
         cores(),
         load(r.load_before),
         load(load_average()),
+        crate::harness::profile(),
         PoolSettings::default().max_connections
     );
     println!("| # | measurement | throughput | latency | refused / errors | check | target |");
