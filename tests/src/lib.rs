@@ -1,8 +1,7 @@
 //! Harness for the workspace end-to-end tests (`tests/e2e`) and the bench program
-//! (`tests/bench`, crate `runwarden-bench`): the real
-//! binaries from `target/<profile>/` started as child processes with a clean environment,
-//! a fresh migrated database per test, free ports, and cleanup on drop (children are killed,
-//! databases dropped best-effort).
+//! (`tests/bench`, crate `runwarden-bench`): the real binaries from `target/<profile>/`
+//! started as child processes with a clean environment, a fresh migrated database per test,
+//! free ports, and cleanup on drop (children are killed, databases dropped best-effort).
 //!
 //! Build the binaries first: `cargo build --workspace --bins`.
 
