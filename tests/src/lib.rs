@@ -1,15 +1,9 @@
-//! Harness for the workspace end-to-end tests (`tests/e2e`) and the bench program: the real
-//! binaries from `target/<profile>/` started as child processes with a clean environment,
-//! a fresh migrated database per test, free ports, and cleanup on drop (children are killed,
-//! databases dropped best-effort).
+//! Harness for the workspace end-to-end tests (`tests/e2e`) and the bench program
+//! (`tests/bench`, crate `runwarden-bench`): the real binaries from `target/<profile>/`
+//! started as child processes with a clean environment, a fresh migrated database per test,
+//! free ports, and cleanup on drop (children are killed, databases dropped best-effort).
 //!
 //! Build the binaries first: `cargo build --workspace --bins`.
-
-pub mod audit_bench;
-pub mod measure;
-pub mod quotas_bench;
-pub mod relay_bench;
-pub mod runs_bench;
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -275,6 +269,11 @@ impl Proc {
         self.child.id()
     }
 
+    /// The name it was started under (for messages).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// `http://127.0.0.1:<port>`.
     pub fn base_url(&self) -> String {
         format!(
@@ -361,34 +360,6 @@ impl Proc {
         }
     }
 
-    /// SIGTERM, then up to `grace` to exit (else it is killed when dropped); then prints the
-    /// last lines it wrote (bench runs start functions with `RUST_LOG=warn`, so these are its
-    /// warnings and errors).
-    pub async fn stop(&mut self, grace: Duration) {
-        if self.try_status().is_none() {
-            self.terminate();
-        }
-        match self.wait_exit(grace).await {
-            Some(status) if status.success() => {}
-            Some(status) => eprintln!("warning: {} exited with {status} after SIGTERM", self.name),
-            None => eprintln!(
-                "warning: {} did not exit within {grace:?} of SIGTERM; killing it",
-                self.name
-            ),
-        }
-        let logged = format!("{}{}", self.stdout(), self.stderr());
-        if !logged.trim().is_empty() {
-            let lines: Vec<&str> = logged.lines().collect();
-            eprintln!(
-                "==> {} warnings and errors during the run (last lines):",
-                self.name
-            );
-            for line in &lines[lines.len().saturating_sub(10)..] {
-                eprintln!("{line}");
-            }
-        }
-    }
-
     /// The last lines of its stdout and stderr, for failure messages.
     pub fn output_tail(&self) -> String {
         fn tail(s: &str) -> String {
@@ -466,58 +437,6 @@ pub async fn start_frontdoor(upstreams: &[(&str, &str)]) -> Proc {
 
 // ---------------------------------------------------------------------------------------
 // HTTP
-
-/// auth's `/.well-known/jwks.json` stood in for: a tiny server on a free 127.0.0.1 port that
-/// answers every request with one signer's JWKS (one request per connection), for functions
-/// that fetch `AUTH_JWKS_URL` at start. Stops when dropped.
-pub struct JwksServer {
-    /// `http://127.0.0.1:<port>/.well-known/jwks.json`.
-    pub url: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl JwksServer {
-    pub async fn start(signer: &runwarden_tokens::TokenSigner) -> anyhow::Result<JwksServer> {
-        let body = std::sync::Arc::new(serde_json::to_string(&signer.jwks())?);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}/.well-known/jwks.json", listener.local_addr()?);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((socket, _)) = listener.accept().await else {
-                    continue;
-                };
-                tokio::spawn(answer_json(socket, body.clone()));
-            }
-        });
-        Ok(JwksServer { url, task })
-    }
-}
-
-impl Drop for JwksServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Reads a request head (a GET has no body), answers `body` as JSON and closes.
-async fn answer_json(mut socket: tokio::net::TcpStream, body: std::sync::Arc<String>) {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 && head.len() < 16 * 1024 => head.extend_from_slice(&buf[..n]),
-            _ => return,
-        }
-    }
-    let response = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
-         connection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = socket.write_all(response.as_bytes()).await;
-    let _ = socket.shutdown().await;
-}
 
 /// A client that never uses a proxy (all traffic here goes to 127.0.0.1) and never hangs.
 pub fn client() -> reqwest::Client {

@@ -33,7 +33,7 @@ use anyhow::{Context, bail, ensure};
 use base64::Engine as _;
 use runwarden_events::bus::{PubSubBus, PubSubConfig};
 use runwarden_events::relay::Relay;
-use runwarden_events::topics::{Admin, topology};
+use runwarden_events::topics::{Admin, Topology, topology};
 use runwarden_events::{Actor, AuditEvent, Target};
 use runwarden_tenancy::OrgId;
 use runwarden_tokens::TokenSigner;
@@ -41,7 +41,9 @@ use serde_json::json;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
-use crate::Proc;
+use runwarden_e2e::Proc;
+
+use crate::harness::{JwksServer, require_binaries, stop};
 use crate::measure::required_env;
 
 const DEFAULT_COPY_ROWS: usize = 20_000;
@@ -125,12 +127,7 @@ pub fn run() -> anyhow::Result<()> {
         required_env("PUBSUB_EMULATOR_HOST").map_err(|_| emulator_missing("", "it is unset"))?;
     let copy_rows = count_var("BENCH_AUDIT_COPY_ROWS", DEFAULT_COPY_ROWS)?;
     let events = count_var("BENCH_AUDIT_EVENTS", DEFAULT_EVENTS)?;
-    let audit_bin = crate::target_dir().join("audit");
-    ensure!(
-        audit_bin.is_file(),
-        "{} is missing: build it first (cargo build --release --workspace --bins)",
-        audit_bin.display()
-    );
+    require_binaries(&["audit"], "cargo build -p runwarden-audit --bins")?;
     let cores = crate::measure::cores();
     let runtime = crate::measure::runtime()?;
     let (copied, pushed, e2e) = runtime.block_on(async {
@@ -165,7 +162,7 @@ pub fn run() -> anyhow::Result<()> {
         truncate(&admin).await?;
 
         // audit, with auth's JWKS stood in for by a generated key.
-        let jwks = crate::JwksServer::start(&TokenSigner::generate("bench-1")).await?;
+        let jwks = JwksServer::start(&TokenSigner::generate("bench-1")).await?;
         let secret = uuid::Uuid::new_v4().simple().to_string();
         let mut audit = start_audit(&audit_url, &jwks.url, &secret);
         let result = async {
@@ -187,7 +184,7 @@ pub fn run() -> anyhow::Result<()> {
         .await;
         drop(jwks);
         let result = result.map_err(|e| anyhow::anyhow!("{e:#}\n{}", audit.output_tail()));
-        audit.stop(STOP_GRACE).await;
+        stop(&mut audit, STOP_GRACE).await;
         let (pushed, e2e) = result?;
         anyhow::Ok((copied, pushed, e2e))
     })?;
@@ -311,8 +308,8 @@ async fn copy_baseline(admin: &PgPool, rows: usize) -> anyhow::Result<Copied> {
 
 /// Starts the release audit on a free port (development mode, push secret, warnings only).
 fn start_audit(database_url: &str, jwks_url: &str, secret: &str) -> Proc {
-    let port = crate::free_port();
-    let mut cmd = crate::command("audit");
+    let port = runwarden_e2e::free_port();
+    let mut cmd = runwarden_e2e::command("audit");
     cmd.env("RUNWARDEN_ENV", "development")
         .env("PORT", port.to_string())
         .env("DATABASE_URL", database_url)
@@ -475,13 +472,7 @@ async fn end_to_end(
         .await
         .map_err(|e| emulator_missing(host, &format!("{e:#}")))?;
     topics
-        .apply(topology(), |spec| {
-            ensure!(
-                spec.function == "audit",
-                "unexpected push subscription {} (for {}) in topics.json",
-                spec.name,
-                spec.function
-            );
+        .apply(&audit_topology(), |spec| {
             Ok(format!("{audit_base}{}?token={secret}", spec.path))
         })
         .await?;
@@ -491,6 +482,22 @@ async fn end_to_end(
         eprintln!("warning: could not remove the benchmark's topics from the emulator: {e:#}");
     }
     result
+}
+
+/// The topics of `topics.json` that audit consumes, with only audit's push subscriptions
+/// (the other functions' subscriptions have no one to push to here, and nothing this
+/// benchmark relays goes to their topics).
+fn audit_topology() -> Topology {
+    let topics = topology()
+        .topics
+        .iter()
+        .filter_map(|t| {
+            let mut t = t.clone();
+            t.push_subscriptions.retain(|s| s.function == "audit");
+            (!t.push_subscriptions.is_empty()).then_some(t)
+        })
+        .collect();
+    Topology { topics }
 }
 
 /// Deletes every subscription and topic of `topics.json` from the admin's (per-run) emulator
@@ -631,8 +638,9 @@ fn print_table(cores: usize, copied: &Copied, pushed: &Pushed, e2e: &EndToEnd) {
     };
     println!(
         "\naudit benchmark: {cores} cores; {ORGS} orgs per phase, audit_log emptied between \
-         phases; PostgreSQL, release audit (RUST_LOG=warn), relay, Pub/Sub emulator and this \
-         client share the machine\n"
+         phases; PostgreSQL, {} audit (RUST_LOG=warn), relay, Pub/Sub emulator and this \
+         client share the machine\n",
+        crate::harness::profile()
     );
     println!("| # | measurement | throughput | time | rows in audit_log | check |");
     println!("|---|---|---|---|---|---|");

@@ -1,44 +1,21 @@
-//! Load benchmark of a running `auth` (driven by `scripts/bench`, which builds release
-//! binaries, prepares a database and starts auth). Prints a Markdown table.
+//! `bench run`: load benchmark of a running `auth` (started by `scripts/bench`): the bare
+//! Argon2id hash rate, login/s, refresh/s, `GET /v1/me` latency and auth's RSS, printed as a
+//! Markdown table.
 //!
-//! ```text
-//! bench run                      measure; env BENCH_AUTH_URL (http://127.0.0.1:PORT), BENCH_AUTH_PID
-//! bench relay                    outbox relay throughput through the Pub/Sub emulator; env
-//!                                BENCH_DB_ADMIN_URL, BENCH_DB_RELAY_URL, PUBSUB_EMULATOR_HOST
-//!                                (see runwarden_e2e::relay_bench)
-//! bench audit                    audit ingestion: COPY baseline, push ingestion, end to end
-//!                                through outbox, relay, emulator and a release audit; env
-//!                                BENCH_DB_ADMIN_URL, BENCH_DB_RELAY_URL, BENCH_DB_AUDIT_URL,
-//!                                PUBSUB_EMULATOR_HOST (see runwarden_e2e::audit_bench)
-//! bench quotas                   quotas: admissions/s for one hot org and over 1,000 orgs
-//!                                against a release quotas, rate-limit decisions/s, and the
-//!                                latency the per-org rate limiter adds to a request; env
-//!                                BENCH_DB_ADMIN_URL, BENCH_DB_QUOTAS_URL (see
-//!                                runwarden_e2e::quotas_bench)
-//! bench runs                     runs: run creations/s through a release runs and quotas,
-//!                                SSE fan-out of one run to 500 watchers, and the time from
-//!                                POST .../runs to the runner's first event; env
-//!                                BENCH_DB_ADMIN_URL, BENCH_DB_RUNS_URL, BENCH_DB_QUOTAS_URL,
-//!                                PUBSUB_EMULATOR_HOST, STORAGE_EMULATOR_HOST,
-//!                                BENCH_ARTIFACTS_BUCKET (see runwarden_e2e::runs_bench)
-//! bench free-port                print a free TCP port on 127.0.0.1
-//! bench db-url URL DB [USER]     print URL pointed at database DB (and login role USER)
-//! bench drop-db ADMIN_URL DB     drop database DB (WITH (FORCE)), best-effort helper
-//! ```
-//!
-//! Every phase runs for a fixed time and only talks to 127.0.0.1. Durations can be
-//! shortened with `BENCH_SECONDS_SCALE` (e.g. `0.2` for a smoke run).
+//! Environment: `BENCH_AUTH_URL` (`http://127.0.0.1:PORT`), optionally `BENCH_AUTH_PID`
+//! (for the RSS columns).
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use argon2::password_hash::{PasswordHasher as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use runwarden_auth::password::{ITERATIONS, MEMORY_KIB, PARALLELISM};
-use runwarden_e2e::measure::{cores, ms, percentile, runtime, scaled};
-use runwarden_e2e::{PASSWORD, Tokens, drop_database};
+use runwarden_e2e::{PASSWORD, Tokens};
 use serde_json::{Value, json};
 use url::Url;
+
+use crate::measure::{cores, ms, percentile, runtime, scaled};
 
 const HASH_SECS: f64 = 5.0;
 const LOGIN_SECS: f64 = 10.0;
@@ -51,40 +28,7 @@ const LOGIN_TARGET_RATIO: f64 = 0.90;
 /// Target: p99 of an authenticated read under 5 ms at 16 clients.
 const ME_P99_TARGET: Duration = Duration::from_millis(5);
 
-fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        ["free-port"] => {
-            println!("{}", runwarden_e2e::free_port());
-            Ok(())
-        }
-        ["db-url", url, db] => print_db_url(url, db, None),
-        ["db-url", url, db, user] => print_db_url(url, db, Some(user)),
-        ["drop-db", url, db] => drop_database(&Url::parse(url).context("admin URL")?, db),
-        ["run"] => run(),
-        ["relay"] => runwarden_e2e::relay_bench::run(),
-        ["audit"] => runwarden_e2e::audit_bench::run(),
-        ["quotas"] => runwarden_e2e::quotas_bench::run(),
-        ["runs"] => runwarden_e2e::runs_bench::run(),
-        _ => bail!(
-            "usage: bench run | relay | audit | quotas | runs | free-port | db-url URL DB [USER] \
-             | drop-db ADMIN_URL DB"
-        ),
-    }
-}
-
-fn print_db_url(url: &str, db: &str, user: Option<&str>) -> anyhow::Result<()> {
-    let base = Url::parse(url).context("not a URL")?;
-    println!("{}", runwarden_e2e::database_url(&base, db, user));
-    Ok(())
-}
-
-fn run() -> anyhow::Result<()> {
+pub fn run() -> anyhow::Result<()> {
     let base = std::env::var("BENCH_AUTH_URL").context("BENCH_AUTH_URL is required")?;
     let parsed = Url::parse(&base).context("BENCH_AUTH_URL")?;
     ensure!(
@@ -113,43 +57,23 @@ fn run() -> anyhow::Result<()> {
     eprintln!("==> creating {users} users");
     let accounts = runtime.block_on(create_users(&base, users, 2 * cores))?;
 
-    eprintln!(
-        "==> login at {login_clients} clients for {:?}",
-        scaled(LOGIN_SECS)
-    );
-    let emails: Vec<String> = accounts
+    let logins = accounts
         .iter()
         .take(login_clients)
-        .map(|(e, _)| e.clone())
+        .map(|(email, _)| LoopKind::Login {
+            email: email.clone(),
+        })
         .collect();
-    let login = runtime.block_on(load(
-        &base,
-        pid,
-        login_clients,
-        scaled(LOGIN_SECS),
-        move |i| LoopKind::Login {
-            email: emails[i].clone(),
-        },
-    ))?;
+    let login = runtime.block_on(load("login", &base, pid, logins, scaled(LOGIN_SECS)))?;
 
-    eprintln!(
-        "==> refresh at {REFRESH_CLIENTS} clients for {:?}",
-        scaled(REFRESH_SECS)
-    );
-    let chains: Vec<Tokens> = accounts
+    let chains = accounts
         .iter()
         .take(REFRESH_CLIENTS)
-        .map(|(_, t)| t.clone())
+        .map(|(_, tokens)| LoopKind::Refresh {
+            token: tokens.refresh.clone(),
+        })
         .collect();
-    let refresh = runtime.block_on(load(
-        &base,
-        pid,
-        REFRESH_CLIENTS,
-        scaled(REFRESH_SECS),
-        move |i| LoopKind::Refresh {
-            token: chains[i].refresh.clone(),
-        },
-    ))?;
+    let refresh = runtime.block_on(load("refresh", &base, pid, chains, scaled(REFRESH_SECS)))?;
     // Each chain's latest access token (rotation keeps the session, so it stays valid).
     let access: Vec<String> = refresh.final_access.iter().flatten().cloned().collect();
     ensure!(
@@ -159,16 +83,12 @@ fn run() -> anyhow::Result<()> {
 
     let mut me = Vec::new();
     for clients in ME_CLIENTS {
-        eprintln!(
-            "==> GET /v1/me at {clients} clients for {:?}",
-            scaled(ME_SECS)
-        );
-        let tokens = access.clone();
-        let result = runtime.block_on(load(&base, pid, clients, scaled(ME_SECS), move |i| {
-            LoopKind::Me {
-                token: tokens[i % tokens.len()].clone(),
-            }
-        }))?;
+        let reads = (0..clients)
+            .map(|i| LoopKind::Me {
+                token: access[i % access.len()].clone(),
+            })
+            .collect();
+        let result = runtime.block_on(load("GET /v1/me", &base, pid, reads, scaled(ME_SECS)))?;
         me.push((clients, result));
     }
     let peak_rss = pid.map(|p| proc_status_kib(p, "VmHWM")).transpose()?;
@@ -336,20 +256,20 @@ struct ClientResult {
     last_access: Option<String>,
 }
 
-/// `clients` concurrent clients, each with its own connection, each sending one request
+/// One client per entry of `kinds`, each with its own connection, each sending one request
 /// after another until `duration` has passed; then auth's RSS (when `pid` is known).
 async fn load(
+    what: &str,
     base: &str,
     pid: Option<u32>,
-    clients: usize,
+    kinds: Vec<LoopKind>,
     duration: Duration,
-    kind_for: impl Fn(usize) -> LoopKind,
 ) -> anyhow::Result<LoadResult> {
+    eprintln!("==> {what} at {} clients for {duration:?}", kinds.len());
     let started = Instant::now();
     let deadline = started + duration;
-    let mut tasks = Vec::with_capacity(clients);
-    for i in 0..clients {
-        let kind = kind_for(i);
+    let mut tasks = Vec::with_capacity(kinds.len());
+    for kind in kinds {
         let client = reqwest::Client::builder()
             .no_proxy()
             .pool_max_idle_per_host(1)

@@ -52,7 +52,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, ensure};
 use runwarden_events::push::PushAuth;
 use runwarden_platform::internal_auth::InternalSecrets;
 use runwarden_platform::request::TrustedProxyHops;
@@ -64,10 +63,11 @@ use runwarden_tokens::{AccessClaims, TokenSigner};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
 
-use crate::Proc;
+use runwarden_e2e::Proc;
+
+use crate::harness::{JwksServer, fresh_admin_pool, require_binaries, stop};
 use crate::measure::{
     Outcome, Sample, closed_loop, cores, load_average, ms, open_loop, p50_p99, pass, required_env,
     scaled,
@@ -134,27 +134,11 @@ struct Report {
 pub fn run() -> anyhow::Result<()> {
     let admin_url = required_env("BENCH_DB_ADMIN_URL")?;
     let quotas_url = required_env("BENCH_DB_QUOTAS_URL")?;
-    let quotas_bin = crate::target_dir().join("quotas");
-    ensure!(
-        quotas_bin.is_file(),
-        "{} is missing: build it first (cargo build --release -p runwarden-quotas)",
-        quotas_bin.display()
-    );
+    require_binaries(&["quotas"], "cargo build -p runwarden-quotas --bins")?;
     let runtime = crate::measure::runtime()?;
     let load_before = load_average();
     let report = runtime.block_on(async {
-        let admin = PgPoolOptions::new()
-            .max_connections(2)
-            .connect(&admin_url)
-            .await
-            .context("connecting to BENCH_DB_ADMIN_URL")?;
-        let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM quota_admissions")
-            .fetch_one(&admin)
-            .await?;
-        ensure!(
-            existing == 0,
-            "quota_admissions is not empty: the benchmark needs a fresh database"
-        );
+        let admin = fresh_admin_pool(&admin_url, "quota_admissions").await?;
         let signer = TokenSigner::generate("bench-1");
         eprintln!("==> quotas: creating {} enterprise orgs", SPREAD_ORGS + 2);
         let mut orgs = create_orgs(&admin, &signer, SPREAD_ORGS + 2, "viewer").await?;
@@ -165,7 +149,7 @@ pub fn run() -> anyhow::Result<()> {
         let internal_secret = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
         let push_secret = Uuid::new_v4().simple().to_string();
         let (hot, spread_admissions) = {
-            let jwks = crate::JwksServer::start(&signer).await?;
+            let jwks = JwksServer::start(&signer).await?;
             let mut quotas = start_quotas(&quotas_url, &jwks.url, &internal_secret, &push_secret);
             let result = async {
                 quotas.try_wait_healthy(HEALTHY_TIMEOUT).await?;
@@ -196,7 +180,7 @@ pub fn run() -> anyhow::Result<()> {
             }
             .await;
             let result = result.map_err(|e| anyhow::anyhow!("{e:#}\n{}", quotas.output_tail()));
-            quotas.stop(STOP_GRACE).await;
+            stop(&mut quotas, STOP_GRACE).await;
             result?
         };
 
@@ -319,8 +303,8 @@ pub(crate) async fn create_orgs(
 /// Starts the release quotas on a free port (development mode, warnings only); the runs
 /// benchmark admits its runs through one too.
 pub(crate) fn start_quotas(database_url: &str, jwks_url: &str, internal: &str, push: &str) -> Proc {
-    let port = crate::free_port();
-    let mut cmd = crate::command("quotas");
+    let port = runwarden_e2e::free_port();
+    let mut cmd = runwarden_e2e::command("quotas");
     cmd.env("RUNWARDEN_ENV", "development")
         .env("PORT", port.to_string())
         .env("DATABASE_URL", database_url)
@@ -346,7 +330,7 @@ async fn admissions(
     orgs: &[Uuid],
     duration: Duration,
 ) -> anyhow::Result<Admissions> {
-    let client = crate::client();
+    let client = runwarden_e2e::client();
     let url = format!("{base}/internal/admissions");
     let orgs_shared: Arc<Vec<Uuid>> = Arc::new(orgs.to_vec());
     let next = Arc::new(AtomicUsize::new(0));
@@ -629,7 +613,7 @@ async fn usage_load(
     limited: bool,
     duration: Duration,
 ) -> anyhow::Result<Sample> {
-    let client = crate::client();
+    let client = runwarden_e2e::client();
     let mut next = 0;
     open_loop(OVERHEAD_PER_SEC, duration, || {
         let org = &orgs[next % orgs.len()];
@@ -697,11 +681,12 @@ fn print_table(r: &Report) {
     let load = |l: Option<f64>| l.map_or_else(|| "?".into(), |l| format!("{l:.1}"));
     println!(
         "\nquotas benchmark: {cores} cores (1-min load average {} before, {} after); PostgreSQL, \
-         release quotas (RUST_LOG=warn, pool of {} connections) and this client share the \
+         {} quotas (RUST_LOG=warn, pool of {} connections) and this client share the \
          machine; every org on enterprise with overrides above the load; admissions ask for a \
          {CAP_SECS} s cap\n",
         load(r.load_before),
         load(load_average()),
+        crate::harness::profile(),
         PoolSettings::default().max_connections
     );
     println!(

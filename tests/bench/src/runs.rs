@@ -75,15 +75,16 @@ use runwarden_store::PoolSettings;
 use runwarden_tokens::{TokenSigner, opaque};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
 
-use crate::Proc;
+use runwarden_e2e::Proc;
+
+use crate::harness::{JwksServer, fresh_admin_pool, require_binaries, stop};
 use crate::measure::{
     Outcome, Sample, closed_loop, cores, load_average, machine_busy, ms, open_loop, p50_p99, pass,
     percentile, process_cpu, required_env, scaled, scaled_count,
 };
-use crate::quotas_bench::{BenchOrg, create_orgs, start_quotas};
+use crate::quotas::{BenchOrg, create_orgs, start_quotas};
 
 /// Concurrent clients of part 1.
 const CLIENTS: usize = 32;
@@ -348,30 +349,15 @@ pub fn run() -> anyhow::Result<()> {
         // pubsub-setup wants at least 32 URL-safe characters.
         push_secret: Uuid::new_v4().simple().to_string(),
     };
-    for bin in ["runs", "quotas", "runner", "demo-agent", "pubsub-setup"] {
-        let path = crate::target_dir().join(bin);
-        ensure!(
-            path.is_file(),
-            "{} is missing: build it first (cargo build --release -p runwarden-runs \
-             -p runwarden-quotas -p runwarden-runner -p runwarden-events --bins)",
-            path.display()
-        );
-    }
+    require_binaries(
+        &["runs", "quotas", "runner", "demo-agent", "pubsub-setup"],
+        "cargo build -p runwarden-runs -p runwarden-quotas -p runwarden-runner \
+         -p runwarden-events --bins",
+    )?;
     let runtime = crate::measure::runtime()?;
     let load_before = load_average();
     let report = runtime.block_on(async {
-        let admin = PgPoolOptions::new()
-            .max_connections(2)
-            .connect(&admin_url)
-            .await
-            .context("connecting to BENCH_DB_ADMIN_URL")?;
-        let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM runs")
-            .fetch_one(&admin)
-            .await?;
-        ensure!(
-            existing == 0,
-            "runs is not empty: the benchmark needs a fresh database"
-        );
+        let admin = fresh_admin_pool(&admin_url, "runs").await?;
         let signer = TokenSigner::generate("bench-1");
         eprintln!(
             "==> runs: creating {} enterprise orgs and projects",
@@ -393,7 +379,7 @@ pub fn run() -> anyhow::Result<()> {
         for topic in topology().topic_names() {
             topics.ensure_topic(topic).await?;
         }
-        let jwks = crate::JwksServer::start(&signer).await?;
+        let jwks = JwksServer::start(&signer).await?;
         let mut quotas = start_quotas(
             &stack.quotas_db,
             &jwks.url,
@@ -445,10 +431,10 @@ pub fn run() -> anyhow::Result<()> {
             anyhow::anyhow!("{e:#}\n{runs_tail}\n{}", quotas.output_tail())
         });
         if let Some(runs) = runs.as_mut() {
-            runs.stop(STOP_GRACE).await;
+            stop(runs, STOP_GRACE).await;
         }
-        quotas.stop(STOP_GRACE).await;
-        if let Err(e) = crate::audit_bench::remove_topology(&topics).await {
+        stop(&mut quotas, STOP_GRACE).await;
+        if let Err(e) = crate::audit::remove_topology(&topics).await {
             eprintln!("warning: could not remove the benchmark's topics from the emulator: {e:#}");
         }
         let (creations, fanout, first_events) = result?;
@@ -492,8 +478,8 @@ async fn create_tenants(
 /// through quotas at `quotas_url`, relaying to the emulator project, starting runners
 /// (`runner` beside it) as child processes and storing artifacts in fake-gcs-server.
 fn start_runs(stack: &Stack, jwks_url: &str, quotas_url: &str) -> Proc {
-    let port = crate::free_port();
-    let mut cmd = crate::command("runs");
+    let port = runwarden_e2e::free_port();
+    let mut cmd = runwarden_e2e::command("runs");
     cmd.env("RUNWARDEN_ENV", "development")
         .env("PORT", port.to_string())
         .env("DATABASE_URL", &stack.runs_db)
@@ -517,7 +503,7 @@ fn start_runs(stack: &Stack, jwks_url: &str, quotas_url: &str) -> Proc {
 /// audit runs here: its pushes go to a closed port (the emulator retries them, then
 /// dead-letters them).
 async fn pubsub_setup(stack: &Stack, runs_url: &str, quotas_url: &str) -> anyhow::Result<()> {
-    let mut cmd = crate::command("pubsub-setup");
+    let mut cmd = runwarden_e2e::command("pubsub-setup");
     cmd.env("PUBSUB_EMULATOR_HOST", &stack.pubsub)
         .env("PUBSUB_PROJECT", &stack.pubsub_project)
         .env("PUSH_SECRET", &stack.push_secret)
@@ -548,7 +534,7 @@ async fn creations(
     tenants: &[Tenant],
     duration: Duration,
 ) -> anyhow::Result<Creations> {
-    let client = crate::client();
+    let client = runwarden_e2e::client();
     let shared: Arc<Vec<Tenant>> = Arc::new(tenants.to_vec());
     let next = Arc::new(AtomicUsize::new(0));
     let base: Arc<str> = base.into();
@@ -856,7 +842,7 @@ async fn fanout(
     internal: &str,
 ) -> anyhow::Result<Fanout> {
     let (run, token) = insert_running_run(admin, tenant).await?;
-    let client = crate::client();
+    let client = runwarden_e2e::client();
     let url = events_url(&client, base, tenant, &run.to_string()).await?;
     let streams = stream_client()?;
     let clock = Instant::now();
@@ -968,7 +954,7 @@ async fn fanout(
 
 /// One demo run, started and watched to its end.
 async fn first_event(admin: &PgPool, base: &str, tenant: &Tenant) -> anyhow::Result<FirstEvent> {
-    let client = crate::client();
+    let client = runwarden_e2e::client();
     let t0 = Instant::now();
     let response = client
         .post(format!(
@@ -1084,12 +1070,13 @@ fn print_table(r: &Report) {
     let load = |l: Option<f64>| l.map_or_else(|| "?".into(), |l| format!("{l:.1}"));
     println!(
         "\nruns benchmark: {} cores (1-min load average {} before, {} after); PostgreSQL, \
-         release runs and quotas (RUST_LOG=warn, pools of {} connections), the Pub/Sub \
+         {} runs and quotas (RUST_LOG=warn, pools of {} connections), the Pub/Sub \
          emulator, fake-gcs-server and this client share the machine; every org on \
          enterprise with overrides above the load\n",
         cores(),
         load(r.load_before),
         load(load_average()),
+        crate::harness::profile(),
         PoolSettings::default().max_connections
     );
     println!("| # | measurement | throughput | latency | refused / errors | check | target |");

@@ -209,7 +209,7 @@ async fn pull_all(
     config: &PubSubConfig,
     expected: usize,
 ) -> anyhow::Result<(usize, usize)> {
-    let client = crate::client();
+    let client = runwarden_e2e::client();
     let base = format!(
         "http://{host}/v1/{}",
         config.subscription_path(PULL_SUBSCRIPTION)
