@@ -5,7 +5,7 @@
 //!
 //! What travels to the execution is a single-use ticket, never the runner token: job
 //! overrides are readable by anyone who can read the execution, so the runner exchanges the
-//! ticket once for its token (`runner` module) and a second exchange fails and is audited.
+//! ticket once for its token ([`crate::tickets`]) and a second exchange fails and is audited.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -13,13 +13,13 @@ use std::sync::{Arc, Mutex};
 
 use runwarden_events::push::{Delivery, PushError};
 use runwarden_tenancy::{OrgId, set_tenant};
-use runwarden_tokens::opaque;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::runs::{self, Status};
+use crate::tickets;
 
 /// What a runner execution is started with.
 pub struct Launch<'a> {
@@ -249,22 +249,14 @@ pub async fn handle_push(
         Err(crate::error::RunsError::NotFound) => return Ok(()),
         Err(e) => return Err(transient(&e)),
     };
-    let already: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM runner_credentials WHERE run_id = $1)")
-            .bind(run.id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| transient(&e))?;
+    let already = tickets::issued(&mut tx, run.id)
+        .await
+        .map_err(|e| transient(&e))?;
     if run.status() != Status::Queued || already {
         tracing::info!(run.id = %run.id, status = %run.status, "dispatch redelivered; nothing to start");
         return Ok(());
     }
-    let ticket = opaque::generate("rtk_");
-    sqlx::query("INSERT INTO runner_credentials (run_id, org_id, ticket_hash) VALUES ($1, $2, $3)")
-        .bind(run.id)
-        .bind(org)
-        .bind(opaque::hash(&ticket))
-        .execute(&mut *tx)
+    let ticket = tickets::issue(&mut tx, org, run.id)
         .await
         .map_err(|e| transient(&e))?;
     // Started under the row lock: a concurrent redelivery waits, then sees the credentials.

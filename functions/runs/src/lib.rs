@@ -8,7 +8,7 @@
 //!   [`runs`] for a run's life.
 //! - **Dispatch** (`POST /push/run-dispatch`): one runner execution per run, however often
 //!   Pub/Sub delivers ([`dispatch`]); the runner exchanges a single-use ticket for a token
-//!   bound to its run ([`runner`], `/internal/runner/...`).
+//!   bound to its run ([`tickets`], `/internal/runner/...`).
 //! - **Reaper** ([`reaper`]): runs past their cap plus grace are ended by the server.
 //! - **Secrets** (`PUT|GET|DELETE .../projects/{project}/secrets[/{name}]`): versioned,
 //!   AES-256-GCM under a per-org data key wrapped by the configured key ring; the API answers
@@ -30,10 +30,11 @@ pub mod media;
 pub mod projects;
 pub mod reaper;
 pub mod routes;
-pub mod runner;
+mod rows;
 pub mod runs;
 pub mod secrets;
 pub mod storage;
+pub mod tickets;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

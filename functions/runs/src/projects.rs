@@ -17,9 +17,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::error::{RunsError, RunsResult};
-
-pub const DEFAULT_LIMIT: i64 = 50;
-pub const MAX_LIMIT: i64 = 100;
+use crate::rows;
 
 /// A project name: trimmed, 1 to 100 characters, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,30 +136,13 @@ pub async fn list(
     before: Option<Uuid>,
     limit: i64,
 ) -> RunsResult<Vec<Project>> {
-    Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM projects
-         WHERE org_id = $1 AND ($2::uuid IS NULL OR id < $2)
-         ORDER BY id DESC LIMIT $3"
-    ))
-    .bind(org)
-    .bind(before)
-    .bind(limit)
-    .fetch_all(tx)
-    .await?)
+    rows::newest_first(tx, "projects", COLUMNS, org, before, limit).await
 }
 
 /// The project, locked for the rest of the transaction when `lock`; another org's (or none)
 /// is 404.
 pub async fn get(tx: &mut PgConnection, org: OrgId, id: Uuid, lock: bool) -> RunsResult<Project> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM projects WHERE org_id = $1 AND id = $2{}",
-        if lock { " FOR UPDATE" } else { "" }
-    ))
-    .bind(org)
-    .bind(id)
-    .fetch_optional(tx)
-    .await?
-    .ok_or(RunsError::NotFound)
+    rows::by_id(tx, "projects", COLUMNS, org, id, lock).await
 }
 
 /// A change to a project: a new name, archiving or unarchiving (any of them).

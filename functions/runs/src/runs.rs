@@ -19,6 +19,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::error::{RunsError, RunsResult};
+use crate::rows;
 
 /// The topic a queued run's dispatch goes to; runs' own push route starts its runner.
 pub const RUN_DISPATCH_TOPIC: &str = "run-dispatch";
@@ -289,15 +290,7 @@ async fn by_idempotency_key(
 
 /// The run, locked for the rest of the transaction when `lock`; another org's (or none) is 404.
 pub async fn get(tx: &mut PgConnection, org: OrgId, id: Uuid, lock: bool) -> RunsResult<Run> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM runs WHERE org_id = $1 AND id = $2{}",
-        if lock { " FOR UPDATE" } else { "" }
-    ))
-    .bind(org)
-    .bind(id)
-    .fetch_optional(tx)
-    .await?
-    .ok_or(RunsError::NotFound)
+    rows::by_id(tx, "runs", COLUMNS, org, id, lock).await
 }
 
 /// One page, newest first; `before` is the last id of the previous page.
@@ -307,16 +300,7 @@ pub async fn list(
     before: Option<Uuid>,
     limit: i64,
 ) -> RunsResult<Vec<Run>> {
-    Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM runs
-         WHERE org_id = $1 AND ($2::uuid IS NULL OR id < $2)
-         ORDER BY id DESC LIMIT $3"
-    ))
-    .bind(org)
-    .bind(before)
-    .bind(limit)
-    .fetch_all(tx)
-    .await?)
+    rows::newest_first(tx, "runs", COLUMNS, org, before, limit).await
 }
 
 fn user_event(meta: &RequestMeta, ctx: &OrgContext, action: &str, run: Uuid) -> AuditEvent {

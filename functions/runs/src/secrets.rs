@@ -27,8 +27,6 @@ use crate::projects;
 
 /// The largest value, in bytes (UTF-8).
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
-pub const DEFAULT_LIMIT: i64 = 50;
-pub const MAX_LIMIT: i64 = 100;
 
 /// A secret's name: a valid environment variable name, `^[A-Z_][A-Z0-9_]{0,63}$`, since the
 /// runner exposes secrets as environment variables.
@@ -57,9 +55,11 @@ impl SecretName {
     }
 }
 
-/// What a secret is for; the runner treats each kind its own way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// What a secret is for; the runner treats each kind its own way. Stored as text (with a
+/// CHECK constraint), like `Role`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum SecretKind {
     /// A client id/secret pair or similar credential of the customer's app.
     ClientCredential,
@@ -98,35 +98,6 @@ impl SecretKind {
                     "kind must be client_credential, secret_variable, auth_cookie or api_key",
                 )
             })
-    }
-}
-
-// Stored as text (with a CHECK constraint), like `Role`.
-impl sqlx::Type<sqlx::Postgres> for SecretKind {
-    fn type_info() -> sqlx::postgres::PgTypeInfo {
-        <&str as sqlx::Type<sqlx::Postgres>>::type_info()
-    }
-    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
-        <&str as sqlx::Type<sqlx::Postgres>>::compatible(ty)
-    }
-}
-
-impl sqlx::Encode<'_, sqlx::Postgres> for SecretKind {
-    fn encode_by_ref(
-        &self,
-        buf: &mut sqlx::postgres::PgArgumentBuffer,
-    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-        <&str as sqlx::Encode<sqlx::Postgres>>::encode(self.as_str(), buf)
-    }
-}
-
-impl<'r> sqlx::Decode<'r, sqlx::Postgres> for SecretKind {
-    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
-        let text = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
-        Self::ALL
-            .into_iter()
-            .find(|k| k.as_str() == text)
-            .ok_or_else(|| "unknown secret kind stored".into())
     }
 }
 
@@ -431,7 +402,7 @@ pub async fn delete(
 /// `secret.read_by_runner` audit event per secret (actor: the runner of `run`) is recorded in
 /// the same transaction, so the reads are on record exactly when the caller commits.
 ///
-/// `tx` must be scoped to `org` (e.g. [`crate::runner::enter_run`] or
+/// `tx` must be scoped to `org` (e.g. [`crate::tickets::enter_run`] or
 /// [`runwarden_tenancy::begin_org_tx`]), and the caller has authenticated the runner of `run`
 /// (its token, its run's state). This checks again that `run` is a run of `project` in `org`
 /// (404 otherwise): secrets go to a run of their own project only. Any secret that fails to

@@ -1,6 +1,11 @@
-//! The runner's side of a run: exchanging the single-use ticket for the runner token, and
-//! checking that token on every later call. A token opens one run only, only while the run is
-//! `running` and before its cap plus grace; everything else is 401, the same whatever failed.
+//! Runner credentials: the single-use ticket a dispatch hands to a run's execution, its
+//! exchange for the runner token, and the check of that token on every later call. A token
+//! opens one run only, only while the run is `running` and before its cap plus grace;
+//! everything else is 401, the same whatever failed.
+//!
+//! (Three things are called "runner": the job that runs an agent (`functions/runner`), the
+//! API it calls (`routes::runner_api`, `/internal/runner/...`), and the credentials it holds,
+//! here.)
 
 use chrono::{DateTime, Duration, Utc};
 use runwarden_events::{Actor, AuditEvent, Outcome, Target};
@@ -26,6 +31,28 @@ pub async fn enter_run(
     let org = OrgId::from(org.ok_or(RunsError::Unauthenticated)?);
     set_tenant(&mut tx, Some(org), None).await?;
     Ok((tx, org))
+}
+
+/// Whether a ticket was already issued for `run` (its dispatch was delivered before).
+pub async fn issued(tx: &mut PgConnection, run: Uuid) -> RunsResult<bool> {
+    Ok(
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM runner_credentials WHERE run_id = $1)")
+            .bind(run)
+            .fetch_one(tx)
+            .await?,
+    )
+}
+
+/// A fresh single-use ticket for `run`; only its hash is stored.
+pub async fn issue(tx: &mut PgConnection, org: OrgId, run: Uuid) -> RunsResult<String> {
+    let ticket = opaque::generate("rtk_");
+    sqlx::query("INSERT INTO runner_credentials (run_id, org_id, ticket_hash) VALUES ($1, $2, $3)")
+        .bind(run)
+        .bind(org)
+        .bind(opaque::hash(&ticket))
+        .execute(tx)
+        .await?;
+    Ok(ticket)
 }
 
 fn same_hash(stored: &[u8], presented: &str) -> bool {

@@ -31,9 +31,9 @@ use crate::AppState;
 use crate::error::{RunsError, RunsResult};
 use crate::extract::OrgAccess;
 use crate::media::{self, Grant, MediaKeys, Scope};
-use crate::runner;
 use crate::runs;
 use crate::storage::{self, Artifact, ArtifactName, ArtifactStore, MAX_URL_LIFETIME};
+use crate::tickets;
 
 #[derive(Debug, Deserialize)]
 pub struct RunPath {
@@ -260,8 +260,8 @@ pub async fn upload(
     Json(req): Json<UploadRequest>,
 ) -> RunsResult<AxumJson<UploadTarget>> {
     let token = bearer(&headers)?;
-    let (mut tx, org) = runner::enter_run(&state.pool, run_id).await?;
-    runner::check_token(&mut tx, org, run_id, token).await?;
+    let (mut tx, org) = tickets::enter_run(&state.pool, run_id).await?;
+    tickets::check_token(&mut tx, org, run_id, token).await?;
     let name = ArtifactName::parse(&req.name).ok_or_else(invalid_name)?;
     if !storage::valid_content_type(&req.content_type) {
         return Err(RunsError::invalid(

@@ -1,9 +1,10 @@
 //! runs' HTTP surface. `ROUTES` is the one list of what is served: the router, the OpenAPI
 //! document and the access tests are all checked against it.
 
+pub mod list;
 mod media;
-pub(crate) mod projects;
-mod runner;
+mod projects;
+mod runner_api;
 mod runs;
 mod secrets;
 
@@ -129,18 +130,18 @@ pub fn router(state: AppState, push_auth: PushAuth, secrets: InternalSecrets) ->
     let executor = state.executor.clone();
     let tasks = tasks(&state, &push_auth);
     let internal = Router::new()
-        .route("/internal/runner/exchange", post(runner::exchange))
+        .route("/internal/runner/exchange", post(runner_api::exchange))
         .route(
             "/internal/runner/runs/{run}/secrets",
-            get(runner::read_secrets),
+            get(runner_api::read_secrets),
         )
         .route(
             "/internal/runner/runs/{run}/events",
-            post(runner::append_events),
+            post(runner_api::append_events),
         )
         .route(
             "/internal/runner/runs/{run}/complete",
-            post(runner::complete),
+            post(runner_api::complete),
         )
         .route("/internal/runner/runs/{run}/artifacts", post(media::upload))
         .route_layer(axum::middleware::from_fn_with_state(

@@ -8,12 +8,13 @@ use axum::http::StatusCode;
 use runwarden_platform::extract::Json;
 use runwarden_platform::request::RequestMeta;
 use runwarden_tenancy::Role;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::error::{RunsError, RunsResult};
 use crate::extract::OrgAccess;
-use crate::projects::{self, Change, DEFAULT_LIMIT, MAX_LIMIT, Project, ProjectName};
+use crate::projects::{self, Change, Project, ProjectName};
+use crate::routes::list::{ListQuery, Page};
 
 /// The path's project id; a malformed one names no project (404).
 fn project_id(params: &ProjectPath) -> RunsResult<Uuid> {
@@ -45,52 +46,21 @@ pub async fn create(
     Ok((StatusCode::CREATED, AxumJson(project)))
 }
 
-#[derive(Debug, Serialize)]
-pub struct Page {
-    pub items: Vec<Project>,
-    /// Pass as `cursor` for the next (older) page; `null` on the last page.
-    pub next_cursor: Option<Uuid>,
-}
-
-/// `cursor` (a project id) and `limit` (clamped to 1..=100); anything else is refused.
-pub fn parse_list_query(raw: Option<&str>) -> RunsResult<(Option<Uuid>, i64)> {
-    let (mut cursor, mut limit) = (None, DEFAULT_LIMIT);
-    for (name, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        match name.as_ref() {
-            "cursor" if !value.is_empty() => {
-                cursor =
-                    Some(value.parse().map_err(|_| {
-                        RunsError::invalid("invalid_cursor", "cursor is not valid")
-                    })?);
-            }
-            "limit" if !value.is_empty() => {
-                limit = value
-                    .parse::<i64>()
-                    .map_err(|_| RunsError::invalid("invalid_limit", "limit must be a number"))?
-                    .clamp(1, MAX_LIMIT);
-            }
-            "cursor" | "limit" => {}
-            other => {
-                return Err(RunsError::invalid(
-                    "invalid_query",
-                    format!("unknown query parameter {other}"),
-                ));
-            }
-        }
-    }
-    Ok((cursor, limit))
-}
-
-pub async fn list(mut access: OrgAccess, RawQuery(query): RawQuery) -> RunsResult<AxumJson<Page>> {
+pub async fn list(
+    mut access: OrgAccess,
+    RawQuery(query): RawQuery,
+) -> RunsResult<AxumJson<Page<Project, Uuid>>> {
     access.require(Role::Viewer)?;
-    let (cursor, limit) = parse_list_query(query.as_deref())?;
-    // One more than asked: whether another page exists, without a count.
-    let mut items = projects::list(&mut access.tx, access.ctx.org_id, cursor, limit + 1).await?;
+    let query = ListQuery::parse(query.as_deref(), |c| c.parse().ok())?;
+    let items = projects::list(
+        &mut access.tx,
+        access.ctx.org_id,
+        query.cursor,
+        query.fetch_limit(),
+    )
+    .await?;
     access.tx.commit().await?;
-    let more = items.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-    items.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    let next_cursor = more.then(|| items.last().map(|p| p.id)).flatten();
-    Ok(AxumJson(Page { items, next_cursor }))
+    Ok(AxumJson(Page::new(items, query.limit, |p| p.id)))
 }
 
 pub async fn get(
@@ -144,24 +114,4 @@ pub async fn delete(
     projects::delete(&mut access.tx, &meta, &access.ctx, id).await?;
     access.tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn list_query_clamps_limit_and_refuses_the_unknown() {
-        assert_eq!(parse_list_query(None).unwrap(), (None, DEFAULT_LIMIT));
-        assert_eq!(parse_list_query(Some("limit=100000")).unwrap().1, MAX_LIMIT);
-        assert_eq!(parse_list_query(Some("limit=-1")).unwrap().1, 1);
-        assert!(parse_list_query(Some("limit=ten")).is_err());
-        assert!(parse_list_query(Some("cursor=nope")).is_err());
-        assert!(parse_list_query(Some("offset=100000")).is_err());
-        let id = Uuid::now_v7();
-        assert_eq!(
-            parse_list_query(Some(&format!("cursor={id}&limit=5"))).unwrap(),
-            (Some(id), 5)
-        );
-    }
 }

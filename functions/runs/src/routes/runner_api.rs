@@ -1,5 +1,5 @@
 //! `/internal/runner/...`: the runner of one run, behind `X-Internal-Auth` and (after the
-//! exchange) its runner token. Thin: parse, check the token, call `runs`/`runner`, answer.
+//! exchange) its runner token. Thin: parse, check the token, call `runs`/`tickets`, answer.
 
 use axum::Json as AxumJson;
 use axum::extract::{Path, State};
@@ -11,9 +11,9 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::error::{RunsError, RunsResult};
-use crate::runner;
 use crate::runs::{self, EndedBy, Ending, RunnerOutcome};
 use crate::secrets::{self, SecretKind};
+use crate::tickets;
 
 /// Most events in one append, and the longest message kept (longer ones are cut).
 pub const MAX_EVENTS_PER_CALL: usize = 500;
@@ -48,7 +48,7 @@ pub async fn exchange(
     Json(req): Json<ExchangeRequest>,
 ) -> RunsResult<AxumJson<ExchangeResponse>> {
     let exchanged =
-        runner::exchange(&state.pool, req.run_id, &req.ticket, state.runner_grace).await?;
+        tickets::exchange(&state.pool, req.run_id, &req.ticket, state.runner_grace).await?;
     Ok(AxumJson(ExchangeResponse {
         runner_token: exchanged.token,
         agent: exchanged.run.agent,
@@ -80,8 +80,8 @@ pub async fn read_secrets(
 ) -> RunsResult<AxumJson<SecretsResponse>> {
     use secrecy::ExposeSecret;
     let token = bearer(&headers)?;
-    let (mut tx, org) = runner::enter_run(&state.pool, run_id).await?;
-    let run = runner::check_token(&mut tx, org, run_id, token).await?;
+    let (mut tx, org) = tickets::enter_run(&state.pool, run_id).await?;
+    let run = tickets::check_token(&mut tx, org, run_id, token).await?;
     let plain =
         secrets::read_for_runner(&mut tx, &state.vault, org, run.project_id, run_id).await?;
     tx.commit().await?;
@@ -152,8 +152,8 @@ pub async fn append_events(
             "at most 500 events per call",
         ));
     }
-    let (mut tx, org) = runner::enter_run(&state.pool, run_id).await?;
-    runner::check_token(&mut tx, org, run_id, token).await?;
+    let (mut tx, org) = tickets::enter_run(&state.pool, run_id).await?;
+    tickets::check_token(&mut tx, org, run_id, token).await?;
     for event in &req.events {
         let (kind, stream, message, percent) = match event {
             RunnerEvent::Log { stream, message } => (
@@ -206,8 +206,8 @@ pub async fn complete(
     Json(req): Json<CompleteRequest>,
 ) -> RunsResult<AxumJson<runs::Run>> {
     let token = bearer(&headers)?;
-    let (mut tx, org) = runner::enter_run(&state.pool, run_id).await?;
-    runner::check_token(&mut tx, org, run_id, token).await?;
+    let (mut tx, org) = tickets::enter_run(&state.pool, run_id).await?;
+    tickets::check_token(&mut tx, org, run_id, token).await?;
     let run = runs::finish(
         &mut tx,
         org,

@@ -9,15 +9,14 @@ use runwarden_platform::extract::Json;
 use runwarden_platform::request::RequestMeta;
 use runwarden_tenancy::Role;
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::error::{RunsError, RunsResult};
 use crate::extract::OrgAccess;
-use crate::secrets::{
-    self, DEFAULT_LIMIT, MAX_LIMIT, SecretKind, SecretMeta, SecretName, SecretValue,
-};
+use crate::routes::list::{ListQuery, Page};
+use crate::secrets::{self, SecretKind, SecretMeta, SecretName, SecretValue};
 
 #[derive(Debug, Deserialize)]
 pub struct ProjectPath {
@@ -80,65 +79,25 @@ pub async fn put(
     Ok((status, AxumJson(secret)))
 }
 
-#[derive(Debug, Serialize)]
-pub struct Page {
-    pub items: Vec<SecretMeta>,
-    /// Pass as `cursor` for the next page (names in order); `null` on the last page.
-    pub next_cursor: Option<String>,
-}
-
-/// `cursor` (a secret name) and `limit` (clamped to 1..=100); anything else is refused.
-pub fn parse_list_query(raw: Option<&str>) -> RunsResult<(Option<SecretName>, i64)> {
-    let (mut cursor, mut limit) = (None, DEFAULT_LIMIT);
-    for (name, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        match name.as_ref() {
-            "cursor" if !value.is_empty() => {
-                cursor =
-                    Some(SecretName::parse(&value).map_err(|_| {
-                        RunsError::invalid("invalid_cursor", "cursor is not valid")
-                    })?);
-            }
-            "limit" if !value.is_empty() => {
-                limit = value
-                    .parse::<i64>()
-                    .map_err(|_| RunsError::invalid("invalid_limit", "limit must be a number"))?
-                    .clamp(1, MAX_LIMIT);
-            }
-            "cursor" | "limit" => {}
-            other => {
-                return Err(RunsError::invalid(
-                    "invalid_query",
-                    format!("unknown query parameter {other}"),
-                ));
-            }
-        }
-    }
-    Ok((cursor, limit))
-}
-
+/// Secrets in name order; the cursor is the last name of the previous page.
 pub async fn list(
     mut access: OrgAccess,
     Path(path): Path<ProjectPath>,
     RawQuery(query): RawQuery,
-) -> RunsResult<AxumJson<Page>> {
+) -> RunsResult<AxumJson<Page<SecretMeta, String>>> {
     access.require(Role::Viewer)?;
     let project = project_id(&path.project)?;
-    let (cursor, limit) = parse_list_query(query.as_deref())?;
-    // One more than asked: whether another page exists, without a count.
-    let mut items = secrets::list(
+    let query = ListQuery::parse(query.as_deref(), |c| SecretName::parse(c).ok())?;
+    let items = secrets::list(
         &mut access.tx,
         access.ctx.org_id,
         project,
-        cursor.as_ref(),
-        limit + 1,
+        query.cursor.as_ref(),
+        query.fetch_limit(),
     )
     .await?;
     access.tx.commit().await?;
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let more = items.len() > limit;
-    items.truncate(limit);
-    let next_cursor = more.then(|| items.last().map(|s| s.name.clone())).flatten();
-    Ok(AxumJson(Page { items, next_cursor }))
+    Ok(AxumJson(Page::new(items, query.limit, |s| s.name.clone())))
 }
 
 /// The secret's metadata. A name that could not exist names no secret (404).
@@ -165,23 +124,4 @@ pub async fn delete(
     secrets::delete(&mut access.tx, &meta, &access.ctx, project, &name).await?;
     access.tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn list_query_clamps_limit_and_refuses_the_unknown() {
-        assert_eq!(parse_list_query(None).unwrap(), (None, DEFAULT_LIMIT));
-        assert_eq!(parse_list_query(Some("limit=100000")).unwrap().1, MAX_LIMIT);
-        assert_eq!(parse_list_query(Some("limit=0")).unwrap().1, 1);
-        assert!(parse_list_query(Some("limit=ten")).is_err());
-        assert!(parse_list_query(Some("cursor=lower")).is_err());
-        assert!(parse_list_query(Some("offset=1")).is_err());
-        assert_eq!(
-            parse_list_query(Some("cursor=API_KEY&limit=5")).unwrap(),
-            (Some(SecretName::parse("API_KEY").unwrap()), 5)
-        );
-    }
 }
