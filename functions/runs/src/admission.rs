@@ -14,7 +14,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use url::Url;
 use uuid::Uuid;
 
-use crate::error::{RunsError, RunsResult};
+use crate::error::{ApiError, RunsError, RunsResult};
 use crate::runs::{self, NewRun, Run, Status};
 
 /// Quotas' answer.
@@ -58,7 +58,7 @@ impl QuotasClient {
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "quotas unreachable");
-                RunsError::Unavailable
+                RunsError::unavailable()
             })?;
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
@@ -67,7 +67,7 @@ impl QuotasClient {
                 .as_i64()
                 .map(|granted_cap_secs| Admission::Admitted { granted_cap_secs })
                 .ok_or_else(|| {
-                    RunsError::Internal(anyhow::anyhow!("quotas answered 200 without a cap"))
+                    RunsError::from(anyhow::anyhow!("quotas answered 200 without a cap"))
                 }),
             StatusCode::TOO_MANY_REQUESTS | StatusCode::PAYMENT_REQUIRED => {
                 Ok(Admission::Refused {
@@ -75,12 +75,12 @@ impl QuotasClient {
                     problem: body,
                 })
             }
-            StatusCode::NOT_FOUND => Err(RunsError::NotFound),
+            StatusCode::NOT_FOUND => Err(RunsError::not_found()),
             s if s.is_server_error() => {
                 tracing::warn!(status = s.as_u16(), "quotas failed an admission");
-                Err(RunsError::Unavailable)
+                Err(RunsError::unavailable())
             }
-            s => Err(RunsError::Internal(anyhow::anyhow!(
+            s => Err(RunsError::from(anyhow::anyhow!(
                 "quotas answered {s} to an admission: {}",
                 body["code"]
             ))),
@@ -125,7 +125,9 @@ pub async fn start(
             let run = match runs::admitted(&mut tx, meta, ctx, run.id, granted_cap_secs).await {
                 Ok(run) => run,
                 // A concurrent retry with the same key finished the admission first.
-                Err(RunsError::Conflict { .. }) => runs::get(&mut tx, org, run.id, false).await?,
+                Err(RunsError::Api(ApiError::Conflict { .. })) => {
+                    runs::get(&mut tx, org, run.id, false).await?
+                }
                 Err(e) => return Err(e),
             };
             tx.commit().await?;

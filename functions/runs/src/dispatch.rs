@@ -246,7 +246,7 @@ pub async fn handle_push(
     let run = match runs::get(&mut tx, org, message.run_id, true).await {
         Ok(run) => run,
         // Deleted with its project, or never ours: nothing to start.
-        Err(crate::error::RunsError::NotFound) => return Ok(()),
+        Err(e) if e.is_not_found() => return Ok(()),
         Err(e) => return Err(transient(&e)),
     };
     let already = tickets::issued(&mut tx, run.id)

@@ -45,12 +45,12 @@ use axum::Router;
 use runwarden_events::bus::PubSubBus;
 use runwarden_events::push::PushAuth;
 use runwarden_events::relay::Relay;
+use runwarden_platform::app::{self, Service};
 use runwarden_platform::internal_auth::InternalSecrets;
 use runwarden_platform::request::TrustedProxyHops;
 use runwarden_platform::server::{self, Limits};
 use runwarden_tokens::TokenVerifier;
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 
 pub use config::Config;
 
@@ -103,14 +103,11 @@ pub fn router(
     )
 }
 
+/// runs as served: the router beside its background tasks (the outbox relay and the
+/// reaper), and the SSE hub, whose open streams end as soon as the signal comes so they do
+/// not hold the drain.
 pub struct App {
-    listener: TcpListener,
-    router: Router,
-    limits: Limits,
-    relay: Relay,
-    pool: PgPool,
-    executor: dispatch::Executor,
-    grace: Duration,
+    service: Service,
     hub: media::EventHub,
 }
 
@@ -179,49 +176,31 @@ impl App {
             TrustedProxyHops(config.trusted_proxy_hops),
             &limits,
         );
-        let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], config.port)))
-            .await
-            .with_context(|| format!("binding port {}", config.port))?;
-        Ok(Self {
-            listener,
-            router,
-            limits,
-            relay,
-            pool,
-            executor,
-            grace,
-            hub,
-        })
+        let listener = app::bind(config.port).await?;
+        let service = Service::new("runs", listener, router, limits)
+            // Publishes what the last requests committed before it stops.
+            .background("outbox relay", move |mut stop| async move {
+                relay.run(stop.stopped()).await;
+            })
+            .background("reaper", move |stop| {
+                reaper::spawn(stop, pool, executor, grace, REAPER_INTERVAL)
+            });
+        Ok(Self { service, hub })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.service.local_addr()
     }
 
-    /// Serves, relays outbox events and reaps overdue runs until SIGTERM: the server drains
-    /// first, then the relay publishes what the last requests committed and stops.
+    /// Serves until SIGTERM in the platform's shutdown order (drain, then the relay and the
+    /// reaper stop); open event streams end with the signal itself.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        tracing::info!(addr = %self.local_addr()?, "runs listening");
-        let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        let relay = tokio::spawn(self.relay.run(async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        }));
-        let reaper = reaper::spawn(
-            self.pool.clone(),
-            self.executor.clone(),
-            self.grace,
-            REAPER_INTERVAL,
-        );
-        // Open event streams end with the signal, so they do not hold the drain.
-        let hub = self.hub.clone();
-        let served = server::serve(self.listener, self.router, &self.limits, async move {
-            server::shutdown_signal().await;
-            hub.close();
-        })
-        .await;
-        reaper.abort();
-        let _ = stop.send(true);
-        let _ = relay.await;
-        served
+        let hub = self.hub;
+        self.service
+            .run_until(async move {
+                server::shutdown_signal().await;
+                hub.close();
+            })
+            .await
     }
 }

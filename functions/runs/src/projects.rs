@@ -75,7 +75,7 @@ async fn claim_slot(tx: &mut PgConnection, org: OrgId) -> RunsResult<()> {
             .bind(org)
             .fetch_optional(&mut *tx)
             .await?;
-    let (active, limit) = slot.ok_or(RunsError::NotFound)?;
+    let (active, limit) = slot.ok_or(RunsError::not_found())?;
     if active >= limit {
         return Err(limit_reached(limit));
     }

@@ -31,7 +31,7 @@ where
     .bind(id)
     .fetch_optional(tx)
     .await?
-    .ok_or(RunsError::NotFound)
+    .ok_or(RunsError::not_found())
 }
 
 /// One page of `table`, newest first; `before` is the last id of the previous page.

@@ -238,7 +238,7 @@ pub async fn insert(tx: &mut PgConnection, ctx: &OrgContext, new: &NewRun) -> Ru
             .fetch_optional(&mut *tx)
             .await?;
     match archived {
-        None => return Err(RunsError::NotFound),
+        None => return Err(RunsError::not_found()),
         Some(Some(_)) => {
             return Err(RunsError::conflict(
                 "project_archived",
@@ -269,7 +269,7 @@ pub async fn insert(tx: &mut PgConnection, ctx: &OrgContext, new: &NewRun) -> Ru
         // A concurrent request with the same key committed first: its run is this one.
         None => by_idempotency_key(tx, ctx.org_id, new.idempotency_key.as_deref())
             .await?
-            .ok_or_else(|| RunsError::Internal(anyhow::anyhow!("idempotent run vanished"))),
+            .ok_or_else(|| RunsError::from(anyhow::anyhow!("idempotent run vanished"))),
     }
 }
 

@@ -55,6 +55,14 @@ impl SecretName {
     }
 }
 
+/// For list cursors (`?cursor=API_KEY`).
+impl std::str::FromStr for SecretName {
+    type Err = RunsError;
+    fn from_str(raw: &str) -> RunsResult<Self> {
+        Self::parse(raw)
+    }
+}
+
 /// What a secret is for; the runner treats each kind its own way. Stored as text (with a
 /// CHECK constraint), like `Role`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
@@ -154,7 +162,7 @@ fn target(project: Uuid, name: &str) -> Target {
 }
 
 fn version_u32(version: i32) -> RunsResult<u32> {
-    u32::try_from(version).map_err(|_| RunsError::Internal(anyhow::anyhow!("negative version")))
+    u32::try_from(version).map_err(|_| RunsError::from(anyhow::anyhow!("negative version")))
 }
 
 /// A data key that could not be unwrapped, or a value that did not open: the key ring does
@@ -167,7 +175,7 @@ fn integrity_failure(org: OrgId, what: String, e: runwarden_vault::VaultError) -
         error = %e,
         "{what}"
     );
-    RunsError::Internal(anyhow::anyhow!("{what}: {e}"))
+    RunsError::from(anyhow::anyhow!("{what}: {e}"))
 }
 
 /// The org's data key, unwrapped; `None` when the org has none yet.
@@ -205,7 +213,7 @@ async fn data_key(tx: &mut PgConnection, ring: &KeyRing, org: OrgId) -> RunsResu
     let key = DataKey::generate();
     let wrapped = ring
         .wrap(&key, &Aad::data_key(org.as_uuid()))
-        .map_err(|e| RunsError::Internal(anyhow::anyhow!("wrapping a new data key: {e}")))?;
+        .map_err(|e| RunsError::from(anyhow::anyhow!("wrapping a new data key: {e}")))?;
     let inserted = sqlx::query(
         "INSERT INTO org_data_keys (org_id, kek_version, wrapped_key) VALUES ($1, $2, $3)
          ON CONFLICT (org_id) DO NOTHING",
@@ -221,7 +229,7 @@ async fn data_key(tx: &mut PgConnection, ring: &KeyRing, org: OrgId) -> RunsResu
     }
     load_data_key(tx, ring, org)
         .await?
-        .ok_or_else(|| RunsError::Internal(anyhow::anyhow!("the org's data key vanished")))
+        .ok_or_else(|| RunsError::from(anyhow::anyhow!("the org's data key vanished")))
 }
 
 /// Creates the secret (version 1) or adds a version to it. Answers the metadata and whether
@@ -272,7 +280,7 @@ pub async fn put(
         version_u32(secret.version)?,
     );
     let ciphertext = runwarden_vault::seal(&key, &aad, value.0.expose_secret().as_bytes())
-        .map_err(|e| RunsError::Internal(anyhow::anyhow!("sealing a secret: {e}")))?;
+        .map_err(|e| RunsError::from(anyhow::anyhow!("sealing a secret: {e}")))?;
     sqlx::query(
         "INSERT INTO project_secret_versions (org_id, project_id, name, version, ciphertext, created_by)
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -315,7 +323,7 @@ fn project_gone(e: sqlx::Error) -> RunsError {
             if db.is_foreign_key_violation()
                 && db.constraint() == Some("project_secrets_project_fkey") =>
         {
-            RunsError::NotFound
+            RunsError::not_found()
         }
         _ => e.into(),
     }
@@ -359,7 +367,7 @@ pub async fn get(
     .bind(name.as_str())
     .fetch_optional(tx)
     .await?
-    .ok_or(RunsError::NotFound)
+    .ok_or(RunsError::not_found())
 }
 
 /// Deletes the secret with every version.
@@ -379,7 +387,7 @@ pub async fn delete(
     .bind(name.as_str())
     .fetch_optional(&mut *tx)
     .await?;
-    let (versions, kind) = deleted.ok_or(RunsError::NotFound)?;
+    let (versions, kind) = deleted.ok_or(RunsError::not_found())?;
     AuditEvent::by_user(
         meta,
         ctx.org_id,
@@ -424,7 +432,7 @@ pub async fn read_for_runner(
     .fetch_one(&mut *tx)
     .await?;
     if !of_project {
-        return Err(RunsError::NotFound);
+        return Err(RunsError::not_found());
     }
     let rows: Vec<(String, SecretKind, i32, Vec<u8>)> = sqlx::query_as(
         "SELECT s.name, s.kind, v.version, v.ciphertext
@@ -444,7 +452,7 @@ pub async fn read_for_runner(
     }
     let key = load_data_key(tx, ring, org)
         .await?
-        .ok_or_else(|| RunsError::Internal(anyhow::anyhow!("secrets exist but no data key")))?;
+        .ok_or_else(|| RunsError::from(anyhow::anyhow!("secrets exist but no data key")))?;
     let mut secrets = Vec::with_capacity(rows.len());
     for (name, kind, version, ciphertext) in rows {
         let aad = Aad::secret_value(
@@ -513,7 +521,7 @@ pub async fn rewrap_data_keys(pool: &PgPool, ring: &KeyRing) -> RunsResult<u64> 
         }
     }
     if failed > 0 {
-        return Err(RunsError::Internal(anyhow::anyhow!(
+        return Err(RunsError::from(anyhow::anyhow!(
             "{failed} data keys could not be re-wrapped ({rewrapped} were)"
         )));
     }
@@ -544,7 +552,7 @@ async fn rewrap_one(pool: &PgPool, ring: &KeyRing, org: OrgId) -> RunsResult<boo
     })?;
     let rewrapped = ring
         .wrap(&key, &aad)
-        .map_err(|e| RunsError::Internal(anyhow::anyhow!("re-wrapping a data key: {e}")))?;
+        .map_err(|e| RunsError::from(anyhow::anyhow!("re-wrapping a data key: {e}")))?;
     sqlx::query(
         "UPDATE org_data_keys SET kek_version = $2, wrapped_key = $3, rotated_at = now()
          WHERE org_id = $1",
@@ -593,10 +601,10 @@ mod tests {
             assert!(
                 matches!(
                     err,
-                    RunsError::Invalid {
+                    RunsError::Api(crate::error::ApiError::Invalid {
                         code: "invalid_secret_name",
                         ..
-                    }
+                    })
                 ),
                 "{bad:?}"
             );

@@ -28,7 +28,7 @@ pub async fn enter_run(
         .bind(run)
         .fetch_one(&mut *tx)
         .await?;
-    let org = OrgId::from(org.ok_or(RunsError::Unauthenticated)?);
+    let org = OrgId::from(org.ok_or(RunsError::unauthenticated())?);
     set_tenant(&mut tx, Some(org), None).await?;
     Ok((tx, org))
 }
@@ -83,10 +83,10 @@ pub async fn exchange(
     .fetch_optional(&mut *tx)
     .await?;
     let Some((ticket_hash, used_at)) = creds else {
-        return Err(RunsError::Unauthenticated);
+        return Err(RunsError::unauthenticated());
     };
     if !same_hash(&ticket_hash, ticket) {
-        return Err(RunsError::Unauthenticated);
+        return Err(RunsError::unauthenticated());
     }
     let run = runs::get(&mut tx, org, run_id, true).await?;
     if used_at.is_some() || run.status() != Status::Queued {
@@ -104,7 +104,7 @@ pub async fn exchange(
         event.outcome = Outcome::Failure;
         event.record(&mut tx).await?;
         tx.commit().await?;
-        return Err(RunsError::Unauthenticated);
+        return Err(RunsError::unauthenticated());
     }
     let token = opaque::generate("rnt_");
     let cap = Duration::seconds(run.granted_cap_secs.unwrap_or(0));
@@ -161,11 +161,11 @@ pub async fn check_token(
         _ => false,
     };
     if !valid {
-        return Err(RunsError::Unauthenticated);
+        return Err(RunsError::unauthenticated());
     }
     let run = runs::get(tx, org, run_id, true).await?;
     if run.status() != Status::Running {
-        return Err(RunsError::Unauthenticated);
+        return Err(RunsError::unauthenticated());
     }
     Ok(run)
 }

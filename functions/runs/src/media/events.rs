@@ -146,9 +146,9 @@ pub async fn check_access(pool: &PgPool, grant: &Grant) -> RunsResult<()> {
                 run.id = %grant.run,
                 "media token refused"
             );
-            Err(RunsError::NotFound)
+            Err(RunsError::not_found())
         }
-        None => Err(RunsError::NotFound),
+        None => Err(RunsError::not_found()),
     }
 }
 

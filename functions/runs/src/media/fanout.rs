@@ -114,7 +114,7 @@ impl EventHub {
                 .inner
                 .feeds
                 .lock()
-                .map_err(|_| RunsError::Internal(anyhow::anyhow!("feed map poisoned")))?;
+                .map_err(|_| RunsError::from(anyhow::anyhow!("feed map poisoned")))?;
             let handle = feeds
                 .entry(run)
                 .or_insert_with(|| self.start_feed(org, run));
@@ -123,10 +123,10 @@ impl EventHub {
         let state = *ready
             .wait_for(|s| *s != FeedState::Starting)
             .await
-            .map_err(|_| RunsError::Unavailable)?;
+            .map_err(|_| RunsError::unavailable())?;
         match state {
             FeedState::Ready => Ok(rx),
-            _ => Err(RunsError::Unavailable),
+            _ => Err(RunsError::unavailable()),
         }
     }
 

@@ -94,7 +94,7 @@ impl MediaKeys {
     pub fn sign(&self, claims: &MediaClaims) -> RunsResult<String> {
         self.signer
             .sign(claims)
-            .map_err(|e| RunsError::Internal(anyhow::anyhow!("signing a media token: {e}")))
+            .map_err(|e| RunsError::from(anyhow::anyhow!("signing a media token: {e}")))
     }
 
     /// Checks `token` for the URL it came with (`run` as in the path, `scope` of the route)
@@ -107,7 +107,7 @@ impl MediaKeys {
                 media.scope = scope.as_str(),
                 "media token refused"
             );
-            RunsError::Unauthenticated
+            RunsError::unauthenticated()
         };
         let claims: MediaClaims = self
             .verifier
@@ -139,6 +139,7 @@ impl MediaKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ApiError;
 
     fn keys() -> MediaKeys {
         MediaKeys::new(TokenSigner::generate("media-test"))
@@ -161,7 +162,7 @@ mod tests {
         let refused = |token: &str, path_run: &str, scope: Scope, at: i64| {
             matches!(
                 keys.check(token, path_run, scope, at),
-                Err(RunsError::Unauthenticated)
+                Err(RunsError::Api(ApiError::Unauthenticated))
             )
         };
         assert!(refused(&token, &run.to_string(), Scope::Artifacts, now));

@@ -43,7 +43,7 @@ pub struct RunPath {
 }
 
 fn run_id(raw: &str) -> RunsResult<Uuid> {
-    raw.parse().map_err(|_| RunsError::NotFound)
+    raw.parse().map_err(|_| RunsError::not_found())
 }
 
 #[derive(Debug, Serialize)]
@@ -148,7 +148,7 @@ fn grant(state: &AppState, query: Option<&str>, run: &str, scope: Scope) -> Runs
         }
     }
     let [token] = tokens.as_slice() else {
-        return Err(RunsError::Unauthenticated);
+        return Err(RunsError::unauthenticated());
     };
     let grant = state
         .media
@@ -206,7 +206,7 @@ pub async fn artifact(
     let name = ArtifactName::parse(&name).ok_or_else(invalid_name)?;
     storage::find_for(&state.pool, grant.org, grant.run, grant.user, &name)
         .await?
-        .ok_or(RunsError::NotFound)?;
+        .ok_or(RunsError::not_found())?;
     let url = state
         .media
         .store
@@ -247,7 +247,7 @@ fn bearer(headers: &HeaderMap) -> RunsResult<&str> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
-        .ok_or(RunsError::Unauthenticated)
+        .ok_or(RunsError::unauthenticated())
 }
 
 /// The runner's upload target for one artifact of its (running) run: recorded and audited

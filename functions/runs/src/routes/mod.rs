@@ -1,7 +1,6 @@
 //! runs' HTTP surface. `ROUTES` is the one list of what is served: the router, the OpenAPI
 //! document and the access tests are all checked against it.
 
-pub mod list;
 mod media;
 mod projects;
 mod runner_api;

@@ -3,9 +3,10 @@
 //! `projects`, commit, answer.
 
 use axum::Json as AxumJson;
-use axum::extract::{Path, RawQuery};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use runwarden_platform::extract::Json;
+use runwarden_platform::page::{ListQuery, Page};
 use runwarden_platform::request::RequestMeta;
 use runwarden_tenancy::Role;
 use serde::Deserialize;
@@ -14,11 +15,10 @@ use uuid::Uuid;
 use crate::error::{RunsError, RunsResult};
 use crate::extract::OrgAccess;
 use crate::projects::{self, Change, Project, ProjectName};
-use crate::routes::list::{ListQuery, Page};
 
 /// The path's project id; a malformed one names no project (404).
 fn project_id(params: &ProjectPath) -> RunsResult<Uuid> {
-    params.project.parse().map_err(|_| RunsError::NotFound)
+    params.project.parse().map_err(|_| RunsError::not_found())
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,21 +46,12 @@ pub async fn create(
     Ok((StatusCode::CREATED, AxumJson(project)))
 }
 
-pub async fn list(
-    mut access: OrgAccess,
-    RawQuery(query): RawQuery,
-) -> RunsResult<AxumJson<Page<Project, Uuid>>> {
+pub async fn list(mut access: OrgAccess, query: ListQuery<Uuid>) -> RunsResult<Page<Project>> {
     access.require(Role::Viewer)?;
-    let query = ListQuery::parse(query.as_deref(), |c| c.parse().ok())?;
-    let items = projects::list(
-        &mut access.tx,
-        access.ctx.org_id,
-        query.cursor,
-        query.fetch_limit(),
-    )
-    .await?;
+    let org = access.ctx.org_id;
+    let rows = projects::list(&mut access.tx, org, query.cursor, query.fetch_limit()).await?;
     access.tx.commit().await?;
-    Ok(AxumJson(Page::new(items, query.limit, |p| p.id)))
+    Ok(query.page(rows, |p| p.id))
 }
 
 pub async fn get(
@@ -114,4 +105,31 @@ pub async fn delete(
     projects::delete(&mut access.tx, &meta, &access.ctx, id).await?;
     access.tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use runwarden_platform::page::{DEFAULT_LIMIT, MAX_LIMIT};
+
+    use super::*;
+
+    fn parse(raw: &str) -> Result<ListQuery<Uuid>, runwarden_platform::error::ApiError> {
+        ListQuery::parse(Some(raw))
+    }
+
+    #[test]
+    fn list_query_clamps_limit_and_refuses_the_unknown() {
+        assert_eq!(
+            ListQuery::<Uuid>::parse(None).unwrap().limit(),
+            DEFAULT_LIMIT
+        );
+        assert_eq!(parse("limit=100000").unwrap().limit(), MAX_LIMIT);
+        assert_eq!(parse("limit=-1").unwrap().limit(), 1);
+        assert!(parse("limit=ten").is_err());
+        assert!(parse("cursor=nope").is_err());
+        assert!(parse("offset=100000").is_err());
+        let id = Uuid::now_v7();
+        let q = parse(&format!("cursor={id}&limit=5")).unwrap();
+        assert_eq!((q.limit(), q.cursor), (5, Some(id)));
+    }
 }

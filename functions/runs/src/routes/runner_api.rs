@@ -25,7 +25,7 @@ fn bearer(headers: &HeaderMap) -> RunsResult<&str> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
-        .ok_or(RunsError::Unauthenticated)
+        .ok_or(RunsError::unauthenticated())
 }
 
 #[derive(Debug, Deserialize)]
@@ -221,7 +221,7 @@ pub async fn complete(
         None,
     )
     .await?
-    .ok_or(RunsError::Unauthenticated)?;
+    .ok_or(RunsError::unauthenticated())?;
     tx.commit().await?;
     Ok(AxumJson(run))
 }

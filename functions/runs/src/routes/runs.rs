@@ -3,9 +3,10 @@
 //! parse, authorize, call `admission` or `runs`, answer.
 
 use axum::Json as AxumJson;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use runwarden_platform::extract::Json;
+use runwarden_platform::page::{ListQuery, Page};
 use runwarden_platform::request::RequestMeta;
 use runwarden_tenancy::Role;
 use serde::Deserialize;
@@ -16,7 +17,6 @@ use crate::AppState;
 use crate::admission;
 use crate::error::{RunsError, RunsResult};
 use crate::extract::OrgAccess;
-use crate::routes::list::{ListQuery, Page};
 use crate::runs::{self, EndedBy, Ending, NewRun, Run, Status};
 
 #[derive(Debug, Deserialize)]
@@ -34,7 +34,7 @@ pub struct RunPath {
 }
 
 fn run_id(raw: &str) -> RunsResult<Uuid> {
-    raw.parse().map_err(|_| RunsError::NotFound)
+    raw.parse().map_err(|_| RunsError::not_found())
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,7 +56,7 @@ pub async fn start(
     Json(req): Json<StartRun>,
 ) -> RunsResult<(StatusCode, AxumJson<Run>)> {
     access.require(Role::Member)?;
-    let project: Uuid = path.project.parse().map_err(|_| RunsError::NotFound)?;
+    let project: Uuid = path.project.parse().map_err(|_| RunsError::not_found())?;
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => Some(
@@ -90,21 +90,12 @@ pub async fn start(
     Ok((StatusCode::ACCEPTED, AxumJson(run)))
 }
 
-pub async fn list(
-    mut access: OrgAccess,
-    RawQuery(query): RawQuery,
-) -> RunsResult<AxumJson<Page<Run, Uuid>>> {
+pub async fn list(mut access: OrgAccess, query: ListQuery<Uuid>) -> RunsResult<Page<Run>> {
     access.require(Role::Viewer)?;
-    let query = ListQuery::parse(query.as_deref(), |c| c.parse().ok())?;
-    let items = runs::list(
-        &mut access.tx,
-        access.ctx.org_id,
-        query.cursor,
-        query.fetch_limit(),
-    )
-    .await?;
+    let org = access.ctx.org_id;
+    let rows = runs::list(&mut access.tx, org, query.cursor, query.fetch_limit()).await?;
     access.tx.commit().await?;
-    Ok(AxumJson(Page::new(items, query.limit, |r| r.id)))
+    Ok(query.page(rows, |r| r.id))
 }
 
 pub async fn get(mut access: OrgAccess, Path(path): Path<RunPath>) -> RunsResult<AxumJson<Run>> {

@@ -3,9 +3,10 @@
 //! parse, authorize, call `secrets`, commit, answer.
 
 use axum::Json as AxumJson;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use runwarden_platform::extract::Json;
+use runwarden_platform::page::{ListQuery, Page};
 use runwarden_platform::request::RequestMeta;
 use runwarden_tenancy::Role;
 use secrecy::SecretString;
@@ -15,7 +16,6 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::error::{RunsError, RunsResult};
 use crate::extract::OrgAccess;
-use crate::routes::list::{ListQuery, Page};
 use crate::secrets::{self, SecretKind, SecretMeta, SecretName, SecretValue};
 
 #[derive(Debug, Deserialize)]
@@ -35,7 +35,7 @@ pub struct SecretPath {
 
 /// A malformed project id names no project (404).
 fn project_id(raw: &str) -> RunsResult<Uuid> {
-    raw.parse().map_err(|_| RunsError::NotFound)
+    raw.parse().map_err(|_| RunsError::not_found())
 }
 
 /// The body of `PUT .../secrets/{name}`. `Debug` shows the value as `[REDACTED]`.
@@ -83,21 +83,15 @@ pub async fn put(
 pub async fn list(
     mut access: OrgAccess,
     Path(path): Path<ProjectPath>,
-    RawQuery(query): RawQuery,
-) -> RunsResult<AxumJson<Page<SecretMeta, String>>> {
+    query: ListQuery<SecretName>,
+) -> RunsResult<Page<SecretMeta>> {
     access.require(Role::Viewer)?;
     let project = project_id(&path.project)?;
-    let query = ListQuery::parse(query.as_deref(), |c| SecretName::parse(c).ok())?;
-    let items = secrets::list(
-        &mut access.tx,
-        access.ctx.org_id,
-        project,
-        query.cursor.as_ref(),
-        query.fetch_limit(),
-    )
-    .await?;
+    let org = access.ctx.org_id;
+    let cursor = query.cursor.as_ref();
+    let rows = secrets::list(&mut access.tx, org, project, cursor, query.fetch_limit()).await?;
     access.tx.commit().await?;
-    Ok(AxumJson(Page::new(items, query.limit, |s| s.name.clone())))
+    Ok(query.page(rows, |s| s.name.clone()))
 }
 
 /// The secret's metadata. A name that could not exist names no secret (404).
@@ -107,7 +101,7 @@ pub async fn get(
 ) -> RunsResult<AxumJson<SecretMeta>> {
     access.require(Role::Viewer)?;
     let project = project_id(&path.project)?;
-    let name = SecretName::parse(&path.name).map_err(|_| RunsError::NotFound)?;
+    let name = SecretName::parse(&path.name).map_err(|_| RunsError::not_found())?;
     let secret = secrets::get(&mut access.tx, access.ctx.org_id, project, &name).await?;
     access.tx.commit().await?;
     Ok(AxumJson(secret))
@@ -120,8 +114,37 @@ pub async fn delete(
 ) -> RunsResult<StatusCode> {
     access.require(Role::Member)?;
     let project = project_id(&path.project)?;
-    let name = SecretName::parse(&path.name).map_err(|_| RunsError::NotFound)?;
+    let name = SecretName::parse(&path.name).map_err(|_| RunsError::not_found())?;
     secrets::delete(&mut access.tx, &meta, &access.ctx, project, &name).await?;
     access.tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use runwarden_platform::page::{DEFAULT_LIMIT, MAX_LIMIT};
+
+    use super::*;
+
+    fn parse(raw: &str) -> Result<ListQuery<SecretName>, runwarden_platform::error::ApiError> {
+        ListQuery::parse(Some(raw))
+    }
+
+    #[test]
+    fn list_query_takes_a_secret_name_cursor_clamps_limit_and_refuses_the_unknown() {
+        assert_eq!(
+            ListQuery::<SecretName>::parse(None).unwrap().limit(),
+            DEFAULT_LIMIT
+        );
+        assert_eq!(parse("limit=100000").unwrap().limit(), MAX_LIMIT);
+        assert_eq!(parse("limit=0").unwrap().limit(), 1);
+        assert!(parse("limit=ten").is_err());
+        assert!(parse("cursor=lower").is_err());
+        assert!(parse("offset=1").is_err());
+        let q = parse("cursor=API_KEY&limit=5").unwrap();
+        assert_eq!(
+            (q.limit(), q.cursor),
+            (5, Some(SecretName::parse("API_KEY").unwrap()))
+        );
+    }
 }
