@@ -13,6 +13,7 @@ use uuid::Uuid;
 pub mod access;
 mod error;
 mod rls;
+pub mod routes;
 pub use rls::{begin_org_tx, set_tenant};
 
 macro_rules! id_type {

@@ -87,6 +87,7 @@ async fn openapi_lists_exactly_the_routes_with_their_security(
         let expected = match access {
             Access::Public => serde_json::json!([]),
             Access::User | Access::Org(_) => serde_json::json!([{"bearerAuth": []}]),
+            other => panic!("{method} {path}: auth serves no {other:?} route"),
         };
         assert_eq!(security, &expected, "{method} {path}");
         assert!(operation["operationId"].is_string(), "{method} {path}");

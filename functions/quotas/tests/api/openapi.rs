@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use reqwest::{Method, StatusCode};
-use runwarden_quotas::routes::{Access, ROUTES};
+use runwarden_quotas::routes::{Access, ROUTES, Route};
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
@@ -53,19 +53,26 @@ async fn openapi_lists_exactly_the_routes_with_their_security(
         .collect();
     let served: BTreeSet<(String, String)> = ROUTES
         .iter()
-        .map(|(m, p, _)| ((*m).to_owned(), (*p).to_owned()))
+        .map(|r| (r.method.to_owned(), r.path.to_owned()))
         .collect();
     assert_eq!(served.len(), ROUTES.len(), "ROUTES has no duplicates");
     assert_eq!(documented, served);
 
-    for (method, path, access) in ROUTES {
+    for Route {
+        method,
+        path,
+        access,
+        ..
+    } in ROUTES
+    {
         let operation = &paths[*path][method.to_lowercase()];
         let security = operation.get("security").unwrap_or(&doc["security"]);
         let expected = match access {
             Access::Public => json!([]),
-            Access::Push => json!([{"pushOidc": []}, {"pushToken": []}]),
+            Access::Push | Access::Task => json!([{"pushOidc": []}, {"pushToken": []}]),
             Access::Internal => json!([{"internalAuth": []}]),
             Access::Org(_) => json!([{"bearerAuth": []}]),
+            other => panic!("{method} {path}: quotas serves no {other:?} route"),
         };
         assert_eq!(security, &expected, "{method} {path}");
         assert!(operation["operationId"].is_string(), "{method} {path}");
@@ -145,8 +152,14 @@ async fn every_route_in_routes_is_mounted(_: PgPoolOptions, options: PgConnectOp
     let app = spawn_app(options).await;
     let (status, _, fallback) = app.get_raw("/v1/no-such-route", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let served: BTreeSet<(&str, &str)> = ROUTES.iter().map(|(m, p, _)| (*m, *p)).collect();
-    for (method, path, access) in ROUTES {
+    let served: BTreeSet<(&str, &str)> = ROUTES.iter().map(|r| (r.method, r.path)).collect();
+    for Route {
+        method,
+        path,
+        access,
+        ..
+    } in ROUTES
+    {
         let concrete = path.replace("{org}", &uuid::Uuid::new_v4().to_string());
         let verb = Method::from_bytes(method.as_bytes()).unwrap();
         let response = app
@@ -159,7 +172,10 @@ async fn every_route_in_routes_is_mounted(_: PgPoolOptions, options: PgConnectOp
         let status = response.status();
         let expected = match access {
             Access::Public => StatusCode::OK,
-            Access::Push | Access::Internal | Access::Org(_) => StatusCode::UNAUTHORIZED,
+            Access::Push | Access::Task | Access::Internal | Access::Org(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            other => panic!("{method} {path}: quotas serves no {other:?} route"),
         };
         assert_eq!(status, expected, "{method} {path}");
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use reqwest::{Method, StatusCode};
-use runwarden_runs::routes::{Access, ROUTES};
+use runwarden_runs::routes::{Access, ROUTES, Route};
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
@@ -54,7 +54,7 @@ async fn openapi_lists_exactly_the_routes(_: PgPoolOptions, options: PgConnectOp
         .collect();
     let served: BTreeSet<(String, String)> = ROUTES
         .iter()
-        .map(|(m, p, _)| ((*m).to_owned(), (*p).to_owned()))
+        .map(|r| (r.method.to_owned(), r.path.to_owned()))
         .collect();
     assert_eq!(served.len(), ROUTES.len(), "ROUTES has no duplicates");
     assert_eq!(documented, served);
@@ -69,7 +69,13 @@ async fn openapi_lists_exactly_the_routes(_: PgPoolOptions, options: PgConnectOp
     // Every route is mounted: without a token an org route is 401, not 404 or 405.
     let org = runwarden_tenancy::OrgId::new();
     let project = uuid::Uuid::now_v7();
-    for (method, path, access) in ROUTES {
+    for Route {
+        method,
+        path,
+        access,
+        ..
+    } in ROUTES
+    {
         let url = app.served.url(
             &path
                 .replace("{org}", &org.to_string())
@@ -88,9 +94,10 @@ async fn openapi_lists_exactly_the_routes(_: PgPoolOptions, options: PgConnectOp
         // Org, media, runner and push routes all refuse a caller with no credentials.
         let expected = match access {
             Access::Public => StatusCode::OK,
-            Access::Org(_) | Access::Media | Access::Runner | Access::Push => {
+            Access::Org(_) | Access::Media | Access::Runner | Access::Push | Access::Task => {
                 StatusCode::UNAUTHORIZED
             }
+            other => panic!("{method} {path}: runs serves no {other:?} route"),
         };
         assert_eq!(status, expected, "{method} {path}");
     }
