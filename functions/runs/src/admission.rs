@@ -6,13 +6,14 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use runwarden_contracts::RunId;
+use runwarden_contracts::quotas::{ADMISSIONS_PATH, AdmissionRequest, Admitted};
 use runwarden_platform::request::RequestMeta;
 use runwarden_tenancy::{OrgContext, OrgId};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::{PgPool, Postgres, Transaction};
 use url::Url;
-use uuid::Uuid;
 
 use crate::error::{ApiError, RunsError, RunsResult};
 use crate::runs::{self, NewRun, Run, Status};
@@ -43,17 +44,21 @@ impl QuotasClient {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()?,
-            admissions: base.join("/internal/admissions")?,
+            admissions: base.join(ADMISSIONS_PATH)?,
             secret,
         })
     }
 
-    pub async fn admit(&self, org: OrgId, run: Uuid, cap_secs: i64) -> RunsResult<Admission> {
+    pub async fn admit(&self, org: OrgId, run: RunId, cap_secs: i64) -> RunsResult<Admission> {
         let response = self
             .http
             .post(self.admissions.clone())
             .header("x-internal-auth", self.secret.expose_secret())
-            .json(&json!({"org_id": org, "run_id": run, "requested_cap_secs": cap_secs}))
+            .json(&AdmissionRequest {
+                org_id: org.as_uuid(),
+                run_id: run,
+                requested_cap_secs: cap_secs,
+            })
             .send()
             .await
             .map_err(|e| {
@@ -63,11 +68,14 @@ impl QuotasClient {
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         match status {
-            StatusCode::OK => body["granted_cap_secs"]
-                .as_i64()
-                .map(|granted_cap_secs| Admission::Admitted { granted_cap_secs })
-                .ok_or_else(|| {
-                    RunsError::from(anyhow::anyhow!("quotas answered 200 without a cap"))
+            StatusCode::OK => serde_json::from_value::<Admitted>(body)
+                .map(|admitted| Admission::Admitted {
+                    granted_cap_secs: admitted.granted_cap_secs,
+                })
+                .map_err(|e| {
+                    RunsError::from(anyhow::anyhow!(
+                        "quotas answered 200 with another body: {e}"
+                    ))
                 }),
             StatusCode::TOO_MANY_REQUESTS | StatusCode::PAYMENT_REQUIRED => {
                 Ok(Admission::Refused {

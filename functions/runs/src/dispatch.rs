@@ -11,19 +11,19 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use runwarden_contracts::RunId;
+use runwarden_contracts::messages::RunDispatch;
 use runwarden_events::push::{Delivery, PushError};
 use runwarden_tenancy::{OrgId, set_tenant};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use crate::runs::{self, Status};
 use crate::tickets;
 
 /// What a runner execution is started with.
 pub struct Launch<'a> {
-    pub run: Uuid,
+    pub run: RunId,
     pub ticket: &'a str,
     /// The run's granted cap: the execution's own timeout is this plus the grace.
     pub cap_secs: i64,
@@ -221,19 +221,13 @@ impl LocalExecutor {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct DispatchMessage {
-    run_id: Uuid,
-    org_id: Uuid,
-}
-
 /// `POST /push/run-dispatch`.
 pub async fn handle_push(
     pool: PgPool,
     executor: Executor,
     delivery: Delivery,
 ) -> Result<(), PushError> {
-    let message: DispatchMessage = delivery.json()?;
+    let message: RunDispatch = delivery.json()?;
     let org = OrgId::from(message.org_id);
     let transient = |e: &dyn std::fmt::Display| {
         tracing::warn!(run.id = %message.run_id, error = %e, "dispatch failed; Pub/Sub retries");

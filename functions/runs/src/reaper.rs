@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use runwarden_contracts::RunId;
 use runwarden_platform::app::Stop;
 use runwarden_tenancy::{OrgId, set_tenant};
 use sqlx::PgPool;
@@ -16,7 +17,7 @@ use crate::runs::{self, EndedBy, Ending, Status};
 /// Ends every overdue run; returns how many it ended.
 pub async fn reap(pool: &PgPool, executor: &Executor, grace: Duration) -> RunsResult<u64> {
     let grace_secs = i64::try_from(grace.as_secs()).unwrap_or(i64::MAX);
-    let overdue: Vec<(Uuid, Uuid)> = sqlx::query_as("SELECT run_id, org_id FROM runs_overdue($1)")
+    let overdue: Vec<(RunId, Uuid)> = sqlx::query_as("SELECT run_id, org_id FROM runs_overdue($1)")
         .bind(grace_secs)
         .fetch_all(pool)
         .await?;

@@ -5,23 +5,23 @@
 
 use runwarden_tenancy::OrgId;
 use sqlx::postgres::PgRow;
-use sqlx::{FromRow, PgConnection};
-use uuid::Uuid;
+use sqlx::{Encode, FromRow, PgConnection, Postgres, Type};
 
 use crate::error::{RunsError, RunsResult};
 
 /// The row `id` of `table`, locked for the rest of the transaction when `lock`; another
 /// org's (or none) is 404.
-pub(crate) async fn by_id<T>(
+pub(crate) async fn by_id<T, I>(
     tx: &mut PgConnection,
     table: &'static str,
     columns: &'static str,
     org: OrgId,
-    id: Uuid,
+    id: I,
     lock: bool,
 ) -> RunsResult<T>
 where
     T: for<'r> FromRow<'r, PgRow> + Send + Unpin,
+    I: for<'q> Encode<'q, Postgres> + Type<Postgres> + Send,
 {
     sqlx::query_as(&format!(
         "SELECT {columns} FROM {table} WHERE org_id = $1 AND id = $2{}",
@@ -35,16 +35,17 @@ where
 }
 
 /// One page of `table`, newest first; `before` is the last id of the previous page.
-pub(crate) async fn newest_first<T>(
+pub(crate) async fn newest_first<T, I>(
     tx: &mut PgConnection,
     table: &'static str,
     columns: &'static str,
     org: OrgId,
-    before: Option<Uuid>,
+    before: Option<I>,
     limit: i64,
 ) -> RunsResult<Vec<T>>
 where
     T: for<'r> FromRow<'r, PgRow> + Send + Unpin,
+    I: for<'q> Encode<'q, Postgres> + Type<Postgres> + Send,
 {
     Ok(sqlx::query_as(&format!(
         "SELECT {columns} FROM {table}

@@ -12,12 +12,13 @@
 //! and records its audit event in that same transaction (never with a value).
 
 use chrono::{DateTime, Utc};
+use runwarden_contracts::{ProjectId, RunId};
 use runwarden_events::{Actor, AuditEvent, Target};
 use runwarden_platform::request::RequestMeta;
 use runwarden_tenancy::{OrgContext, OrgId, begin_org_tx};
 use runwarden_vault::{Aad, DataKey, KeyRing};
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -28,85 +29,22 @@ use crate::projects;
 /// The largest value, in bytes (UTF-8).
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 
-/// A secret's name: a valid environment variable name, `^[A-Z_][A-Z0-9_]{0,63}$`, since the
-/// runner exposes secrets as environment variables.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecretName(String);
+pub use runwarden_contracts::SecretName;
+pub use runwarden_contracts::runner_api::SecretKind;
 
-impl SecretName {
-    pub fn parse(raw: &str) -> RunsResult<Self> {
-        let bytes = raw.as_bytes();
-        let valid = (1..=64).contains(&bytes.len())
-            && (bytes[0].is_ascii_uppercase() || bytes[0] == b'_')
-            && bytes
-                .iter()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_');
-        if !valid {
-            return Err(RunsError::invalid(
-                "invalid_secret_name",
-                "a secret name is 1 to 64 characters of A-Z, 0-9 and _, not starting with a digit",
-            ));
-        }
-        Ok(Self(raw.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+/// The name a request gives a secret, or 400 `invalid_secret_name`.
+pub fn parse_name(raw: &str) -> RunsResult<SecretName> {
+    SecretName::parse(raw).map_err(|e| RunsError::invalid("invalid_secret_name", e.to_string()))
 }
 
-/// For list cursors (`?cursor=API_KEY`).
-impl std::str::FromStr for SecretName {
-    type Err = RunsError;
-    fn from_str(raw: &str) -> RunsResult<Self> {
-        Self::parse(raw)
-    }
-}
-
-/// What a secret is for; the runner treats each kind its own way. Stored as text (with a
-/// CHECK constraint), like `Role`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
-#[serde(rename_all = "snake_case")]
-#[sqlx(type_name = "text", rename_all = "snake_case")]
-pub enum SecretKind {
-    /// A client id/secret pair or similar credential of the customer's app.
-    ClientCredential,
-    /// A value exposed to the agent as an environment variable.
-    SecretVariable,
-    /// An auth profile: a cookie jar that signs the agent into the customer's app.
-    AuthCookie,
-    /// An API key.
-    ApiKey,
-}
-
-impl SecretKind {
-    pub const ALL: [Self; 4] = [
-        Self::ClientCredential,
-        Self::SecretVariable,
-        Self::AuthCookie,
-        Self::ApiKey,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ClientCredential => "client_credential",
-            Self::SecretVariable => "secret_variable",
-            Self::AuthCookie => "auth_cookie",
-            Self::ApiKey => "api_key",
-        }
-    }
-
-    pub fn parse(raw: &str) -> RunsResult<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.as_str() == raw)
-            .ok_or_else(|| {
-                RunsError::invalid(
-                    "invalid_secret_kind",
-                    "kind must be client_credential, secret_variable, auth_cookie or api_key",
-                )
-            })
-    }
+/// The kind a request gives a secret, or 400 `invalid_secret_kind`.
+pub fn parse_kind(raw: &str) -> RunsResult<SecretKind> {
+    SecretKind::parse(raw).ok_or_else(|| {
+        RunsError::invalid(
+            "invalid_secret_kind",
+            "kind must be client_credential, secret_variable, auth_cookie or api_key",
+        )
+    })
 }
 
 /// A secret's value on its way in: 1 to 64 KiB of UTF-8 without NUL (it may become an
@@ -157,7 +95,7 @@ pub struct PlainSecret {
     pub value: SecretString,
 }
 
-fn target(project: Uuid, name: &str) -> Target {
+fn target(project: ProjectId, name: &str) -> Target {
     Target::new("secret", format!("{project}/{name}"))
 }
 
@@ -241,7 +179,7 @@ pub async fn put(
     ring: &KeyRing,
     meta: &RequestMeta,
     ctx: &OrgContext,
-    project: Uuid,
+    project: ProjectId,
     name: &SecretName,
     kind: SecretKind,
     value: &SecretValue,
@@ -274,7 +212,7 @@ pub async fn put(
     })?;
     let aad = Aad::secret_value(
         org.as_uuid(),
-        project,
+        project.as_uuid(),
         name.as_str(),
         kind.as_str(),
         version_u32(secret.version)?,
@@ -333,7 +271,7 @@ fn project_gone(e: sqlx::Error) -> RunsError {
 pub async fn list(
     tx: &mut PgConnection,
     org: OrgId,
-    project: Uuid,
+    project: ProjectId,
     after: Option<&SecretName>,
     limit: i64,
 ) -> RunsResult<Vec<SecretMeta>> {
@@ -355,7 +293,7 @@ pub async fn list(
 pub async fn get(
     tx: &mut PgConnection,
     org: OrgId,
-    project: Uuid,
+    project: ProjectId,
     name: &SecretName,
 ) -> RunsResult<SecretMeta> {
     sqlx::query_as(&format!(
@@ -375,7 +313,7 @@ pub async fn delete(
     tx: &mut PgConnection,
     meta: &RequestMeta,
     ctx: &OrgContext,
-    project: Uuid,
+    project: ProjectId,
     name: &SecretName,
 ) -> RunsResult<()> {
     let deleted: Option<(i32, SecretKind)> = sqlx::query_as(
@@ -420,8 +358,8 @@ pub async fn read_for_runner(
     tx: &mut PgConnection,
     ring: &KeyRing,
     org: OrgId,
-    project: Uuid,
-    run: Uuid,
+    project: ProjectId,
+    run: RunId,
 ) -> RunsResult<Vec<PlainSecret>> {
     let of_project: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM runs WHERE id = $1 AND org_id = $2 AND project_id = $3)",
@@ -457,7 +395,7 @@ pub async fn read_for_runner(
     for (name, kind, version, ciphertext) in rows {
         let aad = Aad::secret_value(
             org.as_uuid(),
-            project,
+            project.as_uuid(),
             &name,
             kind.as_str(),
             version_u32(version)?,
@@ -597,7 +535,7 @@ mod tests {
             "A.B",
             &"A".repeat(65),
         ] {
-            let err = SecretName::parse(bad).unwrap_err();
+            let err = parse_name(bad).unwrap_err();
             assert!(
                 matches!(
                     err,
@@ -614,14 +552,14 @@ mod tests {
     #[test]
     fn kinds_parse_exactly() {
         for kind in SecretKind::ALL {
-            assert_eq!(SecretKind::parse(kind.as_str()).unwrap(), kind);
+            assert_eq!(parse_kind(kind.as_str()).unwrap(), kind);
             assert_eq!(
                 serde_json::to_value(kind).unwrap(),
                 serde_json::Value::from(kind.as_str())
             );
         }
         for bad in ["", "API_KEY", "apikey", "cookie", "password"] {
-            assert!(SecretKind::parse(bad).is_err(), "{bad:?}");
+            assert!(parse_kind(bad).is_err(), "{bad:?}");
         }
     }
 

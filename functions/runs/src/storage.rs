@@ -20,6 +20,7 @@ use chrono::{DateTime, Utc};
 use google_cloud_auth::signer::Signer;
 use google_cloud_storage::builder::storage::SignedUrlBuilder;
 use google_cloud_storage::http::Method;
+use runwarden_contracts::RunId;
 use runwarden_tenancy::{OrgId, UserId};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
@@ -88,7 +89,7 @@ impl ArtifactStore {
     }
 
     /// Where an artifact of a run is stored: `runs/{org}/{run}/{name}`.
-    pub fn object_name(org: OrgId, run: Uuid, name: &ArtifactName) -> String {
+    pub fn object_name(org: OrgId, run: RunId, name: &ArtifactName) -> String {
         format!("runs/{org}/{run}/{}", name.as_str())
     }
 
@@ -187,7 +188,7 @@ const ARTIFACT_COLUMNS: &str = "name, content_type, size, created_at";
 pub async fn record(
     tx: &mut PgConnection,
     org: OrgId,
-    run: Uuid,
+    run: RunId,
     name: &ArtifactName,
     content_type: &str,
     size: u64,
@@ -228,7 +229,7 @@ pub async fn record(
 }
 
 /// A run's artifacts, by name.
-pub async fn list(tx: &mut PgConnection, org: OrgId, run: Uuid) -> RunsResult<Vec<Artifact>> {
+pub async fn list(tx: &mut PgConnection, org: OrgId, run: RunId) -> RunsResult<Vec<Artifact>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {ARTIFACT_COLUMNS} FROM run_artifacts
          WHERE org_id = $1 AND run_id = $2 ORDER BY name"
@@ -244,7 +245,7 @@ pub async fn list(tx: &mut PgConnection, org: OrgId, run: Uuid) -> RunsResult<Ve
 pub async fn find_for(
     pool: &PgPool,
     org: OrgId,
-    run: Uuid,
+    run: RunId,
     user: UserId,
     name: &ArtifactName,
 ) -> RunsResult<Option<Artifact>> {
@@ -367,7 +368,7 @@ mod tests {
         .await
         .unwrap();
         let org = OrgId::new();
-        let run = Uuid::now_v7();
+        let run = RunId::new();
         let name = ArtifactName::parse("shot.png").unwrap();
         let object = ArtifactStore::object_name(org, run, &name);
         let url = store

@@ -8,6 +8,7 @@
 //! here.)
 
 use chrono::{DateTime, Duration, Utc};
+use runwarden_contracts::RunId;
 use runwarden_events::{Actor, AuditEvent, Outcome, Target};
 use runwarden_tenancy::{OrgId, set_tenant};
 use runwarden_tokens::opaque;
@@ -21,7 +22,7 @@ use crate::runs::{self, Run, Status};
 /// A transaction scoped to the run's org, or 401 for a run id that names no run.
 pub async fn enter_run(
     pool: &PgPool,
-    run: Uuid,
+    run: RunId,
 ) -> RunsResult<(Transaction<'static, Postgres>, OrgId)> {
     let mut tx = pool.begin().await?;
     let org: Option<Uuid> = sqlx::query_scalar("SELECT run_org($1)")
@@ -34,7 +35,7 @@ pub async fn enter_run(
 }
 
 /// Whether a ticket was already issued for `run` (its dispatch was delivered before).
-pub async fn issued(tx: &mut PgConnection, run: Uuid) -> RunsResult<bool> {
+pub async fn issued(tx: &mut PgConnection, run: RunId) -> RunsResult<bool> {
     Ok(
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM runner_credentials WHERE run_id = $1)")
             .bind(run)
@@ -44,7 +45,7 @@ pub async fn issued(tx: &mut PgConnection, run: Uuid) -> RunsResult<bool> {
 }
 
 /// A fresh single-use ticket for `run`; only its hash is stored.
-pub async fn issue(tx: &mut PgConnection, org: OrgId, run: Uuid) -> RunsResult<String> {
+pub async fn issue(tx: &mut PgConnection, org: OrgId, run: RunId) -> RunsResult<String> {
     let ticket = opaque::generate("rtk_");
     sqlx::query("INSERT INTO runner_credentials (run_id, org_id, ticket_hash) VALUES ($1, $2, $3)")
         .bind(run)
@@ -69,7 +70,7 @@ pub struct Exchanged {
 /// though the caller gets 401.
 pub async fn exchange(
     pool: &PgPool,
-    run_id: Uuid,
+    run_id: RunId,
     ticket: &str,
     grace: Duration,
 ) -> RunsResult<Exchanged> {
@@ -147,7 +148,7 @@ type TokenRow = (Option<Vec<u8>>, Option<DateTime<Utc>>);
 pub async fn check_token(
     tx: &mut PgConnection,
     org: OrgId,
-    run_id: Uuid,
+    run_id: RunId,
     token: &str,
 ) -> RunsResult<Run> {
     let creds: Option<TokenRow> = sqlx::query_as(

@@ -3,10 +3,10 @@
 
 use axum::response::sse::Event;
 use chrono::{DateTime, Utc};
+use runwarden_contracts::RunId;
 use runwarden_tenancy::{OrgId, set_tenant};
 use serde::Serialize;
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use super::Grant;
 use crate::error::{RunsError, RunsResult};
@@ -64,7 +64,7 @@ struct PageRow {
 pub async fn page(
     pool: &PgPool,
     org: OrgId,
-    run: Uuid,
+    run: RunId,
     after: i64,
     limit: i64,
 ) -> RunsResult<Option<Page>> {

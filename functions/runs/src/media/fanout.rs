@@ -18,11 +18,11 @@ use std::time::Duration;
 
 use axum::response::sse::Event;
 use futures::Stream;
+use runwarden_contracts::RunId;
 use runwarden_tenancy::{OrgId, set_tenant};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::{Notify, OnceCell, broadcast, watch};
-use uuid::Uuid;
 
 use super::Grant;
 use super::events::{CHANNEL, Item, PAGE, check_access, page, sse_event};
@@ -43,7 +43,7 @@ pub struct EventHub {
 
 struct Hub {
     pool: PgPool,
-    feeds: Mutex<HashMap<Uuid, FeedHandle>>,
+    feeds: Mutex<HashMap<RunId, FeedHandle>>,
     listening: OnceCell<()>,
     shutdown: watch::Sender<bool>,
     generations: AtomicU64,
@@ -107,7 +107,11 @@ impl EventHub {
     }
 
     /// A receiver of `run`'s feed (started if none), once the feed knows where it begins.
-    async fn subscribe(&self, org: OrgId, run: Uuid) -> RunsResult<broadcast::Receiver<Arc<Item>>> {
+    async fn subscribe(
+        &self,
+        org: OrgId,
+        run: RunId,
+    ) -> RunsResult<broadcast::Receiver<Arc<Item>>> {
         self.ensure_listening().await?;
         let (rx, mut ready) = {
             let mut feeds = self
@@ -131,7 +135,7 @@ impl EventHub {
     }
 
     /// Called with the feed map locked.
-    fn start_feed(&self, org: OrgId, run: Uuid) -> FeedHandle {
+    fn start_feed(&self, org: OrgId, run: RunId) -> FeedHandle {
         let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
         let poke = Arc::new(Notify::new());
         let (ready_tx, ready) = watch::channel(FeedState::Starting);
@@ -153,7 +157,7 @@ impl EventHub {
         }
     }
 
-    fn poke(&self, run: Uuid) {
+    fn poke(&self, run: RunId) {
         if let Ok(feeds) = self.inner.feeds.lock()
             && let Some(handle) = feeds.get(&run)
         {
@@ -169,7 +173,7 @@ impl EventHub {
 
     /// Removes the feed when nobody watches it any more; under the map lock, so a watcher
     /// either subscribed before (and the feed stays) or finds no feed and starts a new one.
-    fn retire(&self, run: Uuid, generation: u64, only_if_unwatched: bool) -> bool {
+    fn retire(&self, run: RunId, generation: u64, only_if_unwatched: bool) -> bool {
         let Ok(mut feeds) = self.inner.feeds.lock() else {
             return true;
         };
@@ -249,7 +253,7 @@ async fn listen(hub: Weak<Hub>, mut listener: PgListener, mut shutdown: watch::R
 async fn feed(
     hub: EventHub,
     org: OrgId,
-    run: Uuid,
+    run: RunId,
     generation: u64,
     tx: broadcast::Sender<Arc<Item>>,
     poke: Arc<Notify>,
@@ -317,7 +321,7 @@ async fn feed(
 struct Watcher {
     pool: PgPool,
     org: OrgId,
-    run: Uuid,
+    run: RunId,
     rx: broadcast::Receiver<Arc<Item>>,
     pending: VecDeque<Item>,
     /// The last id sent (or the client's `Last-Event-ID`).

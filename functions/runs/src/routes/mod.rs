@@ -2,6 +2,7 @@
 //! document and the access tests are all checked against it.
 
 mod media;
+mod paths;
 mod projects;
 mod runner_api;
 mod runs;
@@ -14,7 +15,6 @@ use runwarden_platform::internal_auth::{InternalSecrets, require_internal_auth};
 use runwarden_tenancy::Role;
 
 use crate::AppState;
-use crate::runs::RUN_DISPATCH_TOPIC;
 
 use runwarden_tenancy::routes::route;
 pub use runwarden_tenancy::routes::{Access, Audit, Route};
@@ -248,7 +248,7 @@ pub fn router(state: AppState, push_auth: PushAuth, secrets: InternalSecrets) ->
         .with_state(state)
         .merge(tasks)
         .merge(runwarden_events::push::route(
-            RUN_DISPATCH_TOPIC,
+            runwarden_contracts::topics::RUN_DISPATCH,
             push_auth,
             move |delivery| crate::dispatch::handle_push(pool.clone(), executor.clone(), delivery),
         ))

@@ -3,30 +3,18 @@
 //! `projects`, commit, answer.
 
 use axum::Json as AxumJson;
-use axum::extract::Path;
 use axum::http::StatusCode;
-use runwarden_platform::extract::Json;
+use runwarden_contracts::ProjectId;
+use runwarden_platform::extract::{Json, Path};
 use runwarden_platform::page::{ListQuery, Page};
 use runwarden_platform::request::RequestMeta;
 use runwarden_tenancy::Role;
 use serde::Deserialize;
-use uuid::Uuid;
 
 use crate::error::{RunsError, RunsResult};
 use crate::extract::OrgAccess;
 use crate::projects::{self, Change, Project, ProjectName};
-
-/// The path's project id; a malformed one names no project (404).
-fn project_id(params: &ProjectPath) -> RunsResult<Uuid> {
-    params.project.parse().map_err(|_| RunsError::not_found())
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ProjectPath {
-    #[allow(dead_code)]
-    org: String,
-    project: String,
-}
+use crate::routes::paths::ProjectPath;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,7 +34,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, AxumJson(project)))
 }
 
-pub async fn list(mut access: OrgAccess, query: ListQuery<Uuid>) -> RunsResult<Page<Project>> {
+pub async fn list(mut access: OrgAccess, query: ListQuery<ProjectId>) -> RunsResult<Page<Project>> {
     access.require(Role::Viewer)?;
     let org = access.ctx.org_id;
     let rows = projects::list(&mut access.tx, org, query.cursor, query.fetch_limit()).await?;
@@ -56,10 +44,9 @@ pub async fn list(mut access: OrgAccess, query: ListQuery<Uuid>) -> RunsResult<P
 
 pub async fn get(
     mut access: OrgAccess,
-    Path(params): Path<ProjectPath>,
+    Path(ProjectPath { project: id }): Path<ProjectPath>,
 ) -> RunsResult<AxumJson<Project>> {
     access.require(Role::Viewer)?;
-    let id = project_id(&params)?;
     let project = projects::get(&mut access.tx, access.ctx.org_id, id, false).await?;
     access.tx.commit().await?;
     Ok(AxumJson(project))
@@ -75,11 +62,10 @@ pub struct UpdateProject {
 pub async fn update(
     mut access: OrgAccess,
     meta: RequestMeta,
-    Path(params): Path<ProjectPath>,
+    Path(ProjectPath { project: id }): Path<ProjectPath>,
     Json(req): Json<UpdateProject>,
 ) -> RunsResult<AxumJson<Project>> {
     access.require(Role::Member)?;
-    let id = project_id(&params)?;
     if req.name.is_none() && req.archived.is_none() {
         return Err(RunsError::invalid(
             "empty_change",
@@ -98,10 +84,9 @@ pub async fn update(
 pub async fn delete(
     mut access: OrgAccess,
     meta: RequestMeta,
-    Path(params): Path<ProjectPath>,
+    Path(ProjectPath { project: id }): Path<ProjectPath>,
 ) -> RunsResult<StatusCode> {
     access.require(Role::Admin)?;
-    let id = project_id(&params)?;
     projects::delete(&mut access.tx, &meta, &access.ctx, id).await?;
     access.tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -113,14 +98,14 @@ mod tests {
 
     use super::*;
 
-    fn parse(raw: &str) -> Result<ListQuery<Uuid>, runwarden_platform::error::ApiError> {
+    fn parse(raw: &str) -> Result<ListQuery<ProjectId>, runwarden_platform::error::ApiError> {
         ListQuery::parse(Some(raw))
     }
 
     #[test]
     fn list_query_clamps_limit_and_refuses_the_unknown() {
         assert_eq!(
-            ListQuery::<Uuid>::parse(None).unwrap().limit(),
+            ListQuery::<ProjectId>::parse(None).unwrap().limit(),
             DEFAULT_LIMIT
         );
         assert_eq!(parse("limit=100000").unwrap().limit(), MAX_LIMIT);
@@ -128,7 +113,7 @@ mod tests {
         assert!(parse("limit=ten").is_err());
         assert!(parse("cursor=nope").is_err());
         assert!(parse("offset=100000").is_err());
-        let id = Uuid::now_v7();
+        let id = ProjectId::new();
         let q = parse(&format!("cursor={id}&limit=5")).unwrap();
         assert_eq!((q.limit(), q.cursor), (5, Some(id)));
     }

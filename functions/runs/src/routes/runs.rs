@@ -3,39 +3,22 @@
 //! parse, authorize, call `admission` or `runs`, answer.
 
 use axum::Json as AxumJson;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use runwarden_platform::extract::Json;
+use runwarden_contracts::RunId;
+use runwarden_platform::extract::{Json, Path};
 use runwarden_platform::page::{ListQuery, Page};
 use runwarden_platform::request::RequestMeta;
 use runwarden_tenancy::Role;
 use serde::Deserialize;
 use serde_json::Value;
-use uuid::Uuid;
 
 use crate::AppState;
 use crate::admission;
 use crate::error::{RunsError, RunsResult};
 use crate::extract::OrgAccess;
+use crate::routes::paths::{ProjectPath, RunPath};
 use crate::runs::{self, EndedBy, Ending, NewRun, Run, Status};
-
-#[derive(Debug, Deserialize)]
-pub struct ProjectPath {
-    #[allow(dead_code)]
-    org: String,
-    project: String,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct RunPath {
-    #[allow(dead_code)]
-    org: String,
-    run: String,
-}
-
-fn run_id(raw: &str) -> RunsResult<Uuid> {
-    raw.parse().map_err(|_| RunsError::not_found())
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,12 +34,11 @@ pub async fn start(
     State(state): State<AppState>,
     access: OrgAccess,
     meta: RequestMeta,
-    Path(path): Path<ProjectPath>,
+    Path(ProjectPath { project }): Path<ProjectPath>,
     headers: HeaderMap,
     Json(req): Json<StartRun>,
 ) -> RunsResult<(StatusCode, AxumJson<Run>)> {
     access.require(Role::Member)?;
-    let project: Uuid = path.project.parse().map_err(|_| RunsError::not_found())?;
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => Some(
@@ -90,7 +72,7 @@ pub async fn start(
     Ok((StatusCode::ACCEPTED, AxumJson(run)))
 }
 
-pub async fn list(mut access: OrgAccess, query: ListQuery<Uuid>) -> RunsResult<Page<Run>> {
+pub async fn list(mut access: OrgAccess, query: ListQuery<RunId>) -> RunsResult<Page<Run>> {
     access.require(Role::Viewer)?;
     let org = access.ctx.org_id;
     let rows = runs::list(&mut access.tx, org, query.cursor, query.fetch_limit()).await?;
@@ -98,9 +80,12 @@ pub async fn list(mut access: OrgAccess, query: ListQuery<Uuid>) -> RunsResult<P
     Ok(query.page(rows, |r| r.id))
 }
 
-pub async fn get(mut access: OrgAccess, Path(path): Path<RunPath>) -> RunsResult<AxumJson<Run>> {
+pub async fn get(
+    mut access: OrgAccess,
+    Path(RunPath { run }): Path<RunPath>,
+) -> RunsResult<AxumJson<Run>> {
     access.require(Role::Viewer)?;
-    let run = runs::get(&mut access.tx, access.ctx.org_id, run_id(&path.run)?, false).await?;
+    let run = runs::get(&mut access.tx, access.ctx.org_id, run, false).await?;
     access.tx.commit().await?;
     Ok(AxumJson(run))
 }
@@ -111,10 +96,10 @@ pub async fn cancel(
     State(state): State<AppState>,
     mut access: OrgAccess,
     meta: RequestMeta,
-    Path(path): Path<RunPath>,
+    Path(RunPath { run }): Path<RunPath>,
 ) -> RunsResult<AxumJson<Run>> {
     access.require(Role::Member)?;
-    let id = run_id(&path.run)?;
+    let id = run;
     let org = access.ctx.org_id;
     let ended = runs::finish(
         &mut access.tx,

@@ -3,40 +3,20 @@
 //! parse, authorize, call `secrets`, commit, answer.
 
 use axum::Json as AxumJson;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use runwarden_platform::extract::Json;
+use runwarden_platform::extract::{Json, Path};
 use runwarden_platform::page::{ListQuery, Page};
 use runwarden_platform::request::RequestMeta;
 use runwarden_tenancy::Role;
 use secrecy::SecretString;
 use serde::Deserialize;
-use uuid::Uuid;
 
 use crate::AppState;
 use crate::error::{RunsError, RunsResult};
 use crate::extract::OrgAccess;
-use crate::secrets::{self, SecretKind, SecretMeta, SecretName, SecretValue};
-
-#[derive(Debug, Deserialize)]
-pub struct ProjectPath {
-    #[allow(dead_code)]
-    org: String,
-    project: String,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct SecretPath {
-    #[allow(dead_code)]
-    org: String,
-    project: String,
-    name: String,
-}
-
-/// A malformed project id names no project (404).
-fn project_id(raw: &str) -> RunsResult<Uuid> {
-    raw.parse().map_err(|_| RunsError::not_found())
-}
+use crate::routes::paths::{ProjectPath, SecretPath};
+use crate::secrets::{self, SecretMeta, SecretName, SecretValue};
 
 /// The body of `PUT .../secrets/{name}`. `Debug` shows the value as `[REDACTED]`.
 #[derive(Debug, Deserialize)]
@@ -51,13 +31,12 @@ pub async fn put(
     State(state): State<AppState>,
     mut access: OrgAccess,
     meta: RequestMeta,
-    Path(path): Path<SecretPath>,
+    Path(SecretPath { project, name }): Path<SecretPath>,
     Json(req): Json<PutSecret>,
 ) -> RunsResult<(StatusCode, AxumJson<SecretMeta>)> {
     access.require(Role::Member)?;
-    let project = project_id(&path.project)?;
-    let name = SecretName::parse(&path.name)?;
-    let kind = SecretKind::parse(&req.kind)?;
+    let name = secrets::parse_name(&name)?;
+    let kind = secrets::parse_kind(&req.kind)?;
     let value = SecretValue::parse(req.value)?;
     let (secret, created) = secrets::put(
         &mut access.tx,
@@ -82,11 +61,10 @@ pub async fn put(
 /// Secrets in name order; the cursor is the last name of the previous page.
 pub async fn list(
     mut access: OrgAccess,
-    Path(path): Path<ProjectPath>,
+    Path(ProjectPath { project }): Path<ProjectPath>,
     query: ListQuery<SecretName>,
 ) -> RunsResult<Page<SecretMeta>> {
     access.require(Role::Viewer)?;
-    let project = project_id(&path.project)?;
     let org = access.ctx.org_id;
     let cursor = query.cursor.as_ref();
     let rows = secrets::list(&mut access.tx, org, project, cursor, query.fetch_limit()).await?;
@@ -97,11 +75,10 @@ pub async fn list(
 /// The secret's metadata. A name that could not exist names no secret (404).
 pub async fn get(
     mut access: OrgAccess,
-    Path(path): Path<SecretPath>,
+    Path(SecretPath { project, name }): Path<SecretPath>,
 ) -> RunsResult<AxumJson<SecretMeta>> {
     access.require(Role::Viewer)?;
-    let project = project_id(&path.project)?;
-    let name = SecretName::parse(&path.name).map_err(|_| RunsError::not_found())?;
+    let name = SecretName::parse(&name).map_err(|_| RunsError::not_found())?;
     let secret = secrets::get(&mut access.tx, access.ctx.org_id, project, &name).await?;
     access.tx.commit().await?;
     Ok(AxumJson(secret))
@@ -110,11 +87,10 @@ pub async fn get(
 pub async fn delete(
     mut access: OrgAccess,
     meta: RequestMeta,
-    Path(path): Path<SecretPath>,
+    Path(SecretPath { project, name }): Path<SecretPath>,
 ) -> RunsResult<StatusCode> {
     access.require(Role::Member)?;
-    let project = project_id(&path.project)?;
-    let name = SecretName::parse(&path.name).map_err(|_| RunsError::not_found())?;
+    let name = SecretName::parse(&name).map_err(|_| RunsError::not_found())?;
     secrets::delete(&mut access.tx, &meta, &access.ctx, project, &name).await?;
     access.tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)

@@ -119,7 +119,8 @@ async fn read_as(
     run: Uuid,
 ) -> RunsResult<Vec<PlainSecret>> {
     let mut tx = begin_org_tx(runtime, org, None).await.unwrap();
-    let read = secrets::read_for_runner(&mut tx, ring, org, project.parse().unwrap(), run).await?;
+    let read =
+        secrets::read_for_runner(&mut tx, ring, org, project.parse().unwrap(), run.into()).await?;
     tx.commit().await.unwrap();
     Ok(read)
 }
@@ -1112,9 +1113,15 @@ async fn the_runner_reads_the_latest_versions_and_each_read_is_audited(
 
     // A read whose transaction is rolled back leaves no event (events commit with the read).
     let mut tx = begin_org_tx(&runtime, org, None).await.unwrap();
-    let again = secrets::read_for_runner(&mut tx, &app.vault, org, project.parse().unwrap(), run)
-        .await
-        .unwrap();
+    let again = secrets::read_for_runner(
+        &mut tx,
+        &app.vault,
+        org,
+        project.parse().unwrap(),
+        run.into(),
+    )
+    .await
+    .unwrap();
     assert_eq!(again.len(), 2);
     tx.rollback().await.unwrap();
     assert_eq!(
