@@ -21,8 +21,10 @@ use google_cloud_auth::signer::Signer;
 use google_cloud_storage::builder::storage::SignedUrlBuilder;
 use google_cloud_storage::http::Method;
 use runwarden_contracts::RunId;
+use runwarden_events::{Actor, AuditEvent, Target};
 use runwarden_tenancy::{OrgId, UserId};
 use serde::Serialize;
+use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -183,9 +185,35 @@ pub struct Artifact {
 const ARTIFACT_COLUMNS: &str = "name, content_type, size, created_at";
 
 /// Records an upload the runner is about to make (a new name, or a retry of one: its content
-/// type and size are replaced). Inside the runner's transaction, which holds the run's row
-/// lock, so the per-run limit holds under concurrent uploads.
+/// type and size are replaced), audited as `run.artifact_upload` by the runner. Inside the
+/// runner's transaction, which holds the run's row lock, so the per-run limit holds under
+/// concurrent uploads.
 pub async fn record(
+    tx: &mut PgConnection,
+    org: OrgId,
+    run: RunId,
+    name: &ArtifactName,
+    content_type: &str,
+    size: u64,
+) -> RunsResult<Artifact> {
+    let artifact = insert_artifact(tx, org, run, name, content_type, size).await?;
+    AuditEvent::new(
+        org,
+        Actor::runner(run),
+        "run.artifact_upload",
+        Target::new("run", run),
+    )
+    .with_details(json!({
+        "name": artifact.name,
+        "content_type": artifact.content_type,
+        "size": artifact.size,
+    }))
+    .record(tx)
+    .await?;
+    Ok(artifact)
+}
+
+async fn insert_artifact(
     tx: &mut PgConnection,
     org: OrgId,
     run: RunId,

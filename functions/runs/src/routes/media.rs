@@ -21,18 +21,16 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use runwarden_contracts::RunId;
 use runwarden_contracts::runner_api::{ArtifactRequest, UploadTarget};
-use runwarden_events::{Actor, AuditEvent, Target};
 use runwarden_platform::extract::{Json, Path};
 use runwarden_platform::request::RequestMeta;
 use runwarden_tenancy::Role;
 use secrecy::SecretString;
 use serde::Serialize;
-use serde_json::json;
 
 use crate::AppState;
 use crate::error::{RunsError, RunsResult};
 use crate::extract::OrgAccess;
-use crate::media::{self, Grant, MediaKeys, Scope};
+use crate::media::{self, Grant, Scope};
 use crate::routes::paths::{ArtifactPath, RunPath};
 use crate::routes::runner_api::bearer;
 use crate::runs;
@@ -67,20 +65,13 @@ pub async fn mint(
     Path(RunPath { run }): Path<RunPath>,
 ) -> RunsResult<AxumJson<MediaTokens>> {
     access.require(Role::Viewer)?;
-    let (org, user) = (access.ctx.org_id, access.ctx.principal.user_id);
-    runs::get(&mut access.tx, org, run, false).await?;
-    let artifacts = storage::list(&mut access.tx, org, run).await?;
-    let now = Utc::now().timestamp();
-    let keys = &state.media.keys;
-    let events_token = keys.sign(&MediaKeys::claims(org, run, user, Scope::Events, now))?;
-    let artifacts_token = keys.sign(&MediaKeys::claims(org, run, user, Scope::Artifacts, now))?;
-    AuditEvent::by_user(&meta, org, user, "run.media_token", Target::new("run", run))
-        .with_details(json!({
-            "scopes": [Scope::Events.as_str(), Scope::Artifacts.as_str()],
-            "expires_in": media::TOKEN_LIFETIME.as_secs(),
-        }))
-        .record(&mut access.tx)
-        .await?;
+    let issued =
+        media::issue_tokens(&mut access.tx, &state.media.keys, &meta, &access.ctx, run).await?;
+    let media::IssuedTokens {
+        events: events_token,
+        artifacts_token,
+        artifacts,
+    } = issued;
     access.tx.commit().await?;
     let urls = artifacts
         .iter()
@@ -235,21 +226,7 @@ pub async fn upload(
             "content_type must be a lower-case type/subtype such as image/png",
         ));
     }
-    let artifact =
-        storage::record(&mut tx, org, run_id, &name, &req.content_type, req.size).await?;
-    AuditEvent::new(
-        org,
-        Actor::runner(run_id),
-        "run.artifact_upload",
-        Target::new("run", run_id),
-    )
-    .with_details(json!({
-        "name": artifact.name,
-        "content_type": artifact.content_type,
-        "size": artifact.size,
-    }))
-    .record(&mut tx)
-    .await?;
+    storage::record(&mut tx, org, run_id, &name, &req.content_type, req.size).await?;
     tx.commit().await?;
     let upload_url = state
         .media
