@@ -1,14 +1,15 @@
-//! runs: projects, runs, their dispatch to one runner each, and (as they land) secrets and
-//! media (DESIGN.md sections 2 and 4).
+//! runs: projects, runs, their dispatch to one runner each, secrets and media (see
+//! `docs/architecture.md`).
 //!
 //! - **Projects** (`/v1/orgs/{org}/projects[/{project}]`): create, list, get, rename, archive,
 //!   unarchive, delete; the active-project quota holds exactly (see [`projects`]).
 //! - **Runs** (`POST .../projects/{project}/runs`, `GET .../runs[/{run}]`, `POST .../cancel`):
-//!   admitted by quotas (its 429/402 passed on), idempotent by `Idempotency-Key`; see
-//!   [`runs`] for a run's life.
+//!   admitted by quotas (its 429/402 passed on, [`admission`]), idempotent by
+//!   `Idempotency-Key`; see [`runs`] for a run's life.
 //! - **Dispatch** (`POST /push/run-dispatch`): one runner execution per run, however often
-//!   Pub/Sub delivers ([`dispatch`]); the runner exchanges a single-use ticket for a token
-//!   bound to its run ([`tickets`], `/internal/runner/...`).
+//!   Pub/Sub delivers ([`dispatch`]); the runner job exchanges a single-use ticket for a
+//!   token bound to its run ([`tickets`]) and calls the runner API (`/internal/runner/...`,
+//!   `routes::runner_api`, bodies from `runwarden_contracts::runner_api`).
 //! - **Reaper** ([`reaper`]): runs past their cap plus grace are ended by the server.
 //! - **Secrets** (`PUT|GET|DELETE .../projects/{project}/secrets[/{name}]`): versioned,
 //!   AES-256-GCM under a per-org data key wrapped by the configured key ring; the API answers

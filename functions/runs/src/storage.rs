@@ -1,7 +1,7 @@
 //! Artifacts in Cloud Storage, through V4 signed URLs only: the runner PUTs an artifact's
 //! bytes straight to the bucket, and a media URL answers with a redirect to a signed GET.
 //! runs itself never moves the bytes, so it needs no storage client, only a signer
-//! (`google-cloud-storage`'s `SignedUrlBuilder`, see notes/gcp-rust-sdk.md section A):
+//! (`google-cloud-storage`'s `SignedUrlBuilder`):
 //!
 //! - production: Application Default Credentials' signer (on Cloud Run the metadata server's
 //!   account, signing through IAM `signBlob`; the account needs
@@ -30,7 +30,8 @@ use uuid::Uuid;
 
 use crate::error::{RunsError, RunsResult};
 
-/// The longest a signed URL lives (DESIGN.md section 2: at most 5 minutes).
+/// The longest a signed URL lives: at most 5 minutes, like a media token (see
+/// `docs/security.md`).
 pub const MAX_URL_LIFETIME: Duration = Duration::from_secs(300);
 
 /// Where artifacts go and how URLs to them are signed. Cheap to share (`Arc` inside).
