@@ -8,35 +8,9 @@ use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use uuid::Uuid;
 
-use crate::helpers::{INTERNAL_SECRET, TestApp, spawn_app};
+use crate::helpers::{INTERNAL_SECRET, spawn_app};
 
 const MALFORMED: [&str; 3] = ["not-a-uuid", "0191e5f2-7b3c-7a00-8000", "1"];
-
-/// `(status, body)` of a request with an optional bearer token, `X-Internal-Auth` when
-/// `internal`, and an optional JSON body.
-async fn send(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    bearer: Option<&str>,
-    internal: bool,
-    body: Option<&Value>,
-) -> (StatusCode, Value) {
-    let mut request = app.client.request(method, app.served.url(path));
-    if let Some(token) = bearer {
-        request = request.bearer_auth(token);
-    }
-    if internal {
-        request = request.header("x-internal-auth", INTERNAL_SECRET);
-    }
-    if let Some(body) = body {
-        request = request.json(body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
 
 #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
 async fn org_routes_answer_a_malformed_project_or_run_id_as_a_missing_one(
@@ -48,15 +22,14 @@ async fn org_routes_answer_a_malformed_project_or_run_id_as_a_missing_one(
     let owner = app.fx.member(org, Role::Owner).await;
     let project = app.project(org, &owner.token).await;
     let missing = Uuid::now_v7();
-    let (status, not_found) = send(
-        &app,
-        Method::GET,
-        &format!("/v1/orgs/{org}/projects/{missing}"),
-        Some(&owner.token),
-        false,
-        None,
-    )
-    .await;
+    let (status, not_found) = app
+        .call(
+            Method::GET,
+            &format!("/v1/orgs/{org}/projects/{missing}"),
+            &owner.token,
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(not_found["code"], "not_found");
 
@@ -123,7 +96,7 @@ async fn org_routes_answer_a_malformed_project_or_run_id_as_a_missing_one(
             ),
         ];
         for (method, path, body) in routes {
-            let answer = send(&app, method.clone(), &path, Some(&owner.token), false, body).await;
+            let answer = app.call(method.clone(), &path, &owner.token, body).await;
             assert_eq!(
                 answer,
                 (StatusCode::NOT_FOUND, not_found.clone()),
@@ -132,15 +105,14 @@ async fn org_routes_answer_a_malformed_project_or_run_id_as_a_missing_one(
         }
     }
     // The well-formed project still works: nothing above touched it.
-    let (status, _) = send(
-        &app,
-        Method::GET,
-        &format!("/v1/orgs/{org}/projects/{project}"),
-        Some(&owner.token),
-        false,
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::GET,
+            &format!("/v1/orgs/{org}/projects/{project}"),
+            &owner.token,
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
 }
 
@@ -159,7 +131,9 @@ async fn media_and_runner_routes_answer_a_malformed_run_id_as_a_missing_one(
             format!("/v1/media/runs/{id}/events?token=x"),
             format!("/v1/media/runs/{id}/artifacts/shot.png?token=x"),
         ] {
-            let (status, body) = send(&app, Method::GET, &path, None, false, None).await;
+            let response = app.client.get(app.served.url(&path)).send().await.unwrap();
+            let status = response.status();
+            let body: Value = response.json().await.unwrap();
             assert_eq!(
                 (status, body["code"].as_str()),
                 (StatusCode::NOT_FOUND, Some("not_found")),
@@ -167,35 +141,35 @@ async fn media_and_runner_routes_answer_a_malformed_run_id_as_a_missing_one(
             );
         }
         // The runner API, behind X-Internal-Auth.
-        let routes: Vec<(Method, String, Option<&Value>)> = vec![
-            (
-                Method::GET,
-                format!("/internal/runner/runs/{id}/secrets"),
-                None,
-            ),
-            (
-                Method::POST,
-                format!("/internal/runner/runs/{id}/events"),
-                Some(&events),
-            ),
-            (
-                Method::POST,
-                format!("/internal/runner/runs/{id}/complete"),
-                Some(&complete),
-            ),
-            (
-                Method::POST,
-                format!("/internal/runner/runs/{id}/artifacts"),
-                Some(&artifact),
-            ),
-        ];
-        for (method, path, body) in routes {
-            let (status, problem) =
-                send(&app, method.clone(), &path, Some("rnt_x"), true, body).await;
+        let response = app
+            .client
+            .get(
+                app.served
+                    .url(&format!("/internal/runner/runs/{id}/secrets")),
+            )
+            .header("x-internal-auth", INTERNAL_SECRET)
+            .bearer_auth("rnt_x")
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("not_found")),
+            "GET .../{id}/secrets"
+        );
+        for (rest, body) in [
+            ("events", &events),
+            ("complete", &complete),
+            ("artifacts", &artifact),
+        ] {
+            let path = format!("/internal/runner/runs/{id}/{rest}");
+            let (status, problem) = app.runner_call(&path, Some("rnt_x"), body).await;
             assert_eq!(
                 (status, problem["code"].as_str()),
                 (StatusCode::NOT_FOUND, Some("not_found")),
-                "{method} {path}"
+                "POST {path}"
             );
         }
     }
