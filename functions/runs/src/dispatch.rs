@@ -5,25 +5,25 @@
 //!
 //! What travels to the execution is a single-use ticket, never the runner token: job
 //! overrides are readable by anyone who can read the execution, so the runner exchanges the
-//! ticket once for its token (`runner` module) and a second exchange fails and is audited.
+//! ticket once for its token ([`crate::tickets`]) and a second exchange fails and is audited.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use runwarden_contracts::RunId;
+use runwarden_contracts::messages::RunDispatch;
 use runwarden_events::push::{Delivery, PushError};
 use runwarden_tenancy::{OrgId, set_tenant};
-use runwarden_tokens::opaque;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use crate::runs::{self, Status};
+use crate::tickets;
 
 /// What a runner execution is started with.
 pub struct Launch<'a> {
-    pub run: Uuid,
+    pub run: RunId,
     pub ticket: &'a str,
     /// The run's granted cap: the execution's own timeout is this plus the grace.
     pub cap_secs: i64,
@@ -221,19 +221,13 @@ impl LocalExecutor {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct DispatchMessage {
-    run_id: Uuid,
-    org_id: Uuid,
-}
-
 /// `POST /push/run-dispatch`.
 pub async fn handle_push(
     pool: PgPool,
     executor: Executor,
     delivery: Delivery,
 ) -> Result<(), PushError> {
-    let message: DispatchMessage = delivery.json()?;
+    let message: RunDispatch = delivery.json()?;
     let org = OrgId::from(message.org_id);
     let transient = |e: &dyn std::fmt::Display| {
         tracing::warn!(run.id = %message.run_id, error = %e, "dispatch failed; Pub/Sub retries");
@@ -246,25 +240,17 @@ pub async fn handle_push(
     let run = match runs::get(&mut tx, org, message.run_id, true).await {
         Ok(run) => run,
         // Deleted with its project, or never ours: nothing to start.
-        Err(crate::error::RunsError::NotFound) => return Ok(()),
+        Err(e) if e.is_not_found() => return Ok(()),
         Err(e) => return Err(transient(&e)),
     };
-    let already: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM runner_credentials WHERE run_id = $1)")
-            .bind(run.id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| transient(&e))?;
+    let already = tickets::issued(&mut tx, run.id)
+        .await
+        .map_err(|e| transient(&e))?;
     if run.status() != Status::Queued || already {
         tracing::info!(run.id = %run.id, status = %run.status, "dispatch redelivered; nothing to start");
         return Ok(());
     }
-    let ticket = opaque::generate("rtk_");
-    sqlx::query("INSERT INTO runner_credentials (run_id, org_id, ticket_hash) VALUES ($1, $2, $3)")
-        .bind(run.id)
-        .bind(org)
-        .bind(opaque::hash(&ticket))
-        .execute(&mut *tx)
+    let ticket = tickets::issue(&mut tx, org, run.id)
         .await
         .map_err(|e| transient(&e))?;
     // Started under the row lock: a concurrent redelivery waits, then sees the credentials.

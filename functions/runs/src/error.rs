@@ -1,23 +1,16 @@
-//! runs' one error enum and how each answers (problem+json). 4xx carry a safe detail and a
-//! stable code; internal causes are logged once, here, and never sent.
+//! runs' error enum: the platform's [`ApiError`] (the answers every function shares, their
+//! problem+json and their one security log line) and what only runs answers: a plan limit
+//! (402) and quotas' refusal of a run, passed on as quotas gave it.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use runwarden_platform::Problem;
-use runwarden_tenancy::TenancyError;
+pub use runwarden_platform::error::ApiError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunsError {
-    #[error("{detail}")]
-    Invalid { code: &'static str, detail: String },
-    #[error("unauthenticated")]
-    Unauthenticated,
-    #[error("forbidden: {0}")]
-    Forbidden(String),
-    #[error("not found")]
-    NotFound,
-    #[error("{detail}")]
-    Conflict { code: &'static str, detail: String },
+    #[error(transparent)]
+    Api(#[from] ApiError),
     /// A plan limit: 402, with the limit's code.
     #[error("{detail}")]
     QuotaExceeded { code: &'static str, detail: String },
@@ -27,73 +20,63 @@ pub enum RunsError {
         status: StatusCode,
         problem: serde_json::Value,
     },
-    #[error("unavailable")]
-    Unavailable,
-    #[error(transparent)]
-    Internal(#[from] anyhow::Error),
 }
+
+runwarden_platform::api_error_from!(
+    RunsError: sqlx::Error,
+    anyhow::Error,
+    runwarden_tenancy::TenancyError,
+    runwarden_tenancy::access::AccessError,
+);
 
 pub type RunsResult<T> = Result<T, RunsError>;
 
 impl RunsError {
+    /// 400 with a stable code and a detail safe to show.
     pub fn invalid(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::Invalid {
-            code,
-            detail: detail.into(),
-        }
+        Self::Api(ApiError::invalid(code, detail))
     }
 
+    /// 409 with a stable code and a detail safe to show.
     pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::Conflict {
-            code,
-            detail: detail.into(),
-        }
+        Self::Api(ApiError::conflict(code, detail))
     }
-}
 
-impl From<sqlx::Error> for RunsError {
-    fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                Self::Unavailable
-            }
-            other => Self::Internal(anyhow::Error::new(other)),
-        }
+    /// 404: no such resource (or one the caller may not know of).
+    pub fn not_found() -> Self {
+        Self::Api(ApiError::NotFound)
     }
-}
 
-impl From<TenancyError> for RunsError {
-    fn from(e: TenancyError) -> Self {
-        match e {
-            TenancyError::NotFound => Self::NotFound,
-            TenancyError::Forbidden { .. } => Self::Forbidden(e.to_string()),
-            TenancyError::UnknownRole => Self::Internal(anyhow::anyhow!("unknown role stored")),
-        }
+    /// 401: no, a bad or an expired credential.
+    pub fn unauthenticated() -> Self {
+        Self::Api(ApiError::Unauthenticated)
+    }
+
+    /// 503: a dependency (the database, quotas) cannot answer now.
+    pub fn unavailable() -> Self {
+        Self::Api(ApiError::Unavailable)
+    }
+
+    /// Whether this is a plain 404.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            Self::Api(ApiError::NotFound | ApiError::TenancyNotFound)
+        )
     }
 }
 
 impl IntoResponse for RunsError {
     fn into_response(self) -> Response {
-        let problem = match self {
-            Self::Refused { status, problem } => return refusal_response(status, &problem),
-            Self::Unauthenticated => Problem::unauthorized(),
-            Self::Invalid { code, detail } => Problem::bad_request(code, detail),
-            Self::Forbidden(detail) => Problem::forbidden(detail),
-            Self::NotFound => Problem::not_found(),
-            Self::Conflict { code, detail } => Problem::conflict(code, detail),
+        match self {
+            Self::Api(e) => e.into_response(),
+            Self::Refused { status, problem } => refusal_response(status, &problem),
             Self::QuotaExceeded { code, detail } => {
-                Problem::new(StatusCode::PAYMENT_REQUIRED, code).detail(detail)
+                Problem::new(StatusCode::PAYMENT_REQUIRED, code)
+                    .detail(detail)
+                    .into_response()
             }
-            Self::Unavailable => {
-                tracing::warn!("database unavailable");
-                Problem::unavailable()
-            }
-            Self::Internal(e) => {
-                tracing::error!(error = format!("{e:#}"), "internal error");
-                Problem::internal()
-            }
-        };
-        problem.into_response()
+        }
     }
 }
 

@@ -1,14 +1,15 @@
-//! runs: projects, runs, their dispatch to one runner each, and (as they land) secrets and
-//! media (DESIGN.md sections 2 and 4).
+//! runs: projects, runs, their dispatch to one runner each, secrets and media (see
+//! `docs/architecture.md`).
 //!
 //! - **Projects** (`/v1/orgs/{org}/projects[/{project}]`): create, list, get, rename, archive,
 //!   unarchive, delete; the active-project quota holds exactly (see [`projects`]).
 //! - **Runs** (`POST .../projects/{project}/runs`, `GET .../runs[/{run}]`, `POST .../cancel`):
-//!   admitted by quotas (its 429/402 passed on), idempotent by `Idempotency-Key`; see
-//!   [`runs`] for a run's life.
+//!   admitted by quotas (its 429/402 passed on, [`admission`]), idempotent by
+//!   `Idempotency-Key`; see [`runs`] for a run's life.
 //! - **Dispatch** (`POST /push/run-dispatch`): one runner execution per run, however often
-//!   Pub/Sub delivers ([`dispatch`]); the runner exchanges a single-use ticket for a token
-//!   bound to its run ([`runner`], `/internal/runner/...`).
+//!   Pub/Sub delivers ([`dispatch`]); the runner job exchanges a single-use ticket for a
+//!   token bound to its run ([`tickets`]) and calls the runner API (`/internal/runner/...`,
+//!   `routes::runner_api`, bodies from `runwarden_contracts::runner_api`).
 //! - **Reaper** ([`reaper`]): runs past their cap plus grace are ended by the server.
 //! - **Secrets** (`PUT|GET|DELETE .../projects/{project}/secrets[/{name}]`): versioned,
 //!   AES-256-GCM under a per-org data key wrapped by the configured key ring; the API answers
@@ -30,10 +31,11 @@ pub mod media;
 pub mod projects;
 pub mod reaper;
 pub mod routes;
-pub mod runner;
+mod rows;
 pub mod runs;
 pub mod secrets;
 pub mod storage;
+pub mod tickets;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,12 +46,12 @@ use axum::Router;
 use runwarden_events::bus::PubSubBus;
 use runwarden_events::push::PushAuth;
 use runwarden_events::relay::Relay;
+use runwarden_platform::app::{self, Service};
 use runwarden_platform::internal_auth::InternalSecrets;
 use runwarden_platform::request::TrustedProxyHops;
 use runwarden_platform::server::{self, Limits};
 use runwarden_tokens::TokenVerifier;
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 
 pub use config::Config;
 
@@ -102,14 +104,11 @@ pub fn router(
     )
 }
 
+/// runs as served: the router beside its background tasks (the outbox relay and the
+/// reaper), and the SSE hub, whose open streams end as soon as the signal comes so they do
+/// not hold the drain.
 pub struct App {
-    listener: TcpListener,
-    router: Router,
-    limits: Limits,
-    relay: Relay,
-    pool: PgPool,
-    executor: dispatch::Executor,
-    grace: Duration,
+    service: Service,
     hub: media::EventHub,
 }
 
@@ -178,49 +177,31 @@ impl App {
             TrustedProxyHops(config.trusted_proxy_hops),
             &limits,
         );
-        let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], config.port)))
-            .await
-            .with_context(|| format!("binding port {}", config.port))?;
-        Ok(Self {
-            listener,
-            router,
-            limits,
-            relay,
-            pool,
-            executor,
-            grace,
-            hub,
-        })
+        let listener = app::bind(config.port).await?;
+        let service = Service::new("runs", listener, router, limits)
+            // Publishes what the last requests committed before it stops.
+            .background("outbox relay", move |mut stop| async move {
+                relay.run(stop.stopped()).await;
+            })
+            .background("reaper", move |stop| {
+                reaper::spawn(stop, pool, executor, grace, REAPER_INTERVAL)
+            });
+        Ok(Self { service, hub })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.service.local_addr()
     }
 
-    /// Serves, relays outbox events and reaps overdue runs until SIGTERM: the server drains
-    /// first, then the relay publishes what the last requests committed and stops.
+    /// Serves until SIGTERM in the platform's shutdown order (drain, then the relay and the
+    /// reaper stop); open event streams end with the signal itself.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        tracing::info!(addr = %self.local_addr()?, "runs listening");
-        let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        let relay = tokio::spawn(self.relay.run(async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        }));
-        let reaper = reaper::spawn(
-            self.pool.clone(),
-            self.executor.clone(),
-            self.grace,
-            REAPER_INTERVAL,
-        );
-        // Open event streams end with the signal, so they do not hold the drain.
-        let hub = self.hub.clone();
-        let served = server::serve(self.listener, self.router, &self.limits, async move {
-            server::shutdown_signal().await;
-            hub.close();
-        })
-        .await;
-        reaper.abort();
-        let _ = stop.send(true);
-        let _ = relay.await;
-        served
+        let hub = self.hub;
+        self.service
+            .run_until(async move {
+                server::shutdown_signal().await;
+                hub.close();
+            })
+            .await
     }
 }

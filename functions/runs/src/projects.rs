@@ -8,6 +8,7 @@
 //! plan's limit (`org_limits`, the one place plan, overrides and trial caps combine).
 
 use chrono::{DateTime, Utc};
+use runwarden_contracts::ProjectId;
 use runwarden_events::{AuditEvent, Target};
 use runwarden_platform::request::RequestMeta;
 use runwarden_tenancy::{OrgContext, OrgId};
@@ -17,9 +18,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::error::{RunsError, RunsResult};
-
-pub const DEFAULT_LIMIT: i64 = 50;
-pub const MAX_LIMIT: i64 = 100;
+use crate::rows;
 
 /// A project name: trimmed, 1 to 100 characters, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +50,7 @@ impl ProjectName {
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Project {
-    pub id: Uuid,
+    pub id: ProjectId,
     pub org_id: Uuid,
     pub name: String,
     pub created_by: Option<Uuid>,
@@ -77,7 +76,7 @@ async fn claim_slot(tx: &mut PgConnection, org: OrgId) -> RunsResult<()> {
             .bind(org)
             .fetch_optional(&mut *tx)
             .await?;
-    let (active, limit) = slot.ok_or(RunsError::NotFound)?;
+    let (active, limit) = slot.ok_or(RunsError::not_found())?;
     if active >= limit {
         return Err(limit_reached(limit));
     }
@@ -96,7 +95,7 @@ fn name_taken(e: sqlx::Error) -> RunsError {
     }
 }
 
-fn event(meta: &RequestMeta, ctx: &OrgContext, action: &str, project: Uuid) -> AuditEvent {
+fn event(meta: &RequestMeta, ctx: &OrgContext, action: &str, project: ProjectId) -> AuditEvent {
     AuditEvent::by_user(
         meta,
         ctx.org_id,
@@ -117,7 +116,7 @@ pub async fn create(
         "INSERT INTO projects (id, org_id, name, created_by) VALUES ($1, $2, $3, $4)
          RETURNING {COLUMNS}"
     ))
-    .bind(Uuid::now_v7())
+    .bind(ProjectId::new())
     .bind(ctx.org_id)
     .bind(name.as_str())
     .bind(ctx.principal.user_id)
@@ -135,33 +134,21 @@ pub async fn create(
 pub async fn list(
     tx: &mut PgConnection,
     org: OrgId,
-    before: Option<Uuid>,
+    before: Option<ProjectId>,
     limit: i64,
 ) -> RunsResult<Vec<Project>> {
-    Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM projects
-         WHERE org_id = $1 AND ($2::uuid IS NULL OR id < $2)
-         ORDER BY id DESC LIMIT $3"
-    ))
-    .bind(org)
-    .bind(before)
-    .bind(limit)
-    .fetch_all(tx)
-    .await?)
+    rows::newest_first(tx, "projects", COLUMNS, org, before, limit).await
 }
 
 /// The project, locked for the rest of the transaction when `lock`; another org's (or none)
 /// is 404.
-pub async fn get(tx: &mut PgConnection, org: OrgId, id: Uuid, lock: bool) -> RunsResult<Project> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM projects WHERE org_id = $1 AND id = $2{}",
-        if lock { " FOR UPDATE" } else { "" }
-    ))
-    .bind(org)
-    .bind(id)
-    .fetch_optional(tx)
-    .await?
-    .ok_or(RunsError::NotFound)
+pub async fn get(
+    tx: &mut PgConnection,
+    org: OrgId,
+    id: ProjectId,
+    lock: bool,
+) -> RunsResult<Project> {
+    rows::by_id(tx, "projects", COLUMNS, org, id, lock).await
 }
 
 /// A change to a project: a new name, archiving or unarchiving (any of them).
@@ -177,7 +164,7 @@ pub async fn update(
     tx: &mut PgConnection,
     meta: &RequestMeta,
     ctx: &OrgContext,
-    id: Uuid,
+    id: ProjectId,
     change: Change,
 ) -> RunsResult<Project> {
     let org = ctx.org_id;
@@ -217,7 +204,7 @@ pub async fn update(
 async fn set_archived(
     tx: &mut PgConnection,
     org: OrgId,
-    id: Uuid,
+    id: ProjectId,
     archived: bool,
 ) -> RunsResult<Project> {
     Ok(sqlx::query_as(&format!(
@@ -237,7 +224,7 @@ pub async fn delete(
     tx: &mut PgConnection,
     meta: &RequestMeta,
     ctx: &OrgContext,
-    id: Uuid,
+    id: ProjectId,
 ) -> RunsResult<()> {
     let project = get(tx, ctx.org_id, id, true).await?;
     sqlx::query("DELETE FROM projects WHERE org_id = $1 AND id = $2")

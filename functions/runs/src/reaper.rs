@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use runwarden_contracts::RunId;
+use runwarden_platform::app::Stop;
 use runwarden_tenancy::{OrgId, set_tenant};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -15,7 +17,7 @@ use crate::runs::{self, EndedBy, Ending, Status};
 /// Ends every overdue run; returns how many it ended.
 pub async fn reap(pool: &PgPool, executor: &Executor, grace: Duration) -> RunsResult<u64> {
     let grace_secs = i64::try_from(grace.as_secs()).unwrap_or(i64::MAX);
-    let overdue: Vec<(Uuid, Uuid)> = sqlx::query_as("SELECT run_id, org_id FROM runs_overdue($1)")
+    let overdue: Vec<(RunId, Uuid)> = sqlx::query_as("SELECT run_id, org_id FROM runs_overdue($1)")
         .bind(grace_secs)
         .fetch_all(pool)
         .await?;
@@ -51,21 +53,12 @@ pub async fn reap(pool: &PgPool, executor: &Executor, grace: Duration) -> RunsRe
     Ok(ended)
 }
 
-/// Runs [`reap`] every `every` until the process ends.
-pub fn spawn(
-    pool: PgPool,
-    executor: Executor,
-    grace: Duration,
-    every: Duration,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if let Err(e) = reap(&pool, &executor, grace).await {
-                tracing::warn!(error = %e, "reaper pass failed; retrying next tick");
-            }
-        }
+/// The reaper task: [`reap`] every `every` until `stop` fires (a pass in progress is
+/// finished). For [`runwarden_platform::app::Service::background`].
+pub async fn spawn(stop: Stop, pool: PgPool, executor: Executor, grace: Duration, every: Duration) {
+    runwarden_platform::app::every(stop, "reaper", every, || async {
+        reap(&pool, &executor, grace).await?;
+        Ok(())
     })
+    .await;
 }

@@ -9,6 +9,9 @@
 //! publishes `run-finished`, from which quotas settles the reservation.
 
 use chrono::{DateTime, Utc};
+use runwarden_contracts::messages::{RunDispatch, RunFinished};
+use runwarden_contracts::runner_api::{MAX_MESSAGE_BYTES, RunnerEvent};
+use runwarden_contracts::{ProjectId, RunId, topics};
 use runwarden_events::{Actor, AuditEvent, Outcome, Target};
 use runwarden_platform::request::RequestMeta;
 use runwarden_tenancy::{OrgContext, OrgId};
@@ -19,11 +22,8 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::error::{RunsError, RunsResult};
+use crate::rows;
 
-/// The topic a queued run's dispatch goes to; runs' own push route starts its runner.
-pub const RUN_DISPATCH_TOPIC: &str = "run-dispatch";
-/// The topic every ended run goes to; quotas settles from it.
-pub const RUN_FINISHED_TOPIC: &str = "run-finished";
 /// Asked for when the request names no cap: quotas grants the plan's.
 pub const DEFAULT_REQUESTED_CAP_SECS: i64 = 24 * 3600;
 /// The most a run's input may weigh, serialized.
@@ -78,13 +78,7 @@ impl Status {
 }
 
 /// How a run ended, as the runner reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunnerOutcome {
-    Succeeded,
-    Failed,
-    TimedOut,
-}
+pub use runwarden_contracts::runner_api::Outcome as RunnerOutcome;
 
 impl From<RunnerOutcome> for Status {
     fn from(o: RunnerOutcome) -> Self {
@@ -132,7 +126,7 @@ impl Agents {
 /// A start request, checked.
 #[derive(Debug, Clone)]
 pub struct NewRun {
-    pub project: Uuid,
+    pub project: ProjectId,
     pub agent: String,
     pub input: Value,
     pub requested_cap_secs: i64,
@@ -142,7 +136,7 @@ pub struct NewRun {
 impl NewRun {
     pub fn check(
         agents: &Agents,
-        project: Uuid,
+        project: ProjectId,
         agent: String,
         input: Option<Value>,
         max_seconds: Option<i64>,
@@ -192,9 +186,9 @@ impl NewRun {
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Run {
-    pub id: Uuid,
+    pub id: RunId,
     pub org_id: Uuid,
-    pub project_id: Uuid,
+    pub project_id: ProjectId,
     pub agent: String,
     pub input: Json<Value>,
     pub requested_cap_secs: i64,
@@ -237,7 +231,7 @@ pub async fn insert(tx: &mut PgConnection, ctx: &OrgContext, new: &NewRun) -> Ru
             .fetch_optional(&mut *tx)
             .await?;
     match archived {
-        None => return Err(RunsError::NotFound),
+        None => return Err(RunsError::not_found()),
         Some(Some(_)) => {
             return Err(RunsError::conflict(
                 "project_archived",
@@ -253,7 +247,7 @@ pub async fn insert(tx: &mut PgConnection, ctx: &OrgContext, new: &NewRun) -> Ru
          ON CONFLICT (org_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
          RETURNING {COLUMNS}"
     ))
-    .bind(Uuid::now_v7())
+    .bind(RunId::new())
     .bind(ctx.org_id)
     .bind(new.project)
     .bind(&new.agent)
@@ -268,7 +262,7 @@ pub async fn insert(tx: &mut PgConnection, ctx: &OrgContext, new: &NewRun) -> Ru
         // A concurrent request with the same key committed first: its run is this one.
         None => by_idempotency_key(tx, ctx.org_id, new.idempotency_key.as_deref())
             .await?
-            .ok_or_else(|| RunsError::Internal(anyhow::anyhow!("idempotent run vanished"))),
+            .ok_or_else(|| RunsError::from(anyhow::anyhow!("idempotent run vanished"))),
     }
 }
 
@@ -288,38 +282,21 @@ async fn by_idempotency_key(
 }
 
 /// The run, locked for the rest of the transaction when `lock`; another org's (or none) is 404.
-pub async fn get(tx: &mut PgConnection, org: OrgId, id: Uuid, lock: bool) -> RunsResult<Run> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM runs WHERE org_id = $1 AND id = $2{}",
-        if lock { " FOR UPDATE" } else { "" }
-    ))
-    .bind(org)
-    .bind(id)
-    .fetch_optional(tx)
-    .await?
-    .ok_or(RunsError::NotFound)
+pub async fn get(tx: &mut PgConnection, org: OrgId, id: RunId, lock: bool) -> RunsResult<Run> {
+    rows::by_id(tx, "runs", COLUMNS, org, id, lock).await
 }
 
 /// One page, newest first; `before` is the last id of the previous page.
 pub async fn list(
     tx: &mut PgConnection,
     org: OrgId,
-    before: Option<Uuid>,
+    before: Option<RunId>,
     limit: i64,
 ) -> RunsResult<Vec<Run>> {
-    Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM runs
-         WHERE org_id = $1 AND ($2::uuid IS NULL OR id < $2)
-         ORDER BY id DESC LIMIT $3"
-    ))
-    .bind(org)
-    .bind(before)
-    .bind(limit)
-    .fetch_all(tx)
-    .await?)
+    rows::newest_first(tx, "runs", COLUMNS, org, before, limit).await
 }
 
-fn user_event(meta: &RequestMeta, ctx: &OrgContext, action: &str, run: Uuid) -> AuditEvent {
+fn user_event(meta: &RequestMeta, ctx: &OrgContext, action: &str, run: RunId) -> AuditEvent {
     AuditEvent::by_user(
         meta,
         ctx.org_id,
@@ -334,7 +311,7 @@ pub async fn admitted(
     tx: &mut PgConnection,
     meta: &RequestMeta,
     ctx: &OrgContext,
-    run: Uuid,
+    run: RunId,
     granted_cap_secs: i64,
 ) -> RunsResult<Run> {
     let run: Run = sqlx::query_as(&format!(
@@ -351,9 +328,12 @@ pub async fn admitted(
     runwarden_events::enqueue(
         tx,
         ctx.org_id,
-        RUN_DISPATCH_TOPIC,
+        topics::RUN_DISPATCH,
         "run.dispatch",
-        &json!({"run_id": run.id, "org_id": ctx.org_id}),
+        &RunDispatch {
+            run_id: run.id,
+            org_id: ctx.org_id.as_uuid(),
+        },
     )
     .await?;
     user_event(meta, ctx, "run.create", run.id)
@@ -373,7 +353,7 @@ pub async fn refused(
     tx: &mut PgConnection,
     meta: &RequestMeta,
     ctx: &OrgContext,
-    run: Uuid,
+    run: RunId,
     problem: &Value,
 ) -> RunsResult<()> {
     sqlx::query(
@@ -396,7 +376,7 @@ pub async fn refused(
 pub async fn insert_event(
     tx: &mut PgConnection,
     org: OrgId,
-    run: Uuid,
+    run: RunId,
     kind: &str,
     message: &str,
 ) -> RunsResult<()> {
@@ -410,8 +390,57 @@ pub async fn insert_event(
     notify_events(tx, run).await
 }
 
+/// Appends what the runner reported to the run's stream (messages cut to
+/// [`MAX_MESSAGE_BYTES`]) and wakes its SSE watchers.
+pub async fn append_runner_events(
+    tx: &mut PgConnection,
+    org: OrgId,
+    run: RunId,
+    events: &[RunnerEvent],
+) -> RunsResult<()> {
+    for event in events {
+        let (kind, stream, message, percent) = match event {
+            RunnerEvent::Log { stream, message } => {
+                ("log", Some(stream.as_str()), message.as_str(), None)
+            }
+            RunnerEvent::Status { message } => ("status", None, message.as_str(), None),
+            RunnerEvent::Progress { percent, message } => (
+                "progress",
+                None,
+                message.as_str(),
+                Some(i16::from((*percent).min(100))),
+            ),
+        };
+        sqlx::query(
+            "INSERT INTO run_events (run_id, org_id, kind, stream, message, percent)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(run)
+        .bind(org)
+        .bind(kind)
+        .bind(stream)
+        .bind(clip(message))
+        .bind(percent)
+        .execute(&mut *tx)
+        .await?;
+    }
+    notify_events(tx, run).await
+}
+
+/// Cuts `message` to at most [`MAX_MESSAGE_BYTES`], on a character boundary.
+pub fn clip(message: &str) -> &str {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message;
+    }
+    let mut end = MAX_MESSAGE_BYTES;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    &message[..end]
+}
+
 /// Wakes the SSE streams of `run` when the transaction commits.
-pub async fn notify_events(tx: &mut PgConnection, run: Uuid) -> RunsResult<()> {
+pub async fn notify_events(tx: &mut PgConnection, run: RunId) -> RunsResult<()> {
     sqlx::query("SELECT pg_notify('run_events', $1)")
         .bind(run.to_string())
         .execute(tx)
@@ -452,7 +481,7 @@ impl Ending {
 pub async fn finish(
     tx: &mut PgConnection,
     org: OrgId,
-    run: Uuid,
+    run: RunId,
     ending: Ending,
     by: EndedBy,
     meta: Option<&RequestMeta>,
@@ -497,10 +526,14 @@ pub async fn finish(
     runwarden_events::enqueue(
         tx,
         org,
-        RUN_FINISHED_TOPIC,
+        topics::RUN_FINISHED,
         "run.finished",
-        &json!({"run_id": run, "org_id": org, "status": status.as_str(),
-                "actual_secs": actual_secs}),
+        &RunFinished {
+            run_id: run,
+            org_id: org.as_uuid(),
+            status: status.as_str().to_owned(),
+            actual_secs,
+        },
     )
     .await?;
     let (action, actor) = match by {
@@ -522,6 +555,15 @@ pub async fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_messages_are_cut_on_a_character_boundary() {
+        assert_eq!(clip("short"), "short");
+        let long = "é".repeat(MAX_MESSAGE_BYTES);
+        let cut = clip(&long);
+        assert!(cut.len() <= MAX_MESSAGE_BYTES && cut.len() >= MAX_MESSAGE_BYTES - 1);
+        assert!(long.starts_with(cut));
+    }
 
     fn agents() -> Agents {
         Agents::parse("demo, browser").unwrap()
@@ -558,7 +600,7 @@ mod tests {
 
     #[test]
     fn start_requests_are_checked() {
-        let p = Uuid::now_v7();
+        let p = ProjectId::new();
         let ok = NewRun::check(
             &agents(),
             p,

@@ -12,12 +12,13 @@
 //! and records its audit event in that same transaction (never with a value).
 
 use chrono::{DateTime, Utc};
+use runwarden_contracts::{ProjectId, RunId};
 use runwarden_events::{Actor, AuditEvent, Target};
 use runwarden_platform::request::RequestMeta;
 use runwarden_tenancy::{OrgContext, OrgId, begin_org_tx};
 use runwarden_vault::{Aad, DataKey, KeyRing};
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -27,107 +28,23 @@ use crate::projects;
 
 /// The largest value, in bytes (UTF-8).
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
-pub const DEFAULT_LIMIT: i64 = 50;
-pub const MAX_LIMIT: i64 = 100;
 
-/// A secret's name: a valid environment variable name, `^[A-Z_][A-Z0-9_]{0,63}$`, since the
-/// runner exposes secrets as environment variables.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecretName(String);
+pub use runwarden_contracts::SecretName;
+pub use runwarden_contracts::runner_api::SecretKind;
 
-impl SecretName {
-    pub fn parse(raw: &str) -> RunsResult<Self> {
-        let bytes = raw.as_bytes();
-        let valid = (1..=64).contains(&bytes.len())
-            && (bytes[0].is_ascii_uppercase() || bytes[0] == b'_')
-            && bytes
-                .iter()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_');
-        if !valid {
-            return Err(RunsError::invalid(
-                "invalid_secret_name",
-                "a secret name is 1 to 64 characters of A-Z, 0-9 and _, not starting with a digit",
-            ));
-        }
-        Ok(Self(raw.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+/// The name a request gives a secret, or 400 `invalid_secret_name`.
+pub fn parse_name(raw: &str) -> RunsResult<SecretName> {
+    SecretName::parse(raw).map_err(|e| RunsError::invalid("invalid_secret_name", e.to_string()))
 }
 
-/// What a secret is for; the runner treats each kind its own way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SecretKind {
-    /// A client id/secret pair or similar credential of the customer's app.
-    ClientCredential,
-    /// A value exposed to the agent as an environment variable.
-    SecretVariable,
-    /// An auth profile: a cookie jar that signs the agent into the customer's app.
-    AuthCookie,
-    /// An API key.
-    ApiKey,
-}
-
-impl SecretKind {
-    pub const ALL: [Self; 4] = [
-        Self::ClientCredential,
-        Self::SecretVariable,
-        Self::AuthCookie,
-        Self::ApiKey,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ClientCredential => "client_credential",
-            Self::SecretVariable => "secret_variable",
-            Self::AuthCookie => "auth_cookie",
-            Self::ApiKey => "api_key",
-        }
-    }
-
-    pub fn parse(raw: &str) -> RunsResult<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.as_str() == raw)
-            .ok_or_else(|| {
-                RunsError::invalid(
-                    "invalid_secret_kind",
-                    "kind must be client_credential, secret_variable, auth_cookie or api_key",
-                )
-            })
-    }
-}
-
-// Stored as text (with a CHECK constraint), like `Role`.
-impl sqlx::Type<sqlx::Postgres> for SecretKind {
-    fn type_info() -> sqlx::postgres::PgTypeInfo {
-        <&str as sqlx::Type<sqlx::Postgres>>::type_info()
-    }
-    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
-        <&str as sqlx::Type<sqlx::Postgres>>::compatible(ty)
-    }
-}
-
-impl sqlx::Encode<'_, sqlx::Postgres> for SecretKind {
-    fn encode_by_ref(
-        &self,
-        buf: &mut sqlx::postgres::PgArgumentBuffer,
-    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-        <&str as sqlx::Encode<sqlx::Postgres>>::encode(self.as_str(), buf)
-    }
-}
-
-impl<'r> sqlx::Decode<'r, sqlx::Postgres> for SecretKind {
-    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
-        let text = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
-        Self::ALL
-            .into_iter()
-            .find(|k| k.as_str() == text)
-            .ok_or_else(|| "unknown secret kind stored".into())
-    }
+/// The kind a request gives a secret, or 400 `invalid_secret_kind`.
+pub fn parse_kind(raw: &str) -> RunsResult<SecretKind> {
+    SecretKind::parse(raw).ok_or_else(|| {
+        RunsError::invalid(
+            "invalid_secret_kind",
+            "kind must be client_credential, secret_variable, auth_cookie or api_key",
+        )
+    })
 }
 
 /// A secret's value on its way in: 1 to 64 KiB of UTF-8 without NUL (it may become an
@@ -178,12 +95,12 @@ pub struct PlainSecret {
     pub value: SecretString,
 }
 
-fn target(project: Uuid, name: &str) -> Target {
+fn target(project: ProjectId, name: &str) -> Target {
     Target::new("secret", format!("{project}/{name}"))
 }
 
 fn version_u32(version: i32) -> RunsResult<u32> {
-    u32::try_from(version).map_err(|_| RunsError::Internal(anyhow::anyhow!("negative version")))
+    u32::try_from(version).map_err(|_| RunsError::from(anyhow::anyhow!("negative version")))
 }
 
 /// A data key that could not be unwrapped, or a value that did not open: the key ring does
@@ -196,7 +113,7 @@ fn integrity_failure(org: OrgId, what: String, e: runwarden_vault::VaultError) -
         error = %e,
         "{what}"
     );
-    RunsError::Internal(anyhow::anyhow!("{what}: {e}"))
+    RunsError::from(anyhow::anyhow!("{what}: {e}"))
 }
 
 /// The org's data key, unwrapped; `None` when the org has none yet.
@@ -234,7 +151,7 @@ async fn data_key(tx: &mut PgConnection, ring: &KeyRing, org: OrgId) -> RunsResu
     let key = DataKey::generate();
     let wrapped = ring
         .wrap(&key, &Aad::data_key(org.as_uuid()))
-        .map_err(|e| RunsError::Internal(anyhow::anyhow!("wrapping a new data key: {e}")))?;
+        .map_err(|e| RunsError::from(anyhow::anyhow!("wrapping a new data key: {e}")))?;
     let inserted = sqlx::query(
         "INSERT INTO org_data_keys (org_id, kek_version, wrapped_key) VALUES ($1, $2, $3)
          ON CONFLICT (org_id) DO NOTHING",
@@ -250,7 +167,7 @@ async fn data_key(tx: &mut PgConnection, ring: &KeyRing, org: OrgId) -> RunsResu
     }
     load_data_key(tx, ring, org)
         .await?
-        .ok_or_else(|| RunsError::Internal(anyhow::anyhow!("the org's data key vanished")))
+        .ok_or_else(|| RunsError::from(anyhow::anyhow!("the org's data key vanished")))
 }
 
 /// Creates the secret (version 1) or adds a version to it. Answers the metadata and whether
@@ -262,7 +179,7 @@ pub async fn put(
     ring: &KeyRing,
     meta: &RequestMeta,
     ctx: &OrgContext,
-    project: Uuid,
+    project: ProjectId,
     name: &SecretName,
     kind: SecretKind,
     value: &SecretValue,
@@ -295,13 +212,13 @@ pub async fn put(
     })?;
     let aad = Aad::secret_value(
         org.as_uuid(),
-        project,
+        project.as_uuid(),
         name.as_str(),
         kind.as_str(),
         version_u32(secret.version)?,
     );
     let ciphertext = runwarden_vault::seal(&key, &aad, value.0.expose_secret().as_bytes())
-        .map_err(|e| RunsError::Internal(anyhow::anyhow!("sealing a secret: {e}")))?;
+        .map_err(|e| RunsError::from(anyhow::anyhow!("sealing a secret: {e}")))?;
     sqlx::query(
         "INSERT INTO project_secret_versions (org_id, project_id, name, version, ciphertext, created_by)
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -344,7 +261,7 @@ fn project_gone(e: sqlx::Error) -> RunsError {
             if db.is_foreign_key_violation()
                 && db.constraint() == Some("project_secrets_project_fkey") =>
         {
-            RunsError::NotFound
+            RunsError::not_found()
         }
         _ => e.into(),
     }
@@ -354,7 +271,7 @@ fn project_gone(e: sqlx::Error) -> RunsError {
 pub async fn list(
     tx: &mut PgConnection,
     org: OrgId,
-    project: Uuid,
+    project: ProjectId,
     after: Option<&SecretName>,
     limit: i64,
 ) -> RunsResult<Vec<SecretMeta>> {
@@ -376,7 +293,7 @@ pub async fn list(
 pub async fn get(
     tx: &mut PgConnection,
     org: OrgId,
-    project: Uuid,
+    project: ProjectId,
     name: &SecretName,
 ) -> RunsResult<SecretMeta> {
     sqlx::query_as(&format!(
@@ -388,7 +305,7 @@ pub async fn get(
     .bind(name.as_str())
     .fetch_optional(tx)
     .await?
-    .ok_or(RunsError::NotFound)
+    .ok_or(RunsError::not_found())
 }
 
 /// Deletes the secret with every version.
@@ -396,7 +313,7 @@ pub async fn delete(
     tx: &mut PgConnection,
     meta: &RequestMeta,
     ctx: &OrgContext,
-    project: Uuid,
+    project: ProjectId,
     name: &SecretName,
 ) -> RunsResult<()> {
     let deleted: Option<(i32, SecretKind)> = sqlx::query_as(
@@ -408,7 +325,7 @@ pub async fn delete(
     .bind(name.as_str())
     .fetch_optional(&mut *tx)
     .await?;
-    let (versions, kind) = deleted.ok_or(RunsError::NotFound)?;
+    let (versions, kind) = deleted.ok_or(RunsError::not_found())?;
     AuditEvent::by_user(
         meta,
         ctx.org_id,
@@ -431,7 +348,7 @@ pub async fn delete(
 /// `secret.read_by_runner` audit event per secret (actor: the runner of `run`) is recorded in
 /// the same transaction, so the reads are on record exactly when the caller commits.
 ///
-/// `tx` must be scoped to `org` (e.g. [`crate::runner::enter_run`] or
+/// `tx` must be scoped to `org` (e.g. [`crate::tickets::enter_run`] or
 /// [`runwarden_tenancy::begin_org_tx`]), and the caller has authenticated the runner of `run`
 /// (its token, its run's state). This checks again that `run` is a run of `project` in `org`
 /// (404 otherwise): secrets go to a run of their own project only. Any secret that fails to
@@ -441,8 +358,8 @@ pub async fn read_for_runner(
     tx: &mut PgConnection,
     ring: &KeyRing,
     org: OrgId,
-    project: Uuid,
-    run: Uuid,
+    project: ProjectId,
+    run: RunId,
 ) -> RunsResult<Vec<PlainSecret>> {
     let of_project: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM runs WHERE id = $1 AND org_id = $2 AND project_id = $3)",
@@ -453,7 +370,7 @@ pub async fn read_for_runner(
     .fetch_one(&mut *tx)
     .await?;
     if !of_project {
-        return Err(RunsError::NotFound);
+        return Err(RunsError::not_found());
     }
     let rows: Vec<(String, SecretKind, i32, Vec<u8>)> = sqlx::query_as(
         "SELECT s.name, s.kind, v.version, v.ciphertext
@@ -473,12 +390,12 @@ pub async fn read_for_runner(
     }
     let key = load_data_key(tx, ring, org)
         .await?
-        .ok_or_else(|| RunsError::Internal(anyhow::anyhow!("secrets exist but no data key")))?;
+        .ok_or_else(|| RunsError::from(anyhow::anyhow!("secrets exist but no data key")))?;
     let mut secrets = Vec::with_capacity(rows.len());
     for (name, kind, version, ciphertext) in rows {
         let aad = Aad::secret_value(
             org.as_uuid(),
-            project,
+            project.as_uuid(),
             &name,
             kind.as_str(),
             version_u32(version)?,
@@ -542,7 +459,7 @@ pub async fn rewrap_data_keys(pool: &PgPool, ring: &KeyRing) -> RunsResult<u64> 
         }
     }
     if failed > 0 {
-        return Err(RunsError::Internal(anyhow::anyhow!(
+        return Err(RunsError::from(anyhow::anyhow!(
             "{failed} data keys could not be re-wrapped ({rewrapped} were)"
         )));
     }
@@ -573,7 +490,7 @@ async fn rewrap_one(pool: &PgPool, ring: &KeyRing, org: OrgId) -> RunsResult<boo
     })?;
     let rewrapped = ring
         .wrap(&key, &aad)
-        .map_err(|e| RunsError::Internal(anyhow::anyhow!("re-wrapping a data key: {e}")))?;
+        .map_err(|e| RunsError::from(anyhow::anyhow!("re-wrapping a data key: {e}")))?;
     sqlx::query(
         "UPDATE org_data_keys SET kek_version = $2, wrapped_key = $3, rotated_at = now()
          WHERE org_id = $1",
@@ -618,14 +535,14 @@ mod tests {
             "A.B",
             &"A".repeat(65),
         ] {
-            let err = SecretName::parse(bad).unwrap_err();
+            let err = parse_name(bad).unwrap_err();
             assert!(
                 matches!(
                     err,
-                    RunsError::Invalid {
+                    RunsError::Api(crate::error::ApiError::Invalid {
                         code: "invalid_secret_name",
                         ..
-                    }
+                    })
                 ),
                 "{bad:?}"
             );
@@ -635,14 +552,14 @@ mod tests {
     #[test]
     fn kinds_parse_exactly() {
         for kind in SecretKind::ALL {
-            assert_eq!(SecretKind::parse(kind.as_str()).unwrap(), kind);
+            assert_eq!(parse_kind(kind.as_str()).unwrap(), kind);
             assert_eq!(
                 serde_json::to_value(kind).unwrap(),
                 serde_json::Value::from(kind.as_str())
             );
         }
         for bad in ["", "API_KEY", "apikey", "cookie", "password"] {
-            assert!(SecretKind::parse(bad).is_err(), "{bad:?}");
+            assert!(parse_kind(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -1,7 +1,7 @@
 //! Artifacts in Cloud Storage, through V4 signed URLs only: the runner PUTs an artifact's
 //! bytes straight to the bucket, and a media URL answers with a redirect to a signed GET.
 //! runs itself never moves the bytes, so it needs no storage client, only a signer
-//! (`google-cloud-storage`'s `SignedUrlBuilder`, see notes/gcp-rust-sdk.md section A):
+//! (`google-cloud-storage`'s `SignedUrlBuilder`):
 //!
 //! - production: Application Default Credentials' signer (on Cloud Run the metadata server's
 //!   account, signing through IAM `signBlob`; the account needs
@@ -20,14 +20,18 @@ use chrono::{DateTime, Utc};
 use google_cloud_auth::signer::Signer;
 use google_cloud_storage::builder::storage::SignedUrlBuilder;
 use google_cloud_storage::http::Method;
+use runwarden_contracts::RunId;
+use runwarden_events::{Actor, AuditEvent, Target};
 use runwarden_tenancy::{OrgId, UserId};
 use serde::Serialize;
+use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::error::{RunsError, RunsResult};
 
-/// The longest a signed URL lives (DESIGN.md section 2: at most 5 minutes).
+/// The longest a signed URL lives: at most 5 minutes, like a media token (see
+/// `docs/security.md`).
 pub const MAX_URL_LIFETIME: Duration = Duration::from_secs(300);
 
 /// Where artifacts go and how URLs to them are signed. Cheap to share (`Arc` inside).
@@ -88,7 +92,7 @@ impl ArtifactStore {
     }
 
     /// Where an artifact of a run is stored: `runs/{org}/{run}/{name}`.
-    pub fn object_name(org: OrgId, run: Uuid, name: &ArtifactName) -> String {
+    pub fn object_name(org: OrgId, run: RunId, name: &ArtifactName) -> String {
         format!("runs/{org}/{run}/{}", name.as_str())
     }
 
@@ -182,12 +186,38 @@ pub struct Artifact {
 const ARTIFACT_COLUMNS: &str = "name, content_type, size, created_at";
 
 /// Records an upload the runner is about to make (a new name, or a retry of one: its content
-/// type and size are replaced). Inside the runner's transaction, which holds the run's row
-/// lock, so the per-run limit holds under concurrent uploads.
+/// type and size are replaced), audited as `run.artifact_upload` by the runner. Inside the
+/// runner's transaction, which holds the run's row lock, so the per-run limit holds under
+/// concurrent uploads.
 pub async fn record(
     tx: &mut PgConnection,
     org: OrgId,
-    run: Uuid,
+    run: RunId,
+    name: &ArtifactName,
+    content_type: &str,
+    size: u64,
+) -> RunsResult<Artifact> {
+    let artifact = insert_artifact(tx, org, run, name, content_type, size).await?;
+    AuditEvent::new(
+        org,
+        Actor::runner(run),
+        "run.artifact_upload",
+        Target::new("run", run),
+    )
+    .with_details(json!({
+        "name": artifact.name,
+        "content_type": artifact.content_type,
+        "size": artifact.size,
+    }))
+    .record(tx)
+    .await?;
+    Ok(artifact)
+}
+
+async fn insert_artifact(
+    tx: &mut PgConnection,
+    org: OrgId,
+    run: RunId,
     name: &ArtifactName,
     content_type: &str,
     size: u64,
@@ -228,7 +258,7 @@ pub async fn record(
 }
 
 /// A run's artifacts, by name.
-pub async fn list(tx: &mut PgConnection, org: OrgId, run: Uuid) -> RunsResult<Vec<Artifact>> {
+pub async fn list(tx: &mut PgConnection, org: OrgId, run: RunId) -> RunsResult<Vec<Artifact>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {ARTIFACT_COLUMNS} FROM run_artifacts
          WHERE org_id = $1 AND run_id = $2 ORDER BY name"
@@ -244,7 +274,7 @@ pub async fn list(tx: &mut PgConnection, org: OrgId, run: Uuid) -> RunsResult<Ve
 pub async fn find_for(
     pool: &PgPool,
     org: OrgId,
-    run: Uuid,
+    run: RunId,
     user: UserId,
     name: &ArtifactName,
 ) -> RunsResult<Option<Artifact>> {
@@ -367,7 +397,7 @@ mod tests {
         .await
         .unwrap();
         let org = OrgId::new();
-        let run = Uuid::now_v7();
+        let run = RunId::new();
         let name = ArtifactName::parse("shot.png").unwrap();
         let object = ArtifactStore::object_name(org, run, &name);
         let url = store

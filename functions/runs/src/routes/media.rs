@@ -14,37 +14,28 @@
 use std::collections::BTreeMap;
 
 use axum::Json as AxumJson;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use runwarden_events::{Actor, AuditEvent, Target};
-use runwarden_platform::extract::Json;
+use runwarden_contracts::RunId;
+use runwarden_contracts::runner_api::{ArtifactRequest, UploadTarget};
+use runwarden_platform::extract::{Json, Path};
 use runwarden_platform::request::RequestMeta;
 use runwarden_tenancy::Role;
-use serde::{Deserialize, Serialize};
-use serde_json::json;
-use uuid::Uuid;
+use secrecy::SecretString;
+use serde::Serialize;
 
 use crate::AppState;
 use crate::error::{RunsError, RunsResult};
 use crate::extract::OrgAccess;
-use crate::media::{self, Grant, MediaKeys, Scope};
-use crate::runner;
+use crate::media::{self, Grant, Scope};
+use crate::routes::paths::{ArtifactPath, RunPath};
+use crate::routes::runner_api::bearer;
 use crate::runs;
 use crate::storage::{self, Artifact, ArtifactName, ArtifactStore, MAX_URL_LIFETIME};
-
-#[derive(Debug, Deserialize)]
-pub struct RunPath {
-    #[allow(dead_code)]
-    org: String,
-    run: String,
-}
-
-fn run_id(raw: &str) -> RunsResult<Uuid> {
-    raw.parse().map_err(|_| RunsError::NotFound)
-}
+use crate::tickets;
 
 #[derive(Debug, Serialize)]
 pub struct EventsAccess {
@@ -71,24 +62,16 @@ pub async fn mint(
     State(state): State<AppState>,
     mut access: OrgAccess,
     meta: RequestMeta,
-    Path(path): Path<RunPath>,
+    Path(RunPath { run }): Path<RunPath>,
 ) -> RunsResult<AxumJson<MediaTokens>> {
     access.require(Role::Viewer)?;
-    let run = run_id(&path.run)?;
-    let (org, user) = (access.ctx.org_id, access.ctx.principal.user_id);
-    runs::get(&mut access.tx, org, run, false).await?;
-    let artifacts = storage::list(&mut access.tx, org, run).await?;
-    let now = Utc::now().timestamp();
-    let keys = &state.media.keys;
-    let events_token = keys.sign(&MediaKeys::claims(org, run, user, Scope::Events, now))?;
-    let artifacts_token = keys.sign(&MediaKeys::claims(org, run, user, Scope::Artifacts, now))?;
-    AuditEvent::by_user(&meta, org, user, "run.media_token", Target::new("run", run))
-        .with_details(json!({
-            "scopes": [Scope::Events.as_str(), Scope::Artifacts.as_str()],
-            "expires_in": media::TOKEN_LIFETIME.as_secs(),
-        }))
-        .record(&mut access.tx)
-        .await?;
+    let issued =
+        media::issue_tokens(&mut access.tx, &state.media.keys, &meta, &access.ctx, run).await?;
+    let media::IssuedTokens {
+        events: events_token,
+        artifacts_token,
+        artifacts,
+    } = issued;
     access.tx.commit().await?;
     let urls = artifacts
         .iter()
@@ -122,10 +105,9 @@ pub struct ArtifactList {
 
 pub async fn list_artifacts(
     mut access: OrgAccess,
-    Path(path): Path<RunPath>,
+    Path(RunPath { run }): Path<RunPath>,
 ) -> RunsResult<AxumJson<ArtifactList>> {
     access.require(Role::Viewer)?;
-    let run = run_id(&path.run)?;
     let org = access.ctx.org_id;
     runs::get(&mut access.tx, org, run, false).await?;
     let items = storage::list(&mut access.tx, org, run).await?;
@@ -137,7 +119,7 @@ pub async fn list_artifacts(
 /// may be in the query, once; without one (or with `access_token=` and such) it is 401.
 /// Other parameters are refused (400) only after the token passed, so anonymous probes
 /// learn nothing.
-fn grant(state: &AppState, query: Option<&str>, run: &str, scope: Scope) -> RunsResult<Grant> {
+fn grant(state: &AppState, query: Option<&str>, run: RunId, scope: Scope) -> RunsResult<Grant> {
     let mut tokens = Vec::new();
     let mut other = false;
     for (name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
@@ -148,7 +130,7 @@ fn grant(state: &AppState, query: Option<&str>, run: &str, scope: Scope) -> Runs
         }
     }
     let [token] = tokens.as_slice() else {
-        return Err(RunsError::Unauthenticated);
+        return Err(RunsError::unauthenticated());
     };
     let grant = state
         .media
@@ -183,11 +165,11 @@ fn last_event_id(headers: &HeaderMap) -> RunsResult<i64> {
 /// the token expires, or when the server stops.
 pub async fn events(
     State(state): State<AppState>,
-    Path(run): Path<String>,
+    Path(RunPath { run }): Path<RunPath>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> RunsResult<Response> {
-    let grant = grant(&state, query.as_deref(), &run, Scope::Events)?;
+    let grant = grant(&state, query.as_deref(), run, Scope::Events)?;
     let after = last_event_id(&headers)?;
     let stream = state.media.hub.watch(grant, after).await?;
     Ok(Sse::new(stream)
@@ -199,14 +181,14 @@ pub async fn events(
 /// 5 minutes).
 pub async fn artifact(
     State(state): State<AppState>,
-    Path((run, name)): Path<(String, String)>,
+    Path(ArtifactPath { run, name }): Path<ArtifactPath>,
     RawQuery(query): RawQuery,
 ) -> RunsResult<Response> {
-    let grant = grant(&state, query.as_deref(), &run, Scope::Artifacts)?;
+    let grant = grant(&state, query.as_deref(), run, Scope::Artifacts)?;
     let name = ArtifactName::parse(&name).ok_or_else(invalid_name)?;
     storage::find_for(&state.pool, grant.org, grant.run, grant.user, &name)
         .await?
-        .ok_or(RunsError::NotFound)?;
+        .ok_or(RunsError::not_found())?;
     let url = state
         .media
         .store
@@ -225,43 +207,18 @@ fn invalid_name() -> RunsError {
     )
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UploadRequest {
-    pub name: String,
-    pub content_type: String,
-    pub size: u64,
-}
-
-#[derive(Debug, Serialize)]
-pub struct UploadTarget {
-    pub upload_url: String,
-    pub method: &'static str,
-    /// Headers the PUT must send (signed into the URL).
-    pub headers: BTreeMap<&'static str, String>,
-}
-
-fn bearer(headers: &HeaderMap) -> RunsResult<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or(RunsError::Unauthenticated)
-}
-
 /// The runner's upload target for one artifact of its (running) run: recorded and audited
 /// first, then a signed PUT to `runs/{org}/{run}/{name}` (no lock held while signing, which
 /// is a network call in production).
 pub async fn upload(
     State(state): State<AppState>,
-    Path(run_id): Path<Uuid>,
+    Path(RunPath { run: run_id }): Path<RunPath>,
     headers: HeaderMap,
-    Json(req): Json<UploadRequest>,
+    Json(req): Json<ArtifactRequest>,
 ) -> RunsResult<AxumJson<UploadTarget>> {
     let token = bearer(&headers)?;
-    let (mut tx, org) = runner::enter_run(&state.pool, run_id).await?;
-    runner::check_token(&mut tx, org, run_id, token).await?;
+    let (mut tx, org) = tickets::enter_run(&state.pool, run_id).await?;
+    tickets::check_token(&mut tx, org, run_id, token).await?;
     let name = ArtifactName::parse(&req.name).ok_or_else(invalid_name)?;
     if !storage::valid_content_type(&req.content_type) {
         return Err(RunsError::invalid(
@@ -269,21 +226,7 @@ pub async fn upload(
             "content_type must be a lower-case type/subtype such as image/png",
         ));
     }
-    let artifact =
-        storage::record(&mut tx, org, run_id, &name, &req.content_type, req.size).await?;
-    AuditEvent::new(
-        org,
-        Actor::runner(run_id),
-        "run.artifact_upload",
-        Target::new("run", run_id),
-    )
-    .with_details(json!({
-        "name": artifact.name,
-        "content_type": artifact.content_type,
-        "size": artifact.size,
-    }))
-    .record(&mut tx)
-    .await?;
+    storage::record(&mut tx, org, run_id, &name, &req.content_type, req.size).await?;
     tx.commit().await?;
     let upload_url = state
         .media
@@ -295,8 +238,8 @@ pub async fn upload(
         )
         .await?;
     Ok(AxumJson(UploadTarget {
-        upload_url,
-        method: "PUT",
-        headers: BTreeMap::from([("content-type", req.content_type)]),
+        upload_url: SecretString::from(upload_url),
+        method: "PUT".into(),
+        headers: BTreeMap::from([("content-type".to_owned(), req.content_type)]),
     }))
 }

@@ -2,8 +2,9 @@
 //! document and the access tests are all checked against it.
 
 mod media;
-pub(crate) mod projects;
-mod runner;
+mod paths;
+mod projects;
+mod runner_api;
 mod runs;
 mod secrets;
 
@@ -14,7 +15,6 @@ use runwarden_platform::internal_auth::{InternalSecrets, require_internal_auth};
 use runwarden_tenancy::Role;
 
 use crate::AppState;
-use crate::runs::RUN_DISPATCH_TOPIC;
 
 use runwarden_tenancy::routes::route;
 pub use runwarden_tenancy::routes::{Access, Audit, Route};
@@ -192,18 +192,18 @@ pub fn router(state: AppState, push_auth: PushAuth, secrets: InternalSecrets) ->
     let executor = state.executor.clone();
     let tasks = tasks(&state, &push_auth);
     let internal = Router::new()
-        .route("/internal/runner/exchange", post(runner::exchange))
+        .route("/internal/runner/exchange", post(runner_api::exchange))
         .route(
             "/internal/runner/runs/{run}/secrets",
-            get(runner::read_secrets),
+            get(runner_api::read_secrets),
         )
         .route(
             "/internal/runner/runs/{run}/events",
-            post(runner::append_events),
+            post(runner_api::append_events),
         )
         .route(
             "/internal/runner/runs/{run}/complete",
-            post(runner::complete),
+            post(runner_api::complete),
         )
         .route("/internal/runner/runs/{run}/artifacts", post(media::upload))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -248,7 +248,7 @@ pub fn router(state: AppState, push_auth: PushAuth, secrets: InternalSecrets) ->
         .with_state(state)
         .merge(tasks)
         .merge(runwarden_events::push::route(
-            RUN_DISPATCH_TOPIC,
+            runwarden_contracts::topics::RUN_DISPATCH,
             push_auth,
             move |delivery| crate::dispatch::handle_push(pool.clone(), executor.clone(), delivery),
         ))

@@ -3,29 +3,18 @@
 //! `projects`, commit, answer.
 
 use axum::Json as AxumJson;
-use axum::extract::{Path, RawQuery};
 use axum::http::StatusCode;
-use runwarden_platform::extract::Json;
+use runwarden_contracts::ProjectId;
+use runwarden_platform::extract::{Json, Path};
+use runwarden_platform::page::{ListQuery, Page};
 use runwarden_platform::request::RequestMeta;
 use runwarden_tenancy::Role;
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
+use serde::Deserialize;
 
 use crate::error::{RunsError, RunsResult};
 use crate::extract::OrgAccess;
-use crate::projects::{self, Change, DEFAULT_LIMIT, MAX_LIMIT, Project, ProjectName};
-
-/// The path's project id; a malformed one names no project (404).
-fn project_id(params: &ProjectPath) -> RunsResult<Uuid> {
-    params.project.parse().map_err(|_| RunsError::NotFound)
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ProjectPath {
-    #[allow(dead_code)]
-    org: String,
-    project: String,
-}
+use crate::projects::{self, Change, Project, ProjectName};
+use crate::routes::paths::ProjectPath;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,60 +34,19 @@ pub async fn create(
     Ok((StatusCode::CREATED, AxumJson(project)))
 }
 
-#[derive(Debug, Serialize)]
-pub struct Page {
-    pub items: Vec<Project>,
-    /// Pass as `cursor` for the next (older) page; `null` on the last page.
-    pub next_cursor: Option<Uuid>,
-}
-
-/// `cursor` (a project id) and `limit` (clamped to 1..=100); anything else is refused.
-pub fn parse_list_query(raw: Option<&str>) -> RunsResult<(Option<Uuid>, i64)> {
-    let (mut cursor, mut limit) = (None, DEFAULT_LIMIT);
-    for (name, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        match name.as_ref() {
-            "cursor" if !value.is_empty() => {
-                cursor =
-                    Some(value.parse().map_err(|_| {
-                        RunsError::invalid("invalid_cursor", "cursor is not valid")
-                    })?);
-            }
-            "limit" if !value.is_empty() => {
-                limit = value
-                    .parse::<i64>()
-                    .map_err(|_| RunsError::invalid("invalid_limit", "limit must be a number"))?
-                    .clamp(1, MAX_LIMIT);
-            }
-            "cursor" | "limit" => {}
-            other => {
-                return Err(RunsError::invalid(
-                    "invalid_query",
-                    format!("unknown query parameter {other}"),
-                ));
-            }
-        }
-    }
-    Ok((cursor, limit))
-}
-
-pub async fn list(mut access: OrgAccess, RawQuery(query): RawQuery) -> RunsResult<AxumJson<Page>> {
+pub async fn list(mut access: OrgAccess, query: ListQuery<ProjectId>) -> RunsResult<Page<Project>> {
     access.require(Role::Viewer)?;
-    let (cursor, limit) = parse_list_query(query.as_deref())?;
-    // One more than asked: whether another page exists, without a count.
-    let mut items = projects::list(&mut access.tx, access.ctx.org_id, cursor, limit + 1).await?;
+    let org = access.ctx.org_id;
+    let rows = projects::list(&mut access.tx, org, query.cursor, query.fetch_limit()).await?;
     access.tx.commit().await?;
-    let more = items.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-    items.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    let next_cursor = more.then(|| items.last().map(|p| p.id)).flatten();
-    Ok(AxumJson(Page { items, next_cursor }))
+    Ok(query.page(rows, |p| p.id))
 }
 
 pub async fn get(
     mut access: OrgAccess,
-    Path(params): Path<ProjectPath>,
+    Path(ProjectPath { project: id }): Path<ProjectPath>,
 ) -> RunsResult<AxumJson<Project>> {
     access.require(Role::Viewer)?;
-    let id = project_id(&params)?;
     let project = projects::get(&mut access.tx, access.ctx.org_id, id, false).await?;
     access.tx.commit().await?;
     Ok(AxumJson(project))
@@ -114,11 +62,10 @@ pub struct UpdateProject {
 pub async fn update(
     mut access: OrgAccess,
     meta: RequestMeta,
-    Path(params): Path<ProjectPath>,
+    Path(ProjectPath { project: id }): Path<ProjectPath>,
     Json(req): Json<UpdateProject>,
 ) -> RunsResult<AxumJson<Project>> {
     access.require(Role::Member)?;
-    let id = project_id(&params)?;
     if req.name.is_none() && req.archived.is_none() {
         return Err(RunsError::invalid(
             "empty_change",
@@ -137,10 +84,9 @@ pub async fn update(
 pub async fn delete(
     mut access: OrgAccess,
     meta: RequestMeta,
-    Path(params): Path<ProjectPath>,
+    Path(ProjectPath { project: id }): Path<ProjectPath>,
 ) -> RunsResult<StatusCode> {
     access.require(Role::Admin)?;
-    let id = project_id(&params)?;
     projects::delete(&mut access.tx, &meta, &access.ctx, id).await?;
     access.tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -150,18 +96,13 @@ pub async fn delete(
 mod tests {
     use super::*;
 
+    /// The list policy is the platform's (tested there); the cursor here is a project id.
     #[test]
-    fn list_query_clamps_limit_and_refuses_the_unknown() {
-        assert_eq!(parse_list_query(None).unwrap(), (None, DEFAULT_LIMIT));
-        assert_eq!(parse_list_query(Some("limit=100000")).unwrap().1, MAX_LIMIT);
-        assert_eq!(parse_list_query(Some("limit=-1")).unwrap().1, 1);
-        assert!(parse_list_query(Some("limit=ten")).is_err());
-        assert!(parse_list_query(Some("cursor=nope")).is_err());
-        assert!(parse_list_query(Some("offset=100000")).is_err());
-        let id = Uuid::now_v7();
-        assert_eq!(
-            parse_list_query(Some(&format!("cursor={id}&limit=5"))).unwrap(),
-            (Some(id), 5)
-        );
+    fn list_cursor_is_a_project_id() {
+        let id = ProjectId::new();
+        let q = ListQuery::<ProjectId>::parse(Some(&format!("cursor={id}&limit=5"))).unwrap();
+        assert_eq!((q.limit(), q.cursor), (5, Some(id)));
+        assert!(ListQuery::<ProjectId>::parse(Some("cursor=nope")).is_err());
+        assert!(ListQuery::<ProjectId>::parse(Some("offset=100000")).is_err());
     }
 }

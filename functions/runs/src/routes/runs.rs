@@ -1,41 +1,24 @@
 //! `POST /v1/orgs/{org}/projects/{project}/runs`, `GET /v1/orgs/{org}/runs[/{run}]`,
 //! `POST /v1/orgs/{org}/runs/{run}/cancel`. Viewers read; Members start and cancel. Thin:
-//! parse, authorize, call `runs` and quotas, commit, answer.
+//! parse, authorize, call `admission` or `runs`, answer.
 
 use axum::Json as AxumJson;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use runwarden_platform::extract::Json;
+use runwarden_contracts::RunId;
+use runwarden_platform::extract::{Json, Path};
+use runwarden_platform::page::{ListQuery, Page};
 use runwarden_platform::request::RequestMeta;
 use runwarden_tenancy::Role;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
-use uuid::Uuid;
 
 use crate::AppState;
-use crate::admission::Admission;
+use crate::admission;
 use crate::error::{RunsError, RunsResult};
 use crate::extract::OrgAccess;
-use crate::routes::projects::parse_list_query;
+use crate::routes::paths::{ProjectPath, RunPath};
 use crate::runs::{self, EndedBy, Ending, NewRun, Run, Status};
-
-#[derive(Debug, Deserialize)]
-pub struct ProjectPath {
-    #[allow(dead_code)]
-    org: String,
-    project: String,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct RunPath {
-    #[allow(dead_code)]
-    org: String,
-    run: String,
-}
-
-fn run_id(raw: &str) -> RunsResult<Uuid> {
-    raw.parse().map_err(|_| RunsError::NotFound)
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,14 +32,13 @@ pub struct StartRun {
 /// (or at once) answers with the same run and never asks quotas for a second one.
 pub async fn start(
     State(state): State<AppState>,
-    mut access: OrgAccess,
+    access: OrgAccess,
     meta: RequestMeta,
-    Path(path): Path<ProjectPath>,
+    Path(ProjectPath { project }): Path<ProjectPath>,
     headers: HeaderMap,
     Json(req): Json<StartRun>,
 ) -> RunsResult<(StatusCode, AxumJson<Run>)> {
     access.require(Role::Member)?;
-    let project: Uuid = path.project.parse().map_err(|_| RunsError::NotFound)?;
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => Some(
@@ -78,70 +60,32 @@ pub async fn start(
         req.max_seconds,
         key,
     )?;
-    let run = runs::insert(&mut access.tx, &access.ctx, &new).await?;
-    access.tx.commit().await?;
-    match run.status() {
-        Status::Admitting => {}
-        Status::Refused => {
-            let problem = run.refusal.map(|p| p.0).unwrap_or(Value::Null);
-            let status = problem["status"]
-                .as_u64()
-                .and_then(|s| StatusCode::from_u16(u16::try_from(s).ok()?).ok())
-                .unwrap_or(StatusCode::TOO_MANY_REQUESTS);
-            return Err(RunsError::Refused { status, problem });
-        }
-        _ => return Ok((StatusCode::ACCEPTED, AxumJson(run))),
-    }
+    let run = admission::start(
+        &state.quotas,
+        &state.pool,
+        access.tx,
+        &access.ctx,
+        &meta,
+        &new,
+    )
+    .await?;
+    Ok((StatusCode::ACCEPTED, AxumJson(run)))
+}
+
+pub async fn list(mut access: OrgAccess, query: ListQuery<RunId>) -> RunsResult<Page<Run>> {
+    access.require(Role::Viewer)?;
     let org = access.ctx.org_id;
-    let admission = state
-        .quotas
-        .admit(org, run.id, run.requested_cap_secs)
-        .await?;
-    let mut tx = state.pool.begin().await?;
-    runwarden_tenancy::set_tenant(&mut tx, Some(org), Some(access.ctx.principal.user_id)).await?;
-    match admission {
-        Admission::Admitted { granted_cap_secs } => {
-            let run = match runs::admitted(&mut tx, &meta, &access.ctx, run.id, granted_cap_secs)
-                .await
-            {
-                Ok(run) => run,
-                // A concurrent retry with the same key finished the admission first.
-                Err(RunsError::Conflict { .. }) => runs::get(&mut tx, org, run.id, false).await?,
-                Err(e) => return Err(e),
-            };
-            tx.commit().await?;
-            Ok((StatusCode::ACCEPTED, AxumJson(run)))
-        }
-        Admission::Refused { status, problem } => {
-            runs::refused(&mut tx, &meta, &access.ctx, run.id, &problem).await?;
-            tx.commit().await?;
-            Err(RunsError::Refused { status, problem })
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
-pub struct Page {
-    pub items: Vec<Run>,
-    /// Pass as `cursor` for the next (older) page; `null` on the last page.
-    pub next_cursor: Option<Uuid>,
-}
-
-pub async fn list(mut access: OrgAccess, RawQuery(query): RawQuery) -> RunsResult<AxumJson<Page>> {
-    access.require(Role::Viewer)?;
-    let (cursor, limit) = parse_list_query(query.as_deref())?;
-    let mut items = runs::list(&mut access.tx, access.ctx.org_id, cursor, limit + 1).await?;
+    let rows = runs::list(&mut access.tx, org, query.cursor, query.fetch_limit()).await?;
     access.tx.commit().await?;
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let more = items.len() > limit;
-    items.truncate(limit);
-    let next_cursor = more.then(|| items.last().map(|r| r.id)).flatten();
-    Ok(AxumJson(Page { items, next_cursor }))
+    Ok(query.page(rows, |r| r.id))
 }
 
-pub async fn get(mut access: OrgAccess, Path(path): Path<RunPath>) -> RunsResult<AxumJson<Run>> {
+pub async fn get(
+    mut access: OrgAccess,
+    Path(RunPath { run }): Path<RunPath>,
+) -> RunsResult<AxumJson<Run>> {
     access.require(Role::Viewer)?;
-    let run = runs::get(&mut access.tx, access.ctx.org_id, run_id(&path.run)?, false).await?;
+    let run = runs::get(&mut access.tx, access.ctx.org_id, run, false).await?;
     access.tx.commit().await?;
     Ok(AxumJson(run))
 }
@@ -152,10 +96,10 @@ pub async fn cancel(
     State(state): State<AppState>,
     mut access: OrgAccess,
     meta: RequestMeta,
-    Path(path): Path<RunPath>,
+    Path(RunPath { run }): Path<RunPath>,
 ) -> RunsResult<AxumJson<Run>> {
     access.require(Role::Member)?;
-    let id = run_id(&path.run)?;
+    let id = run;
     let org = access.ctx.org_id;
     let ended = runs::finish(
         &mut access.tx,

@@ -59,7 +59,7 @@ async fn one_execution_per_start_with_only_the_ticket_in_its_overrides() {
     let run = Uuid::now_v7();
     let execution = executor
         .start(Launch {
-            run,
+            run: run.into(),
             ticket: "rtk_single-use",
             cap_secs: 900,
         })

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use runwarden_platform::request::RequestMeta;
-use runwarden_runs::error::{RunsError, RunsResult};
+use runwarden_runs::error::{ApiError, RunsError, RunsResult};
 use runwarden_runs::secrets::{self, PlainSecret, SecretKind, SecretName, SecretValue};
 use runwarden_tenancy::{OrgContext, OrgId, Principal, Role, begin_org_tx};
 use runwarden_vault::{KeyRing, generate_kek_base64};
@@ -119,7 +119,8 @@ async fn read_as(
     run: Uuid,
 ) -> RunsResult<Vec<PlainSecret>> {
     let mut tx = begin_org_tx(runtime, org, None).await.unwrap();
-    let read = secrets::read_for_runner(&mut tx, ring, org, project.parse().unwrap(), run).await?;
+    let read =
+        secrets::read_for_runner(&mut tx, ring, org, project.parse().unwrap(), run.into()).await?;
     tx.commit().await.unwrap();
     Ok(read)
 }
@@ -589,7 +590,10 @@ async fn another_orgs_secrets_do_not_exist(_: PgPoolOptions, options: PgConnectO
     // project with a run of A's: that run is no run of B's.
     let run_a = new_run(&runtime, a, &project_a).await;
     let refused = read_as(&runtime, &app.vault, b, &project_a, run_a).await;
-    assert!(matches!(refused, Err(RunsError::NotFound)), "{refused:?}");
+    assert!(
+        matches!(refused, Err(RunsError::Api(ApiError::NotFound))),
+        "{refused:?}"
+    );
     assert!(
         app.fx
             .audit_events(b, "secret.read_by_runner")
@@ -1064,7 +1068,10 @@ async fn the_runner_reads_the_latest_versions_and_each_read_is_audited(
     let sibling_run = new_run(&runtime, org, &sibling).await;
     for run in [sibling_run, Uuid::now_v7()] {
         let refused = read_as(&runtime, &app.vault, org, &project, run).await;
-        assert!(matches!(refused, Err(RunsError::NotFound)), "{refused:?}");
+        assert!(
+            matches!(refused, Err(RunsError::Api(ApiError::NotFound))),
+            "{refused:?}"
+        );
     }
     assert!(
         app.fx
@@ -1106,9 +1113,15 @@ async fn the_runner_reads_the_latest_versions_and_each_read_is_audited(
 
     // A read whose transaction is rolled back leaves no event (events commit with the read).
     let mut tx = begin_org_tx(&runtime, org, None).await.unwrap();
-    let again = secrets::read_for_runner(&mut tx, &app.vault, org, project.parse().unwrap(), run)
-        .await
-        .unwrap();
+    let again = secrets::read_for_runner(
+        &mut tx,
+        &app.vault,
+        org,
+        project.parse().unwrap(),
+        run.into(),
+    )
+    .await
+    .unwrap();
     assert_eq!(again.len(), 2);
     tx.rollback().await.unwrap();
     assert_eq!(
@@ -1321,7 +1334,10 @@ async fn moved_or_tampered_ciphertexts_fail_to_decrypt(
         let reads = app.fx.audit_events(a, "secret.read_by_runner").await.len();
         tamper(admin, attack).await;
         let err = read_a().await.unwrap_err();
-        assert!(matches!(err, RunsError::Internal(_)), "{attack}: {err:?}");
+        assert!(
+            matches!(err, RunsError::Api(ApiError::Internal(_))),
+            "{attack}: {err:?}"
+        );
         let message = format!("{err:#} {err:?}");
         assert!(!message.contains("canary"), "{message}");
         // No partial result, and no read on record.
@@ -1544,7 +1560,7 @@ async fn rotation_rewraps_data_keys_and_never_touches_ciphertexts(
         assert_eq!(values(&read), [("TOKEN".to_owned(), 2, format!("old-{i}"))]);
         assert!(matches!(
             runner_read(&runtime, &v1, *org, project).await,
-            Err(RunsError::Internal(_))
+            Err(RunsError::Api(ApiError::Internal(_)))
         ));
     }
     let read = runner_read(&runtime, &v2, newcomer, &newcomer_project)

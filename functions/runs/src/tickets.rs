@@ -1,8 +1,14 @@
-//! The runner's side of a run: exchanging the single-use ticket for the runner token, and
-//! checking that token on every later call. A token opens one run only, only while the run is
-//! `running` and before its cap plus grace; everything else is 401, the same whatever failed.
+//! Runner credentials: the single-use ticket a dispatch hands to a run's execution, its
+//! exchange for the runner token, and the check of that token on every later call. A token
+//! opens one run only, only while the run is `running` and before its cap plus grace;
+//! everything else is 401, the same whatever failed.
+//!
+//! (Three things are called "runner": the job that runs an agent (`functions/runner`), the
+//! API it calls (`routes::runner_api`, `/internal/runner/...`), and the credentials it holds,
+//! here.)
 
 use chrono::{DateTime, Duration, Utc};
+use runwarden_contracts::RunId;
 use runwarden_events::{Actor, AuditEvent, Outcome, Target};
 use runwarden_tenancy::{OrgId, set_tenant};
 use runwarden_tokens::opaque;
@@ -16,16 +22,38 @@ use crate::runs::{self, Run, Status};
 /// A transaction scoped to the run's org, or 401 for a run id that names no run.
 pub async fn enter_run(
     pool: &PgPool,
-    run: Uuid,
+    run: RunId,
 ) -> RunsResult<(Transaction<'static, Postgres>, OrgId)> {
     let mut tx = pool.begin().await?;
     let org: Option<Uuid> = sqlx::query_scalar("SELECT run_org($1)")
         .bind(run)
         .fetch_one(&mut *tx)
         .await?;
-    let org = OrgId::from(org.ok_or(RunsError::Unauthenticated)?);
+    let org = OrgId::from(org.ok_or(RunsError::unauthenticated())?);
     set_tenant(&mut tx, Some(org), None).await?;
     Ok((tx, org))
+}
+
+/// Whether a ticket was already issued for `run` (its dispatch was delivered before).
+pub async fn issued(tx: &mut PgConnection, run: RunId) -> RunsResult<bool> {
+    Ok(
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM runner_credentials WHERE run_id = $1)")
+            .bind(run)
+            .fetch_one(tx)
+            .await?,
+    )
+}
+
+/// A fresh single-use ticket for `run`; only its hash is stored.
+pub async fn issue(tx: &mut PgConnection, org: OrgId, run: RunId) -> RunsResult<String> {
+    let ticket = opaque::generate("rtk_");
+    sqlx::query("INSERT INTO runner_credentials (run_id, org_id, ticket_hash) VALUES ($1, $2, $3)")
+        .bind(run)
+        .bind(org)
+        .bind(opaque::hash(&ticket))
+        .execute(tx)
+        .await?;
+    Ok(ticket)
 }
 
 fn same_hash(stored: &[u8], presented: &str) -> bool {
@@ -42,7 +70,7 @@ pub struct Exchanged {
 /// though the caller gets 401.
 pub async fn exchange(
     pool: &PgPool,
-    run_id: Uuid,
+    run_id: RunId,
     ticket: &str,
     grace: Duration,
 ) -> RunsResult<Exchanged> {
@@ -56,10 +84,10 @@ pub async fn exchange(
     .fetch_optional(&mut *tx)
     .await?;
     let Some((ticket_hash, used_at)) = creds else {
-        return Err(RunsError::Unauthenticated);
+        return Err(RunsError::unauthenticated());
     };
     if !same_hash(&ticket_hash, ticket) {
-        return Err(RunsError::Unauthenticated);
+        return Err(RunsError::unauthenticated());
     }
     let run = runs::get(&mut tx, org, run_id, true).await?;
     if used_at.is_some() || run.status() != Status::Queued {
@@ -77,7 +105,7 @@ pub async fn exchange(
         event.outcome = Outcome::Failure;
         event.record(&mut tx).await?;
         tx.commit().await?;
-        return Err(RunsError::Unauthenticated);
+        return Err(RunsError::unauthenticated());
     }
     let token = opaque::generate("rnt_");
     let cap = Duration::seconds(run.granted_cap_secs.unwrap_or(0));
@@ -120,7 +148,7 @@ type TokenRow = (Option<Vec<u8>>, Option<DateTime<Utc>>);
 pub async fn check_token(
     tx: &mut PgConnection,
     org: OrgId,
-    run_id: Uuid,
+    run_id: RunId,
     token: &str,
 ) -> RunsResult<Run> {
     let creds: Option<TokenRow> = sqlx::query_as(
@@ -134,11 +162,11 @@ pub async fn check_token(
         _ => false,
     };
     if !valid {
-        return Err(RunsError::Unauthenticated);
+        return Err(RunsError::unauthenticated());
     }
     let run = runs::get(tx, org, run_id, true).await?;
     if run.status() != Status::Running {
-        return Err(RunsError::Unauthenticated);
+        return Err(RunsError::unauthenticated());
     }
     Ok(run)
 }
