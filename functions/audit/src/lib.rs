@@ -18,7 +18,7 @@ use axum::Router;
 use runwarden_events::push::PushAuth;
 use runwarden_platform::app::{self, Service};
 use runwarden_platform::request::TrustedProxyHops;
-use runwarden_platform::server::{self, Limits};
+use runwarden_platform::server::Limits;
 use runwarden_tokens::TokenVerifier;
 use sqlx::PgPool;
 
@@ -40,13 +40,8 @@ pub fn router(
     hops: TrustedProxyHops,
     limits: &Limits,
 ) -> Router {
-    // Per-org request rate, shared with every other function through the database.
-    let rate_limit = runwarden_ratelimit::OrgRateLimit::from_plans(state.pool.clone());
-    server::app(
-        rate_limit.apply(routes::router(state, push_auth)),
-        limits,
-        hops,
-    )
+    let pool = state.pool.clone();
+    runwarden_ratelimit::served(pool, routes::router(state, push_auth), limits, hops)
 }
 
 /// The served router on its listener.

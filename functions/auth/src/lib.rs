@@ -37,7 +37,7 @@ use runwarden_events::push::PushAuth;
 use runwarden_events::relay::Relay;
 use runwarden_platform::app::{self, Service};
 use runwarden_platform::request::TrustedProxyHops;
-use runwarden_platform::server::{self, Limits};
+use runwarden_platform::server::Limits;
 use runwarden_tokens::{TokenSigner, TokenVerifier};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
@@ -83,18 +83,17 @@ pub fn router_with_tasks(
     hops: TrustedProxyHops,
     limits: &Limits,
 ) -> Router {
-    // Per-org request rate, shared with every other function through the database.
-    let rate_limit = runwarden_ratelimit::OrgRateLimit::from_plans(state.pool.clone());
     let pool = state.pool.clone();
-    let mut routes = rate_limit.apply(routes::router(state));
+    let mut routes = routes::router(state);
     if let Some(auth) = tasks {
+        let pool = pool.clone();
         routes = routes.merge(runwarden_events::tasks::route(
             "retention-purge",
             auth,
             move || retention::purge(pool.clone()),
         ));
     }
-    server::app(routes, limits, hops)
+    runwarden_ratelimit::served(pool, routes, limits, hops)
 }
 
 /// The auth service: its routes on a listener, beside the outbox relay (see

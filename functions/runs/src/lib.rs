@@ -49,7 +49,7 @@ use runwarden_events::relay::Relay;
 use runwarden_platform::app::{self, Service};
 use runwarden_platform::internal_auth::InternalSecrets;
 use runwarden_platform::request::TrustedProxyHops;
-use runwarden_platform::server::{self, Limits};
+use runwarden_platform::server::Limits;
 use runwarden_tokens::TokenVerifier;
 use sqlx::PgPool;
 
@@ -95,10 +95,10 @@ pub fn router(
     hops: TrustedProxyHops,
     limits: &Limits,
 ) -> Router {
-    // Per-org request rate, shared with every other function through the database.
-    let rate_limit = runwarden_ratelimit::OrgRateLimit::from_plans(state.pool.clone());
-    server::app(
-        rate_limit.apply(routes::router(state, push_auth, secrets)),
+    let pool = state.pool.clone();
+    runwarden_ratelimit::served(
+        pool,
+        routes::router(state, push_auth, secrets),
         limits,
         hops,
     )
@@ -199,7 +199,7 @@ impl App {
         let hub = self.hub;
         self.service
             .run_until(async move {
-                server::shutdown_signal().await;
+                runwarden_platform::server::shutdown_signal().await;
                 hub.close();
             })
             .await

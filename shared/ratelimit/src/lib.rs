@@ -364,6 +364,19 @@ impl OrgRateLimit {
     }
 }
 
+/// A function's routes as served: under the per-org request rate of each org's plan
+/// (shared with every instance of every function through the database; routes outside
+/// `/v1/orgs/{org}` pass untouched), inside the platform's layers (body and time limits,
+/// request ids, security headers, trusted proxy hops).
+pub fn served(
+    pool: PgPool,
+    routes: Router,
+    limits: &runwarden_platform::server::Limits,
+    hops: runwarden_platform::request::TrustedProxyHops,
+) -> Router {
+    runwarden_platform::server::app(OrgRateLimit::from_plans(pool).apply(routes), limits, hops)
+}
+
 /// The org a request is for, if its matched route is under `/v1/orgs/{org}`.
 async fn org_of(parts: &mut Parts) -> Option<OrgId> {
     let matched = parts.extensions.get::<MatchedPath>()?.as_str();
