@@ -17,6 +17,6 @@ pub mod output;
 pub mod redact;
 pub mod run;
 
-pub use client::Outcome;
 pub use config::Config;
 pub use run::{Report, RunnerError, run};
+pub use runwarden_contracts::runner_api::Outcome;
