@@ -95,7 +95,7 @@ fn is_reserved(name: &str) -> bool {
 
 impl ChildEnv {
     /// PATH, LANG, HOME, TMPDIR, the `RUNWARDEN_*` variables and one variable per secret.
-    /// Nothing of the runner's own environment besides `PATH`: not the ticket, not the
+    /// Nothing of the runner's own environment besides `PATH`: not the dispatch ticket, not the
     /// token, not the internal secret.
     pub fn new(run_id: RunId, input: &Value, work: &WorkDir, secrets: &[RunnerSecret]) -> Self {
         let mut passed = Vec::new();

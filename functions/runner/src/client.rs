@@ -1,4 +1,5 @@
-//! The runner's calls to runs (`/internal/runner/...`) and its uploads to Cloud Storage.
+//! The runner job's calls to runs' runner API (`/internal/runner/...`) and its uploads to
+//! Cloud Storage.
 //!
 //! Every call to runs carries `X-Internal-Auth`; after the exchange also the runner token.
 //! Transient failures (no connection, timeouts, 5xx) are retried a few times with backoff;
@@ -23,7 +24,7 @@ const INTERNAL_AUTH: &str = "x-internal-auth";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    /// 401 or 404: the ticket or token is not (or no longer) good for this run.
+    /// 401 or 404: the dispatch ticket or runner token is not (or no longer) good for this run.
     #[error("runs refused the call with {status} ({code})")]
     Refused { status: u16, code: String },
     /// Another 4xx: this request is wrong and retrying will not help.
@@ -63,7 +64,7 @@ impl Retry {
 }
 
 /// May this call be sent again when it is unknown whether the first one arrived? The
-/// exchange may not: a ticket is single-use, so a replay after a lost answer is a 401.
+/// exchange may not: a dispatch ticket is single-use, so a replay after a lost answer is a 401.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Replay {
     Safe,

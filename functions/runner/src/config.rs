@@ -20,7 +20,7 @@ pub const DEMO_AGENT: &str = "demo";
 /// The demo agent's binary, beside the runner's own.
 pub const DEMO_AGENT_BIN: &str = "demo-agent";
 
-/// Not `Debug`: it holds the ticket and the internal secret.
+/// Not `Debug`: it holds the dispatch ticket and the internal secret.
 pub struct Config {
     pub env: Environment,
     pub run_id: RunId,
@@ -42,7 +42,7 @@ impl Config {
         let run_id: RunId = parse_value("RUNWARDEN_RUN_ID", &required_var("RUNWARDEN_RUN_ID")?)?;
         let runs_url = http_url("RUNS_URL", &required_var("RUNS_URL")?)?;
         if env.is_production() && runs_url.scheme() != "https" {
-            // The ticket, the internal secret and every secret value travel over it.
+            // The dispatch ticket, the internal secret and every secret value travel over it.
             return Err(ConfigError::Invalid {
                 name: "RUNS_URL",
                 reason: "must be https in production".into(),

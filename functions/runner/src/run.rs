@@ -1,4 +1,4 @@
-//! One run, start to end: exchange the ticket, fetch the secrets, start the agent, stream
+//! One run, start to end: exchange the dispatch ticket, fetch the secrets, start the agent, stream
 //! its output, enforce the cap, upload its artifacts, report the outcome.
 
 use std::process::ExitStatus;
@@ -98,9 +98,9 @@ async fn run_inner(
     let exchanged = client
         .exchange(&config.ticket)
         .await
-        .map_err(|e| refused_or(e, "exchanging the runner ticket"))?;
+        .map_err(|e| refused_or(e, "exchanging the dispatch ticket"))?;
     let client = client.with_token(&exchanged.runner_token)?;
-    tracing::info!(agent = %exchanged.agent, cap_secs = exchanged.cap_secs, "ticket exchanged");
+    tracing::info!(agent = %exchanged.agent, cap_secs = exchanged.cap_secs, "dispatch ticket exchanged");
 
     let secrets = client
         .secrets()
