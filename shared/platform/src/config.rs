@@ -98,6 +98,44 @@ pub fn port(default: u16) -> Result<u16, ConfigError> {
     var_parsed("PORT", default)
 }
 
+/// What every HTTP function reads the same way: where it runs, its port, its database, how
+/// many proxies stand in front of it, and its Google Cloud project. A function's `Config`
+/// holds one of these beside its own variables.
+#[derive(Debug)]
+pub struct ServiceConfig {
+    pub env: Environment,
+    /// `PORT` on Cloud Run, the function's default locally.
+    pub port: u16,
+    /// `DATABASE_URL`, as the function's own database role.
+    pub database_url: SecretString,
+    /// `TRUSTED_PROXY_HOPS` (default 0): proxies whose `X-Forwarded-For` entries are trusted.
+    pub trusted_proxy_hops: usize,
+    /// `GOOGLE_CLOUD_PROJECT`, when set.
+    pub project: Option<String>,
+}
+
+impl ServiceConfig {
+    pub fn from_env(default_port: u16) -> Result<Self, ConfigError> {
+        Ok(Self {
+            env: Environment::from_env()?,
+            port: port(default_port)?,
+            database_url: required_secret("DATABASE_URL")?,
+            trusted_proxy_hops: var_parsed("TRUSTED_PROXY_HOPS", 0)?,
+            project: optional_var("GOOGLE_CLOUD_PROJECT"),
+        })
+    }
+
+    pub fn hops(&self) -> crate::request::TrustedProxyHops {
+        crate::request::TrustedProxyHops(self.trusted_proxy_hops)
+    }
+}
+
+/// `AUTH_JWKS_URL`: auth's published keys (`{auth}/.well-known/jwks.json`), read by every
+/// function that accepts access tokens.
+pub fn auth_jwks_url() -> Result<url::Url, ConfigError> {
+    http_url("AUTH_JWKS_URL", &required_var("AUTH_JWKS_URL")?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub mod access;
+mod error;
 mod rls;
 pub mod routes;
 pub use rls::{begin_org_tx, set_tenant};
