@@ -309,19 +309,13 @@ fn run_id_taken(e: sqlx::Error) -> TxError {
     }
 }
 
-/// A run's settlement as recorded.
-#[derive(Debug, Clone, Serialize)]
-pub struct Settlement {
-    pub run_id: Uuid,
-    pub status: String,
-    pub actual_secs: Option<i64>,
-    pub actual_cents: Option<i64>,
-}
+/// A run's settlement as recorded (the body of `POST /internal/settlements`).
+pub use runwarden_contracts::quotas::Settlement;
 
 impl From<Admission> for Settlement {
     fn from(a: Admission) -> Self {
         Self {
-            run_id: a.run_id,
+            run_id: a.run_id.into(),
             status: a.status,
             actual_secs: a.actual_secs,
             actual_cents: a.actual_cents,
@@ -388,7 +382,7 @@ async fn settle_once(
     .await?;
     tx.commit().await?;
     Ok(Some(Settlement {
-        run_id: run,
+        run_id: run.into(),
         status: status.into(),
         actual_secs: Some(actual_secs),
         actual_cents: Some(actual_cents),

@@ -14,7 +14,8 @@ use serde_json::Value;
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
-use crate::client::RunSecret;
+use runwarden_contracts::RunId;
+use runwarden_contracts::runner_api::RunnerSecret;
 
 /// Used when the runner itself has no `PATH`.
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -37,7 +38,7 @@ fn private_dir(path: &Path) -> io::Result<()> {
 
 impl WorkDir {
     /// `configured` (`RUNNER_WORK_DIR`) as is, or a fresh folder under the temp dir.
-    pub fn prepare(configured: Option<&Path>, run_id: Uuid) -> io::Result<Self> {
+    pub fn prepare(configured: Option<&Path>, run_id: RunId) -> io::Result<Self> {
         let (root, remove_on_drop) = match configured {
             Some(dir) => (dir.to_path_buf(), false),
             None => (
@@ -94,22 +95,25 @@ fn is_reserved(name: &str) -> bool {
 
 impl ChildEnv {
     /// PATH, LANG, HOME, TMPDIR, the `RUNWARDEN_*` variables and one variable per secret.
-    /// Nothing of the runner's own environment besides `PATH`: not the ticket, not the
+    /// Nothing of the runner's own environment besides `PATH`: not the dispatch ticket, not the
     /// token, not the internal secret.
-    pub fn new(run_id: Uuid, input: &Value, work: &WorkDir, secrets: &[RunSecret]) -> Self {
+    pub fn new(run_id: RunId, input: &Value, work: &WorkDir, secrets: &[RunnerSecret]) -> Self {
         let mut passed = Vec::new();
         let mut skipped = Vec::new();
         let mut kept: Vec<(String, SecretString)> = Vec::new();
         for secret in secrets {
-            if !is_env_name(&secret.name) {
-                skipped.push((secret.name.clone(), "not a valid environment variable name"));
-            } else if is_reserved(&secret.name) {
-                skipped.push((secret.name.clone(), "a name the runner sets itself"));
-            } else if passed.contains(&secret.name) {
-                skipped.push((secret.name.clone(), "given twice"));
+            // `SecretName` already holds to the rule; checked again because this is the
+            // agent's environment, whatever produced the name.
+            let name = secret.name.as_str().to_owned();
+            if !is_env_name(&name) {
+                skipped.push((name, "not a valid environment variable name"));
+            } else if is_reserved(&name) {
+                skipped.push((name, "a name the runner sets itself"));
+            } else if passed.contains(&name) {
+                skipped.push((name, "given twice"));
             } else {
-                passed.push(secret.name.clone());
-                kept.push((secret.name.clone(), secret.value.clone()));
+                passed.push(name.clone());
+                kept.push((name, secret.value.clone()));
             }
         }
         let plain = vec![
@@ -180,12 +184,15 @@ pub fn signal_group(pgid: u32, signal: Signal) {
 
 #[cfg(test)]
 mod tests {
+    use runwarden_contracts::SecretName;
+    use runwarden_contracts::runner_api::SecretKind;
+
     use super::*;
 
-    fn secret(name: &str, value: &str) -> RunSecret {
-        RunSecret {
-            name: name.into(),
-            kind: "secret_variable".into(),
+    fn secret(name: &str, value: &str) -> RunnerSecret {
+        RunnerSecret {
+            name: SecretName::parse(name).unwrap(),
+            kind: SecretKind::SecretVariable,
             value: value.into(),
         }
     }
@@ -202,25 +209,28 @@ mod tests {
 
     #[test]
     fn the_environment_is_the_fixed_set_plus_fair_secrets() {
-        let work = WorkDir::prepare(None, Uuid::nil()).unwrap();
+        let work = WorkDir::prepare(None, RunId::from(Uuid::nil())).unwrap();
         let root = work.root.clone();
         assert!(work.artifacts.is_dir() && work.tmp.is_dir());
         let env = ChildEnv::new(
-            Uuid::nil(),
+            RunId::from(Uuid::nil()),
             &serde_json::json!({"sleep_seconds": 1}),
             &work,
             &[
                 secret("A", "1"),
                 secret("PATH", "/evil"),
                 secret("RUNWARDEN_INPUT", "x"),
-                secret("BAD-NAME", "x"),
                 secret("B", "2"),
                 secret("A", "3"),
             ],
         );
         assert_eq!(env.passed, ["A", "B"]);
         let skipped: Vec<_> = env.skipped.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(skipped, ["PATH", "RUNWARDEN_INPUT", "BAD-NAME", "A"]);
+        assert_eq!(skipped, ["PATH", "RUNWARDEN_INPUT", "A"]);
+        // A name that is no environment variable name never gets here: the runner refuses
+        // the whole secrets answer that carries it.
+        let bad = serde_json::json!({"name": "BAD-NAME", "kind": "secret_variable", "value": "x"});
+        assert!(serde_json::from_value::<RunnerSecret>(bad).is_err());
         let names: Vec<_> = env.plain.iter().map(|(n, _)| *n).collect();
         assert_eq!(
             names,

@@ -1,29 +1,30 @@
-//! The runner's calls to runs (`/internal/runner/...`) and its uploads to Cloud Storage.
+//! The runner job's calls to runs' runner API (`/internal/runner/...`) and its uploads to
+//! Cloud Storage.
 //!
 //! Every call to runs carries `X-Internal-Auth`; after the exchange also the runner token.
 //! Transient failures (no connection, timeouts, 5xx) are retried a few times with backoff;
 //! a 4xx never is. 401 and 404 mean the run is over for this runner (cancelled, ended, or
 //! its credential dead) and come back as [`CallError::Refused`].
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
+use runwarden_contracts::RunId;
+use runwarden_contracts::runner_api::{
+    self, ArtifactRequest, CompleteRequest, EventsRequest, ExchangeRequest, ExchangeResponse,
+    RunnerSecret, SecretsResponse, UploadTarget,
+};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use uuid::Uuid;
-
-use crate::events::Event;
 
 const INTERNAL_AUTH: &str = "x-internal-auth";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    /// 401 or 404: the ticket or token is not (or no longer) good for this run.
+    /// 401 or 404: the dispatch ticket or runner token is not (or no longer) good for this run.
     #[error("runs refused the call with {status} ({code})")]
     Refused { status: u16, code: String },
     /// Another 4xx: this request is wrong and retrying will not help.
@@ -63,84 +64,11 @@ impl Retry {
 }
 
 /// May this call be sent again when it is unknown whether the first one arrived? The
-/// exchange may not: a ticket is single-use, so a replay after a lost answer is a 401.
+/// exchange may not: a dispatch ticket is single-use, so a replay after a lost answer is a 401.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Replay {
     Safe,
     OnlyIfUnsent,
-}
-
-#[derive(Deserialize)]
-pub struct Exchanged {
-    pub runner_token: SecretString,
-    pub agent: String,
-    #[serde(default)]
-    pub input: Value,
-    pub cap_secs: i64,
-}
-
-#[derive(Deserialize)]
-pub struct RunSecret {
-    pub name: String,
-    #[serde(default)]
-    pub kind: String,
-    pub value: SecretString,
-}
-
-#[derive(Deserialize)]
-struct SecretsBody {
-    secrets: Vec<RunSecret>,
-}
-
-#[derive(Serialize)]
-struct EventsBody<'a> {
-    events: &'a [Event],
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Succeeded,
-    Failed,
-    TimedOut,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::TimedOut => "timed_out",
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
-pub struct Completion {
-    pub outcome: Outcome,
-    pub exit_code: Option<i32>,
-    pub actual_secs: i64,
-}
-
-#[derive(Serialize)]
-struct ArtifactRequest<'a> {
-    name: &'a str,
-    content_type: &'a str,
-    size: u64,
-}
-
-/// Where and how to send one artifact's bytes. Not `Debug`: the URL is signed.
-#[derive(Deserialize)]
-pub struct UploadTarget {
-    pub upload_url: SecretString,
-    #[serde(default = "put")]
-    pub method: String,
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-}
-
-fn put() -> String {
-    "PUT".into()
 }
 
 /// The runner's HTTP client for runs (and for uploads).
@@ -148,7 +76,7 @@ fn put() -> String {
 pub struct RunsClient {
     http: reqwest::Client,
     base: String,
-    run_id: Uuid,
+    run_id: RunId,
     internal: HeaderValue,
     bearer: Option<HeaderValue>,
     retry: Retry,
@@ -164,7 +92,7 @@ fn sensitive(value: &str) -> anyhow::Result<HeaderValue> {
 impl RunsClient {
     pub fn new(
         runs_url: &url::Url,
-        run_id: Uuid,
+        run_id: RunId,
         internal_secret: &SecretString,
         retry: Retry,
     ) -> anyhow::Result<Self> {
@@ -190,57 +118,49 @@ impl RunsClient {
     }
 
     fn run_path(&self, rest: &str) -> String {
-        format!("{}/internal/runner/runs/{}/{rest}", self.base, self.run_id)
+        format!("{}{}", self.base, runner_api::run_path(self.run_id, rest))
     }
 
-    pub async fn exchange(&self, ticket: &SecretString) -> Result<Exchanged, CallError> {
-        let body = serde_json::json!({"run_id": self.run_id, "ticket": ticket.expose_secret()});
-        let url = format!("{}/internal/runner/exchange", self.base);
+    /// Trades the dispatch ticket for the runner token (and what to run).
+    pub async fn exchange(&self, ticket: &SecretString) -> Result<ExchangeResponse, CallError> {
+        let body = ExchangeRequest {
+            run_id: self.run_id,
+            ticket: ticket.clone(),
+        };
+        let url = format!("{}{}", self.base, runner_api::EXCHANGE_PATH);
         let response = self
             .call(Method::POST, &url, Some(&body), Replay::OnlyIfUnsent)
             .await?;
         json(response).await
     }
 
-    pub async fn secrets(&self) -> Result<Vec<RunSecret>, CallError> {
+    pub async fn secrets(&self) -> Result<Vec<RunnerSecret>, CallError> {
         let url = self.run_path("secrets");
         let response = self
             .call::<()>(Method::GET, &url, None, Replay::Safe)
             .await?;
-        Ok(json::<SecretsBody>(response).await?.secrets)
+        Ok(json::<SecretsResponse>(response).await?.secrets)
     }
 
-    pub async fn send_events(&self, events: &[Event]) -> Result<(), CallError> {
+    pub async fn send_events(&self, events: &EventsRequest) -> Result<(), CallError> {
         let url = self.run_path("events");
-        self.call(
-            Method::POST,
-            &url,
-            Some(&EventsBody { events }),
-            Replay::Safe,
-        )
-        .await?;
+        self.call(Method::POST, &url, Some(events), Replay::Safe)
+            .await?;
         Ok(())
     }
 
     pub async fn register_artifact(
         &self,
-        name: &str,
-        content_type: &str,
-        size: u64,
+        artifact: &ArtifactRequest,
     ) -> Result<UploadTarget, CallError> {
         let url = self.run_path("artifacts");
-        let body = ArtifactRequest {
-            name,
-            content_type,
-            size,
-        };
         let response = self
-            .call(Method::POST, &url, Some(&body), Replay::Safe)
+            .call(Method::POST, &url, Some(artifact), Replay::Safe)
             .await?;
         json(response).await
     }
 
-    pub async fn complete(&self, completion: &Completion) -> Result<(), CallError> {
+    pub async fn complete(&self, completion: &CompleteRequest) -> Result<(), CallError> {
         let url = self.run_path("complete");
         self.call(Method::POST, &url, Some(completion), Replay::Safe)
             .await?;
@@ -433,18 +353,7 @@ mod tests {
     }
 
     #[test]
-    fn completion_and_events_serialize_to_the_contract() {
-        let body = serde_json::to_value(Completion {
-            outcome: Outcome::TimedOut,
-            exit_code: None,
-            actual_secs: 2,
-        })
-        .unwrap();
-        assert_eq!(
-            body,
-            serde_json::json!({"outcome": "timed_out", "exit_code": null, "actual_secs": 2})
-        );
-        assert_eq!(Outcome::Succeeded.as_str(), "succeeded");
+    fn log_paths_hold_no_host() {
         assert_eq!(
             path_of("http://h:1/internal/runner/exchange"),
             "/internal/runner/exchange"

@@ -1,6 +1,7 @@
 //! The runner's configuration, from the environment a job execution (or runs' local
 //! executor) gives it; documented in `.env.example`.
 
+use runwarden_contracts::RunId;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -10,7 +11,6 @@ use runwarden_platform::config::{
 use runwarden_platform::{ConfigError, Environment};
 use secrecy::SecretString;
 use url::Url;
-use uuid::Uuid;
 
 /// Agent name -> argv (program first).
 pub type Agents = BTreeMap<String, Vec<String>>;
@@ -20,10 +20,10 @@ pub const DEMO_AGENT: &str = "demo";
 /// The demo agent's binary, beside the runner's own.
 pub const DEMO_AGENT_BIN: &str = "demo-agent";
 
-/// Not `Debug`: it holds the ticket and the internal secret.
+/// Not `Debug`: it holds the dispatch ticket and the internal secret.
 pub struct Config {
     pub env: Environment,
-    pub run_id: Uuid,
+    pub run_id: RunId,
     /// runs' base URL (`/internal/runner/...` is appended).
     pub runs_url: Url,
     /// Single-use: exchanged once for the runner token.
@@ -39,10 +39,10 @@ pub struct Config {
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         let env = Environment::from_env()?;
-        let run_id: Uuid = parse_value("RUNWARDEN_RUN_ID", &required_var("RUNWARDEN_RUN_ID")?)?;
+        let run_id: RunId = parse_value("RUNWARDEN_RUN_ID", &required_var("RUNWARDEN_RUN_ID")?)?;
         let runs_url = http_url("RUNS_URL", &required_var("RUNS_URL")?)?;
         if env.is_production() && runs_url.scheme() != "https" {
-            // The ticket, the internal secret and every secret value travel over it.
+            // The dispatch ticket, the internal secret and every secret value travel over it.
             return Err(ConfigError::Invalid {
                 name: "RUNS_URL",
                 reason: "must be https in production".into(),

@@ -4,13 +4,11 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+pub use runwarden_contracts::runner_api::{MAX_MESSAGE_BYTES, RunnerEvent, Stream};
 use tokio::time::Instant;
 
 use crate::redact::Redactor;
 
-/// The longest message sent; longer lines are cut (runs cuts at the same length).
-pub const MAX_MESSAGE_BYTES: usize = 4096;
 /// A batch is sent when it holds this many events...
 pub const BATCH_MAX_EVENTS: usize = 100;
 /// ...or this many bytes of JSON (runs accepts request bodies up to 64 KiB, and 100 lines
@@ -20,32 +18,9 @@ pub const BATCH_MAX_BYTES: usize = 32 * 1024;
 /// ...or when its first event has waited this long.
 pub const BATCH_MAX_WAIT: Duration = Duration::from_millis(250);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stream {
-    Stdout,
-    Stderr,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Event {
-    Log { stream: Stream, message: String },
-    Status { message: String },
-    Progress { percent: u8, message: String },
-}
-
-impl Event {
-    pub fn status(message: impl Into<String>) -> Self {
-        Self::Status {
-            message: message.into(),
-        }
-    }
-
-    /// What the event adds to a request body: its JSON (escaping included) and a comma.
-    fn weight(&self) -> usize {
-        serde_json::to_vec(self).map_or(6 * MAX_MESSAGE_BYTES + 64, |json| json.len() + 1)
-    }
+/// What an event adds to a request body: its JSON (escaping included) and a comma.
+fn weight(event: &RunnerEvent) -> usize {
+    serde_json::to_vec(event).map_or(6 * MAX_MESSAGE_BYTES + 64, |json| json.len() + 1)
 }
 
 /// `progress: 42%` -> 42 (0..=100, surrounding whitespace allowed).
@@ -80,20 +55,20 @@ pub fn raw_line_budget(redactor: &Redactor) -> usize {
 /// One raw output line (without its newline) -> its events: a log event, and a progress
 /// event too when the line says `progress: <n>%`. Secret values are redacted first, then
 /// the message is cut to `MAX_MESSAGE_BYTES`.
-pub fn line_events(stream: Stream, raw: &[u8], redactor: &Redactor) -> Vec<Event> {
+pub fn line_events(stream: Stream, raw: &[u8], redactor: &Redactor) -> Vec<RunnerEvent> {
     let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
     let text = String::from_utf8_lossy(raw);
     let message = clip(redactor.redact(&text).into_owned(), MAX_MESSAGE_BYTES);
     let progress = parse_progress(&message);
     let mut events = Vec::with_capacity(2);
     if let Some(percent) = progress {
-        events.push(Event::Log {
+        events.push(RunnerEvent::Log {
             stream,
             message: message.clone(),
         });
-        events.push(Event::Progress { percent, message });
+        events.push(RunnerEvent::Progress { percent, message });
     } else {
-        events.push(Event::Log { stream, message });
+        events.push(RunnerEvent::Log { stream, message });
     }
     events
 }
@@ -101,16 +76,16 @@ pub fn line_events(stream: Stream, raw: &[u8], redactor: &Redactor) -> Vec<Event
 /// Events waiting to be sent.
 #[derive(Debug, Default)]
 pub struct Batch {
-    events: Vec<Event>,
+    events: Vec<RunnerEvent>,
     bytes: usize,
     opened_at: Option<Instant>,
 }
 
 impl Batch {
     /// Adds an event; true when the batch is now full and should be sent.
-    pub fn push(&mut self, event: Event, now: Instant) -> bool {
+    pub fn push(&mut self, event: RunnerEvent, now: Instant) -> bool {
         self.opened_at.get_or_insert(now);
-        self.bytes += event.weight();
+        self.bytes += weight(&event);
         self.events.push(event);
         self.events.len() >= BATCH_MAX_EVENTS || self.bytes >= BATCH_MAX_BYTES
     }
@@ -129,7 +104,7 @@ impl Batch {
     }
 
     /// Empties the batch, returning its events.
-    pub fn take(&mut self) -> Vec<Event> {
+    pub fn take(&mut self) -> Vec<RunnerEvent> {
         self.bytes = 0;
         self.opened_at = None;
         std::mem::take(&mut self.events)
@@ -178,7 +153,7 @@ mod tests {
             json!([{"kind": "log", "stream": "stderr", "message": "hello"}])
         );
         assert_eq!(
-            serde_json::to_value(Event::status("started")).unwrap(),
+            serde_json::to_value(RunnerEvent::status("started")).unwrap(),
             json!({"kind": "status", "message": "started"})
         );
     }
@@ -189,7 +164,7 @@ mod tests {
         let events = line_events(Stream::Stdout, b"pw=hunter2hunter2 \xff!", &redactor);
         assert_eq!(
             events,
-            [Event::Log {
+            [RunnerEvent::Log {
                 stream: Stream::Stdout,
                 message: "pw=[REDACTED] \u{fffd}!".into()
             }]
@@ -198,14 +173,15 @@ mod tests {
         let mut raw = vec![b'x'; MAX_MESSAGE_BYTES - 4];
         raw.extend_from_slice(b"hunter2hunter2");
         assert!(raw.len() <= raw_line_budget(&redactor));
-        let Event::Log { message, .. } = &line_events(Stream::Stdout, &raw, &redactor)[0] else {
+        let RunnerEvent::Log { message, .. } = &line_events(Stream::Stdout, &raw, &redactor)[0]
+        else {
             panic!("not a log event");
         };
         assert_eq!(message.len(), MAX_MESSAGE_BYTES);
         assert!(!message.contains("hunt"), "{}", &message[4000..]);
         // Cut on a character boundary.
         let long = "é".repeat(MAX_MESSAGE_BYTES);
-        let Event::Log { message, .. } =
+        let RunnerEvent::Log { message, .. } =
             &line_events(Stream::Stdout, long.as_bytes(), &Redactor::default())[0]
         else {
             panic!("not a log event");
@@ -218,7 +194,7 @@ mod tests {
         let now = Instant::now();
         let mut batch = Batch::default();
         assert!(batch.deadline().is_none());
-        let line = |n: usize| Event::Log {
+        let line = |n: usize| RunnerEvent::Log {
             stream: Stream::Stdout,
             message: "x".repeat(n),
         };
@@ -243,7 +219,7 @@ mod tests {
         assert!(body.len() < 64 * 1024, "{}", body.len());
 
         // Worst case: every byte escaped (\u0001 is six), just under the limit, plus one.
-        let nasty = || Event::Log {
+        let nasty = || RunnerEvent::Log {
             stream: Stream::Stderr,
             message: "\u{1}".repeat(MAX_MESSAGE_BYTES),
         };

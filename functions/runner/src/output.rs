@@ -4,7 +4,7 @@
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::mpsc;
 
-use crate::events::{Event, Stream, line_events, raw_line_budget};
+use crate::events::{RunnerEvent, Stream, line_events, raw_line_budget};
 use crate::redact::Redactor;
 
 /// Reads one line (without its `\n`) into `line`, keeping at most `keep` bytes of it.
@@ -41,7 +41,7 @@ pub async fn forward_lines<R: AsyncRead + Unpin>(
     pipe: R,
     stream: Stream,
     redactor: Redactor,
-    events: mpsc::Sender<Event>,
+    events: mpsc::Sender<RunnerEvent>,
 ) {
     let mut reader = BufReader::with_capacity(16 * 1024, pipe);
     let budget = raw_line_budget(&redactor);
@@ -116,15 +116,15 @@ mod tests {
         assert_eq!(
             got,
             [
-                Event::Log {
+                RunnerEvent::Log {
                     stream: Stream::Stderr,
                     message: "a [REDACTED] b".into()
                 },
-                Event::Log {
+                RunnerEvent::Log {
                     stream: Stream::Stderr,
                     message: "progress: 10%".into()
                 },
-                Event::Progress {
+                RunnerEvent::Progress {
                     percent: 10,
                     message: "progress: 10%".into()
                 },

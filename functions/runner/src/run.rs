@@ -1,4 +1,4 @@
-//! One run, start to end: exchange the ticket, fetch the secrets, start the agent, stream
+//! One run, start to end: exchange the dispatch ticket, fetch the secrets, start the agent, stream
 //! its output, enforce the cap, upload its artifacts, report the outcome.
 
 use std::process::ExitStatus;
@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use nix::sys::signal::Signal;
+use runwarden_contracts::runner_api::{ArtifactRequest, CompleteRequest, EventsRequest, Outcome};
 use secrecy::ExposeSecret;
 use tokio::process::Child;
 use tokio::sync::mpsc;
@@ -17,9 +18,9 @@ use tracing::Instrument;
 
 use crate::agent::{self, ChildEnv, WorkDir};
 use crate::artifacts;
-use crate::client::{CallError, Completion, Outcome, Retry, RunsClient};
+use crate::client::{CallError, Retry, RunsClient};
 use crate::config::Config;
-use crate::events::{Batch, Event, Stream};
+use crate::events::{Batch, RunnerEvent, Stream};
 use crate::output::forward_lines;
 use crate::redact::Redactor;
 
@@ -97,9 +98,9 @@ async fn run_inner(
     let exchanged = client
         .exchange(&config.ticket)
         .await
-        .map_err(|e| refused_or(e, "exchanging the runner ticket"))?;
+        .map_err(|e| refused_or(e, "exchanging the dispatch ticket"))?;
     let client = client.with_token(&exchanged.runner_token)?;
-    tracing::info!(agent = %exchanged.agent, cap_secs = exchanged.cap_secs, "ticket exchanged");
+    tracing::info!(agent = %exchanged.agent, cap_secs = exchanged.cap_secs, "dispatch ticket exchanged");
 
     let secrets = client
         .secrets()
@@ -110,7 +111,7 @@ async fn run_inner(
         .context("preparing the work folder")?;
     let env = ChildEnv::new(config.run_id, &exchanged.input, &work, &secrets);
     drop(secrets);
-    let mut notes: Vec<Event> = env
+    let mut notes: Vec<RunnerEvent> = env
         .skipped
         .iter()
         .map(|(name, why)| {
@@ -136,7 +137,7 @@ async fn run_inner(
     }
 
     // Before the agent starts: a refusal here means it never does.
-    notes.push(Event::status("started"));
+    notes.push(RunnerEvent::status("started"));
     send_now(&client, notes).await?;
 
     let started = Instant::now();
@@ -201,7 +202,7 @@ async fn run_inner(
 
     // The rest of its output, then the last event.
     drain(readers).await;
-    let _ = events_tx.send(Event::status(outcome.as_str())).await;
+    let _ = events_tx.send(RunnerEvent::status(outcome.as_str())).await;
     drop(events_tx);
     match sender.await {
         Ok(Ok(())) => {}
@@ -280,15 +281,15 @@ pub fn actual_secs(elapsed: Duration, cap_secs: i64) -> i64 {
 }
 
 /// A line from the runner itself, shown with the agent's stderr.
-fn runner_line(message: String) -> Event {
-    Event::Log {
+fn runner_line(message: String) -> RunnerEvent {
+    RunnerEvent::Log {
         stream: Stream::Stderr,
         message,
     }
 }
 
 /// Sends `events` at once; only a refusal is an error.
-async fn send_now(client: &RunsClient, events: Vec<Event>) -> Result<(), RunnerError> {
+async fn send_now(client: &RunsClient, events: Vec<RunnerEvent>) -> Result<(), RunnerError> {
     let mut batch = Batch::default();
     for event in events {
         batch.push(event, Instant::now());
@@ -301,7 +302,7 @@ async fn send_now(client: &RunsClient, events: Vec<Event>) -> Result<(), RunnerE
 /// For runs that end before an agent started: the notes, then the outcome.
 async fn report_unstarted(
     client: &RunsClient,
-    notes: Vec<Event>,
+    notes: Vec<RunnerEvent>,
     outcome: Outcome,
 ) -> Result<Report, RunnerError> {
     send_now(client, notes).await?;
@@ -317,7 +318,7 @@ async fn report_unstarted(
 
 async fn complete(client: &RunsClient, report: &Report) -> Result<(), RunnerError> {
     client
-        .complete(&Completion {
+        .complete(&CompleteRequest {
             outcome: report.outcome,
             exit_code: report.exit_code,
             actual_secs: report.actual_secs,
@@ -338,7 +339,7 @@ async fn complete(client: &RunsClient, report: &Report) -> Result<(), RunnerErro
 /// (401/404) ends it early, as an error; other failures drop the batch with a warning.
 async fn send_events(
     client: RunsClient,
-    mut events: mpsc::Receiver<Event>,
+    mut events: mpsc::Receiver<RunnerEvent>,
 ) -> Result<(), CallError> {
     let mut batch = Batch::default();
     loop {
@@ -363,12 +364,14 @@ async fn flush(client: &RunsClient, batch: &mut Batch) -> Result<(), CallError> 
     if batch.is_empty() {
         return Ok(());
     }
-    let events = batch.take();
-    match client.send_events(&events).await {
+    let request = EventsRequest {
+        events: batch.take(),
+    };
+    match client.send_events(&request).await {
         Ok(()) => Ok(()),
         Err(e) if e.is_refused() => Err(e),
         Err(e) => {
-            tracing::warn!(error = %e, dropped = events.len(), "sending events failed; they are dropped");
+            tracing::warn!(error = %e, dropped = request.events.len(), "sending events failed; they are dropped");
             Ok(())
         }
     }
@@ -391,11 +394,12 @@ async fn upload_artifacts(
     }
     let mut uploaded = 0;
     for artifact in found {
-        let content_type = artifacts::content_type(&artifact.name);
-        let target = match client
-            .register_artifact(&artifact.name, content_type, artifact.size)
-            .await
-        {
+        let registration = ArtifactRequest {
+            name: artifact.name.clone(),
+            content_type: artifacts::content_type(&artifact.name).to_owned(),
+            size: artifact.size,
+        };
+        let target = match client.register_artifact(&registration).await {
             Ok(target) => target,
             Err(e) if e.is_refused() => return Err(RunnerError::Refused(e)),
             Err(e) => {
@@ -406,7 +410,7 @@ async fn upload_artifacts(
         match client.upload(&target, &artifact.path, artifact.size).await {
             Ok(()) => {
                 uploaded += 1;
-                tracing::info!(artifact = %artifact.name, size_bytes = artifact.size, content_type, "artifact uploaded");
+                tracing::info!(artifact = %artifact.name, size_bytes = artifact.size, content_type = registration.content_type.as_str(), "artifact uploaded");
             }
             Err(e) => {
                 tracing::warn!(artifact = %artifact.name, error = %e, "uploading the artifact failed")

@@ -25,8 +25,11 @@ use uuid::Uuid;
 
 use runwarden_tenancy::{ActorKind, OrgId};
 
-/// The Pub/Sub topic audit events are published to.
-pub const AUDIT_TOPIC: &str = "audit-events";
+use runwarden_contracts::topics::AUDIT_EVENTS;
+
+/// The Pub/Sub topic audit events are published to: `runwarden_contracts::topics::AUDIT_EVENTS`
+/// under the name audit's router and the relay benchmark still import.
+pub use runwarden_contracts::topics::AUDIT_EVENTS as AUDIT_TOPIC;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
@@ -152,7 +155,7 @@ impl AuditEvent {
     /// Appends the event to the outbox in the caller's transaction. The transaction must
     /// carry the event's org as its tenant setting (row-level security checks it).
     pub async fn record(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-        insert(conn, self.id, self.org_id, AUDIT_TOPIC, &self.action, self).await
+        insert(conn, self.id, self.org_id, AUDIT_EVENTS, &self.action, self).await
     }
 }
 

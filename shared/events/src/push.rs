@@ -18,7 +18,7 @@
 //! handlers must be idempotent (by event id).
 //!
 //! ```ignore
-//! let app = routes.merge(push::route(AUDIT_TOPIC, auth, move |delivery: Delivery| {
+//! let app = routes.merge(push::route(topics::AUDIT_EVENTS, auth, move |delivery: Delivery| {
 //!     let pool = pool.clone();
 //!     async move { append(&pool, delivery.json()?).await }
 //! }));

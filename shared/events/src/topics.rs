@@ -336,6 +336,7 @@ fn created<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use runwarden_contracts::topics;
 
     #[test]
     fn the_declared_topology_is_valid_and_declares_audit_events() {
@@ -343,7 +344,7 @@ mod tests {
         let audit = t
             .topics
             .iter()
-            .find(|t| t.name == crate::AUDIT_TOPIC)
+            .find(|t| t.name == topics::AUDIT_EVENTS)
             .expect("audit-events is declared");
         assert_eq!(audit.dead_letter.topic, "audit-events-dlq");
         assert_eq!(audit.dead_letter.subscription, "audit-events-dlq-sub");
@@ -365,7 +366,7 @@ mod tests {
         let topic = t
             .topics
             .iter()
-            .find(|t| t.name == "run-finished")
+            .find(|t| t.name == topics::RUN_FINISHED)
             .expect("run-finished is declared");
         let push = &topic.push_subscriptions[0];
         assert_eq!(
@@ -373,6 +374,18 @@ mod tests {
             ("quotas", "/push/run-finished")
         );
         assert_eq!(topic.dead_letter.topic, "run-finished-dlq");
+    }
+
+    #[test]
+    fn every_contract_topic_is_declared_and_pushed_to_its_path() {
+        let t = topology();
+        let declared: Vec<&str> = t.topics.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(declared, topics::ALL);
+        for topic in &t.topics {
+            for push in &topic.push_subscriptions {
+                assert_eq!(push.path, crate::push::path(&topic.name), "{}", topic.name);
+            }
+        }
     }
 
     #[test]

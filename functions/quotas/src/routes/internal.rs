@@ -3,33 +3,17 @@
 
 use axum::Json as AxumJson;
 use axum::extract::{Path, State};
+use runwarden_contracts::quotas::{AdmissionRequest, Admitted, SettlementRequest};
 use runwarden_platform::error::ApiError;
 use runwarden_platform::extract::Json;
 use runwarden_tenancy::OrgId;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use crate::AppState;
 use crate::error::{QuotasError, QuotasResult};
 use crate::rules::Overrides;
 use crate::store::{self, Ending, OrgLimits, Settlement};
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AdmissionRequest {
-    pub org_id: Uuid,
-    pub run_id: Uuid,
-    pub requested_cap_secs: i64,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Admitted {
-    pub admitted: bool,
-    pub run_id: Uuid,
-    pub granted_cap_secs: i64,
-    pub reserved_cents: i64,
-}
 
 pub async fn admit(
     State(state): State<AppState>,
@@ -41,7 +25,7 @@ pub async fn admit(
     let grant = store::admit(
         &state.pool,
         OrgId::from(req.org_id),
-        req.run_id,
+        req.run_id.as_uuid(),
         req.requested_cap_secs,
     )
     .await?
@@ -52,13 +36,6 @@ pub async fn admit(
         granted_cap_secs: grant.granted_cap_secs,
         reserved_cents: grant.reserved_cents,
     }))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SettlementRequest {
-    pub run_id: Uuid,
-    pub actual_secs: i64,
 }
 
 pub async fn settle(
@@ -73,7 +50,7 @@ pub async fn settle(
     let ending = Ending::Finished {
         actual_secs: req.actual_secs,
     };
-    let settlement = store::settle(&state.pool, req.run_id, ending)
+    let settlement = store::settle(&state.pool, req.run_id.as_uuid(), ending)
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(AxumJson(settlement))

@@ -13,7 +13,7 @@ use runwarden_tenancy::Role;
 
 use crate::AppState;
 
-pub use push::{RUN_FINISHED_TOPIC, handle_push};
+pub use push::handle_push;
 
 use runwarden_tenancy::routes::route;
 pub use runwarden_tenancy::routes::{Access, Audit, Route};
@@ -104,7 +104,7 @@ pub fn router(state: AppState, push_auth: PushAuth, secrets: InternalSecrets) ->
         .with_state(state)
         .merge(tasks)
         .merge(runwarden_events::push::route(
-            RUN_FINISHED_TOPIC,
+            runwarden_contracts::topics::RUN_FINISHED,
             push_auth,
             move |delivery| handle_push(pool.clone(), delivery),
         ))

@@ -2,24 +2,13 @@
 //! reservation is settled exactly as `POST /internal/settlements` would (idempotent by run id,
 //! so a redelivery changes nothing).
 
+use runwarden_contracts::messages::RunFinished;
 use runwarden_events::push::{Delivery, PushError};
 use runwarden_platform::error::ApiError;
-use serde::Deserialize;
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use crate::error::QuotasError;
 use crate::store::{self, Ending};
-
-/// The topic runs publishes finished runs to.
-pub const RUN_FINISHED_TOPIC: &str = "run-finished";
-
-/// The part of a run-finished event quotas reads (other fields are ignored).
-#[derive(Debug, Deserialize)]
-pub struct RunFinished {
-    pub run_id: Uuid,
-    pub actual_secs: i64,
-}
 
 pub async fn handle_push(pool: PgPool, delivery: Delivery) -> Result<(), PushError> {
     let event: RunFinished = delivery.json()?;
@@ -29,7 +18,7 @@ pub async fn handle_push(pool: PgPool, delivery: Delivery) -> Result<(), PushErr
     let ending = Ending::Finished {
         actual_secs: event.actual_secs,
     };
-    match store::settle(&pool, event.run_id, ending).await {
+    match store::settle(&pool, event.run_id.as_uuid(), ending).await {
         Ok(Some(s)) => {
             tracing::info!(run.id = %event.run_id, status = %s.status, "run settled");
             Ok(())

@@ -194,9 +194,11 @@ impl TestApp {
 
     /// Pushes a run-finished event with the local secret.
     pub async fn push_finished(&self, run: Uuid, secs: i64) -> StatusCode {
-        let data =
-            serde_json::to_vec(&json!({"run_id": run, "actual_secs": secs, "outcome": "passed"}))
-                .unwrap();
+        let data = serde_json::to_vec(
+            &json!({"run_id": run, "org_id": Uuid::nil(), "status": "succeeded",
+                                     "actual_secs": secs, "outcome": "passed"}),
+        )
+        .unwrap();
         let id = Uuid::new_v4().simple().to_string();
         let envelope = json!({
             "subscription": "projects/runwarden-local/subscriptions/run-finished-quotas",

@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use runwarden_contracts::topics::AUDIT_EVENTS;
+use runwarden_events::AuditEvent;
 use runwarden_events::bus::{Bus, MemoryBus, PubSubBus, PubSubConfig};
 use runwarden_events::relay::{self, Relay, RelayError, RelaySettings};
-use runwarden_events::{AUDIT_TOPIC, AuditEvent};
 use runwarden_tenancy::OrgId;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
@@ -38,7 +39,7 @@ async fn emulator_delivers_every_committed_event_once_with_attributes_and_key(
     options: PgConnectOptions,
 ) {
     let emu = Emulator::new().await;
-    emu.create_topic(AUDIT_TOPIC).await;
+    emu.create_topic(AUDIT_EVENTS).await;
     let pool = runtime_pool(&options).await;
     let admin = admin_pool(&options).await;
     let orgs: Vec<OrgId> = (0..5).map(|_| OrgId::new()).collect();
@@ -203,7 +204,7 @@ async fn rel06_missing_topic_on_the_emulator_leaves_rows_pending_until_it_exists
     );
     assert_eq!(pending(&admin).await, 12);
 
-    emu.create_topic(AUDIT_TOPIC).await;
+    emu.create_topic(AUDIT_EVENTS).await;
     // The same client recovers (the failed ordering key was resumed).
     assert_eq!(relay.drain().await.unwrap(), 12);
     assert_eq!(pending(&admin).await, 0);
@@ -320,7 +321,7 @@ async fn rel07_writes_commit_during_a_pubsub_outage_and_the_backlog_drains_after
     options: PgConnectOptions,
 ) {
     let emu = Emulator::new().await;
-    emu.create_topic(AUDIT_TOPIC).await;
+    emu.create_topic(AUDIT_EVENTS).await;
     let pool = runtime_pool(&options).await;
     let admin = admin_pool(&options).await;
 
