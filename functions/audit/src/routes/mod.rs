@@ -7,7 +7,6 @@ mod push;
 use axum::Router;
 use axum::routing::get;
 use runwarden_events::push::PushAuth;
-use runwarden_tenancy::Role;
 
 use crate::AppState;
 
@@ -17,36 +16,19 @@ use runwarden_tenancy::routes::route;
 pub use runwarden_tenancy::routes::{Access, Audit, Route};
 
 /// Every route audit serves, its push included. Reading the log is itself not audited.
-pub const ROUTES: &[Route] = &[
-    route(
-        "GET",
-        "/v1/orgs/{org}/audit-events",
-        Access::Org(Role::Admin),
-        Audit::Read,
-    ),
-    route(
-        "GET",
-        "/v1/orgs/{org}/audit-events/export",
-        Access::Org(Role::Admin),
-        Audit::Read,
-    ),
-    route(
-        "GET",
-        "/v1/orgs/{org}/audit-events/verify",
-        Access::Org(Role::Admin),
-        Audit::Read,
-    ),
-    route(
-        "POST",
-        "/push/audit-events",
-        Access::Push,
-        Audit::Unaudited(
-            "the log itself: stores events other functions recorded, records none of its own",
-        ),
-    ),
-    route("GET", "/healthz", Access::Public, Audit::Read),
-    route("GET", "/openapi.json", Access::Public, Audit::Read),
-];
+#[rustfmt::skip]
+pub const ROUTES: &[Route] = {
+    use runwarden_tenancy::Role::*;
+    use runwarden_tenancy::routes::{Access::*, Audit::*};
+    &[
+        route("GET", "/v1/orgs/{org}/audit-events", Org(Admin), Read),
+        route("GET", "/v1/orgs/{org}/audit-events/export", Org(Admin), Read),
+        route("GET", "/v1/orgs/{org}/audit-events/verify", Org(Admin), Read),
+        route("POST", "/push/audit-events", Push, Unaudited("the log itself: stores events other functions recorded, records none of its own")),
+        route("GET", "/healthz", Public, Read),
+        route("GET", "/openapi.json", Public, Read),
+    ]
+};
 
 pub const OPENAPI: &str = include_str!("../openapi.json");
 

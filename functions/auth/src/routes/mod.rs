@@ -9,7 +9,6 @@ mod orgs;
 
 use axum::Router;
 use axum::routing::{get, patch, post};
-use runwarden_tenancy::Role;
 
 use crate::AppState;
 
@@ -18,75 +17,30 @@ pub use runwarden_tenancy::routes::{Access, Audit, Route};
 
 /// Every route. For member routes the rules also depend on the target's role (see
 /// `orgs.rs`); the role here is the least any call needs.
-pub const ROUTES: &[Route] = &[
-    route(
-        "POST",
-        "/v1/auth/signup",
-        Access::Public,
-        Audit::Event("org.create"),
-    ),
-    route("POST", "/v1/auth/login", Access::Public, Audit::SessionOnly),
-    route(
-        "POST",
-        "/v1/auth/refresh",
-        Access::Public,
-        Audit::SessionOnly,
-    ),
-    route("POST", "/v1/auth/logout", Access::User, Audit::SessionOnly),
-    route("GET", "/v1/auth/google/start", Access::Public, Audit::Read),
-    route(
-        "GET",
-        "/v1/auth/google/callback",
-        Access::Public,
-        Audit::EventWhenCreating("org.create"),
-    ),
-    route("GET", "/v1/me", Access::User, Audit::Read),
-    route("GET", "/.well-known/jwks.json", Access::Public, Audit::Read),
-    route("GET", "/openapi.json", Access::Public, Audit::Read),
-    route("POST", "/v1/orgs", Access::User, Audit::Event("org.create")),
-    route(
-        "GET",
-        "/v1/orgs/{org}",
-        Access::Org(Role::Viewer),
-        Audit::Read,
-    ),
-    route(
-        "PATCH",
-        "/v1/orgs/{org}",
-        Access::Org(Role::Admin),
-        Audit::Event("org.update"),
-    ),
-    route(
-        "GET",
-        "/v1/orgs/{org}/members",
-        Access::Org(Role::Viewer),
-        Audit::Read,
-    ),
-    route(
-        "PATCH",
-        "/v1/orgs/{org}/members/{user}",
-        Access::Org(Role::Admin),
-        Audit::Event("member.role_change"),
-    ),
-    route(
-        "DELETE",
-        "/v1/orgs/{org}/members/{user}",
-        Access::Org(Role::Admin),
-        Audit::Event("member.remove"),
-    ),
-    route(
-        "POST",
-        "/v1/orgs/{org}/invitations",
-        Access::Org(Role::Admin),
-        Audit::Event("invitation.create"),
-    ),
-    route(
-        "POST",
-        "/v1/invitations/{token}/accept",
-        Access::User,
-        Audit::Event("member.add"),
-    ),
-];
+#[rustfmt::skip]
+pub const ROUTES: &[Route] = {
+    use runwarden_tenancy::Role::*;
+    use runwarden_tenancy::routes::{Access::*, Audit::*};
+    &[
+        route("POST", "/v1/auth/signup", Public, Event("org.create")),
+        route("POST", "/v1/auth/login", Public, SessionOnly),
+        route("POST", "/v1/auth/refresh", Public, SessionOnly),
+        route("POST", "/v1/auth/logout", User, SessionOnly),
+        route("GET", "/v1/auth/google/start", Public, Read),
+        route("GET", "/v1/auth/google/callback", Public, EventWhenCreating("org.create")),
+        route("GET", "/v1/me", User, Read),
+        route("GET", "/.well-known/jwks.json", Public, Read),
+        route("GET", "/openapi.json", Public, Read),
+        route("POST", "/v1/orgs", User, Event("org.create")),
+        route("GET", "/v1/orgs/{org}", Org(Viewer), Read),
+        route("PATCH", "/v1/orgs/{org}", Org(Admin), Event("org.update")),
+        route("GET", "/v1/orgs/{org}/members", Org(Viewer), Read),
+        route("PATCH", "/v1/orgs/{org}/members/{user}", Org(Admin), Event("member.role_change")),
+        route("DELETE", "/v1/orgs/{org}/members/{user}", Org(Admin), Event("member.remove")),
+        route("POST", "/v1/orgs/{org}/invitations", Org(Admin), Event("invitation.create")),
+        route("POST", "/v1/invitations/{token}/accept", User, Event("member.add")),
+    ]
+};
 
 pub const OPENAPI: &str = include_str!("../openapi.json");
 

@@ -9,7 +9,6 @@ use axum::Router;
 use axum::routing::{get, post, put};
 use runwarden_events::push::PushAuth;
 use runwarden_platform::internal_auth::{InternalSecrets, require_internal_auth};
-use runwarden_tenancy::Role;
 
 use crate::AppState;
 
@@ -19,61 +18,22 @@ use runwarden_tenancy::routes::route;
 pub use runwarden_tenancy::routes::{Access, Audit, Route};
 
 /// Every route quotas serves, pushes and scheduler tasks included.
-pub const ROUTES: &[Route] = &[
-    route(
-        "GET",
-        "/v1/orgs/{org}/usage",
-        Access::Org(Role::Viewer),
-        Audit::Read,
-    ),
-    route(
-        "POST",
-        "/internal/admissions",
-        Access::Internal,
-        Audit::Unaudited(
-            "bookkeeping runs asks for: runs audits the run it admits or refuses (`run.create`)",
-        ),
-    ),
-    route(
-        "POST",
-        "/internal/settlements",
-        Access::Internal,
-        Audit::Unaudited(
-            "bookkeeping runs asks for: runs audits how the run ended (`run.finish`, ...)",
-        ),
-    ),
-    route(
-        "PUT",
-        "/internal/orgs/{org}/plan",
-        Access::Internal,
-        Audit::Event("quota.plan_change"),
-    ),
-    route(
-        "PUT",
-        "/internal/orgs/{org}/overrides",
-        Access::Internal,
-        Audit::Event("quota.overrides_change"),
-    ),
-    route(
-        "POST",
-        "/push/run-finished",
-        Access::Push,
-        Audit::Unaudited(
-            "a system effect: settles a run whose ending runs audits (`run.finish`, ...)",
-        ),
-    ),
-    route(
-        "POST",
-        "/internal/tasks/reap",
-        Access::Task,
-        Audit::Unaudited(
-            "a system effect: settles reservations past their cap as timed out (each \
-             logged); runs audits the run's ending",
-        ),
-    ),
-    route("GET", "/healthz", Access::Public, Audit::Read),
-    route("GET", "/openapi.json", Access::Public, Audit::Read),
-];
+#[rustfmt::skip]
+pub const ROUTES: &[Route] = {
+    use runwarden_tenancy::Role::*;
+    use runwarden_tenancy::routes::{Access::*, Audit::*};
+    &[
+        route("GET", "/v1/orgs/{org}/usage", Org(Viewer), Read),
+        route("POST", "/internal/admissions", Internal, Unaudited("bookkeeping runs asks for: runs audits the run it admits or refuses (`run.create`)")),
+        route("POST", "/internal/settlements", Internal, Unaudited("bookkeeping runs asks for: runs audits how the run ended (`run.finish`, ...)")),
+        route("PUT", "/internal/orgs/{org}/plan", Internal, Event("quota.plan_change")),
+        route("PUT", "/internal/orgs/{org}/overrides", Internal, Event("quota.overrides_change")),
+        route("POST", "/push/run-finished", Push, Unaudited("a system effect: settles a run whose ending runs audits (`run.finish`, ...)")),
+        route("POST", "/internal/tasks/reap", Task, Unaudited("a system effect: settles reservations past their cap as timed out (each logged); runs audits the run's ending")),
+        route("GET", "/healthz", Public, Read),
+        route("GET", "/openapi.json", Public, Read),
+    ]
+};
 
 pub const OPENAPI: &str = include_str!("../openapi.json");
 

@@ -12,7 +12,6 @@ use axum::Router;
 use axum::routing::{get, post};
 use runwarden_events::push::PushAuth;
 use runwarden_platform::internal_auth::{InternalSecrets, require_internal_auth};
-use runwarden_tenancy::Role;
 
 use crate::AppState;
 
@@ -20,169 +19,46 @@ use runwarden_tenancy::routes::route;
 pub use runwarden_tenancy::routes::{Access, Audit, Route};
 
 /// Every route runs serves, pushes and scheduler tasks included.
-pub const ROUTES: &[Route] = &[
-    route(
-        "POST",
-        "/v1/orgs/{org}/projects",
-        Access::Org(Role::Member),
-        Audit::Event("project.create"),
-    ),
-    route(
-        "GET",
-        "/v1/orgs/{org}/projects",
-        Access::Org(Role::Viewer),
-        Audit::Read,
-    ),
-    route(
-        "GET",
-        "/v1/orgs/{org}/projects/{project}",
-        Access::Org(Role::Viewer),
-        Audit::Read,
-    ),
-    route(
-        "PATCH",
-        "/v1/orgs/{org}/projects/{project}",
-        Access::Org(Role::Member),
-        Audit::PerChange(&["project.rename", "project.archive", "project.unarchive"]),
-    ),
-    route(
-        "DELETE",
-        "/v1/orgs/{org}/projects/{project}",
-        Access::Org(Role::Admin),
-        Audit::Event("project.delete"),
-    ),
-    // Admitted or refused by quotas: one `run.create` either way (a refusal's outcome is
-    // `failure`).
-    route(
-        "POST",
-        "/v1/orgs/{org}/projects/{project}/runs",
-        Access::Org(Role::Member),
-        Audit::Event("run.create"),
-    ),
-    route(
-        "GET",
-        "/v1/orgs/{org}/runs",
-        Access::Org(Role::Viewer),
-        Audit::Read,
-    ),
-    route(
-        "GET",
-        "/v1/orgs/{org}/runs/{run}",
-        Access::Org(Role::Viewer),
-        Audit::Read,
-    ),
-    route(
-        "POST",
-        "/v1/orgs/{org}/runs/{run}/cancel",
-        Access::Org(Role::Member),
-        Audit::Event("run.cancel"),
-    ),
-    route(
-        "GET",
-        "/v1/orgs/{org}/projects/{project}/secrets",
-        Access::Org(Role::Viewer),
-        Audit::Read,
-    ),
-    route(
-        "PUT",
-        "/v1/orgs/{org}/projects/{project}/secrets/{name}",
-        Access::Org(Role::Member),
-        Audit::OneOf(&["secret.create", "secret.update"]),
-    ),
-    // Metadata only: a person never reads a secret's value back.
-    route(
-        "GET",
-        "/v1/orgs/{org}/projects/{project}/secrets/{name}",
-        Access::Org(Role::Viewer),
-        Audit::Read,
-    ),
-    route(
-        "DELETE",
-        "/v1/orgs/{org}/projects/{project}/secrets/{name}",
-        Access::Org(Role::Member),
-        Audit::Event("secret.delete"),
-    ),
-    route(
-        "POST",
-        "/v1/orgs/{org}/runs/{run}/media-token",
-        Access::Org(Role::Viewer),
-        Audit::Event("run.media_token"),
-    ),
-    route(
-        "GET",
-        "/v1/orgs/{org}/runs/{run}/artifacts",
-        Access::Org(Role::Viewer),
-        Audit::Read,
-    ),
-    route(
-        "GET",
-        "/v1/media/runs/{run}/events",
-        Access::Media,
-        Audit::Read,
-    ),
-    route(
-        "GET",
-        "/v1/media/runs/{run}/artifacts/{name}",
-        Access::Media,
-        Audit::Read,
-    ),
-    // A replayed ticket is refused (401) and recorded as `run.ticket_replay`, outcome
-    // `failure`.
-    route(
-        "POST",
-        "/internal/runner/exchange",
-        Access::Runner,
-        Audit::Event("run.start"),
-    ),
-    // A read of plaintexts: every secret handed to the runner is audited.
-    route(
-        "GET",
-        "/internal/runner/runs/{run}/secrets",
-        Access::Runner,
-        Audit::PerItem("secret.read_by_runner"),
-    ),
-    route(
-        "POST",
-        "/internal/runner/runs/{run}/events",
-        Access::Runner,
-        Audit::Unaudited("the run's own output stream (telemetry), kept with the run"),
-    ),
-    route(
-        "POST",
-        "/internal/runner/runs/{run}/complete",
-        Access::Runner,
-        Audit::Event("run.finish"),
-    ),
-    route(
-        "POST",
-        "/internal/runner/runs/{run}/artifacts",
-        Access::Runner,
-        Audit::Event("run.artifact_upload"),
-    ),
-    route(
-        "POST",
-        "/push/run-dispatch",
-        Access::Push,
-        Audit::Unaudited(
-            "a system effect: launches the runner job of a run whose `run.create` is \
-             audited; the job's start is audited at the exchange (`run.start`)",
-        ),
-    ),
-    route(
-        "POST",
-        "/internal/tasks/reap",
-        Access::Task,
-        Audit::PerItem("run.reap"),
-    ),
-    route(
-        "POST",
-        "/internal/tasks/relay-sweep",
-        Access::Task,
-        Audit::Unaudited("a system effect: publishes outbox rows already recorded"),
-    ),
-    route("GET", "/healthz", Access::Public, Audit::Read),
-    route("GET", "/openapi.json", Access::Public, Audit::Read),
-];
+#[rustfmt::skip]
+pub const ROUTES: &[Route] = {
+    use runwarden_tenancy::Role::*;
+    use runwarden_tenancy::routes::{Access::*, Audit::*};
+    &[
+        route("POST", "/v1/orgs/{org}/projects", Org(Member), Event("project.create")),
+        route("GET", "/v1/orgs/{org}/projects", Org(Viewer), Read),
+        route("GET", "/v1/orgs/{org}/projects/{project}", Org(Viewer), Read),
+        route("PATCH", "/v1/orgs/{org}/projects/{project}", Org(Member), PerChange(&["project.rename", "project.archive", "project.unarchive"])),
+        route("DELETE", "/v1/orgs/{org}/projects/{project}", Org(Admin), Event("project.delete")),
+        // Admitted or refused by quotas: one `run.create` either way (a refusal's outcome is
+        // `failure`).
+        route("POST", "/v1/orgs/{org}/projects/{project}/runs", Org(Member), Event("run.create")),
+        route("GET", "/v1/orgs/{org}/runs", Org(Viewer), Read),
+        route("GET", "/v1/orgs/{org}/runs/{run}", Org(Viewer), Read),
+        route("POST", "/v1/orgs/{org}/runs/{run}/cancel", Org(Member), Event("run.cancel")),
+        route("GET", "/v1/orgs/{org}/projects/{project}/secrets", Org(Viewer), Read),
+        route("PUT", "/v1/orgs/{org}/projects/{project}/secrets/{name}", Org(Member), OneOf(&["secret.create", "secret.update"])),
+        // Metadata only: a person never reads a secret's value back.
+        route("GET", "/v1/orgs/{org}/projects/{project}/secrets/{name}", Org(Viewer), Read),
+        route("DELETE", "/v1/orgs/{org}/projects/{project}/secrets/{name}", Org(Member), Event("secret.delete")),
+        route("POST", "/v1/orgs/{org}/runs/{run}/media-token", Org(Viewer), Event("run.media_token")),
+        route("GET", "/v1/orgs/{org}/runs/{run}/artifacts", Org(Viewer), Read),
+        route("GET", "/v1/media/runs/{run}/events", Media, Read),
+        route("GET", "/v1/media/runs/{run}/artifacts/{name}", Media, Read),
+        // A replayed ticket is refused (401) and recorded as `run.ticket_replay`, outcome
+        // `failure`.
+        route("POST", "/internal/runner/exchange", Runner, Event("run.start")),
+        // A read of plaintexts: every secret handed to the runner is audited.
+        route("GET", "/internal/runner/runs/{run}/secrets", Runner, PerItem("secret.read_by_runner")),
+        route("POST", "/internal/runner/runs/{run}/events", Runner, Unaudited("the run's own output stream (telemetry), kept with the run")),
+        route("POST", "/internal/runner/runs/{run}/complete", Runner, Event("run.finish")),
+        route("POST", "/internal/runner/runs/{run}/artifacts", Runner, Event("run.artifact_upload")),
+        route("POST", "/push/run-dispatch", Push, Unaudited("a system effect: launches the runner job of a run whose `run.create` is audited; the job's start is audited at the exchange (`run.start`)")),
+        route("POST", "/internal/tasks/reap", Task, PerItem("run.reap")),
+        route("POST", "/internal/tasks/relay-sweep", Task, Unaudited("a system effect: publishes outbox rows already recorded")),
+        route("GET", "/healthz", Public, Read),
+        route("GET", "/openapi.json", Public, Read),
+    ]
+};
 
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
