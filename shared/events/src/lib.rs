@@ -27,10 +27,6 @@ use runwarden_tenancy::{ActorKind, OrgId};
 
 use runwarden_contracts::topics::AUDIT_EVENTS;
 
-/// The Pub/Sub topic audit events are published to: `runwarden_contracts::topics::AUDIT_EVENTS`
-/// under the name audit's router and the relay benchmark still import.
-pub use runwarden_contracts::topics::AUDIT_EVENTS as AUDIT_TOPIC;
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
     pub kind: ActorKind,

@@ -13,10 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
+use runwarden_contracts::topics::AUDIT_EVENTS as AUDIT_TOPIC;
 use runwarden_events::bus::{PubSubBus, PubSubConfig};
 use runwarden_events::relay::Relay;
 use runwarden_events::topics::Admin;
-use runwarden_events::{AUDIT_TOPIC, Actor, AuditEvent, Target};
+use runwarden_events::{Actor, AuditEvent, Target};
 use runwarden_tenancy::OrgId;
 use serde_json::{Value, json};
 use sqlx::PgPool;

@@ -42,7 +42,7 @@ pub fn router(state: AppState, push_auth: PushAuth) -> Router {
         .route("/openapi.json", get(openapi))
         .with_state(state)
         .merge(runwarden_events::push::route(
-            runwarden_events::AUDIT_TOPIC,
+            runwarden_contracts::topics::AUDIT_EVENTS,
             push_auth,
             move |delivery| handle_push(pool.clone(), delivery),
         ))

@@ -2,10 +2,10 @@
 //! overrides), behind `X-Internal-Auth`. Thin: parse, call `store`, answer.
 
 use axum::Json as AxumJson;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use runwarden_contracts::quotas::{AdmissionRequest, Admitted, SettlementRequest};
 use runwarden_platform::error::ApiError;
-use runwarden_platform::extract::Json;
+use runwarden_platform::extract::{Json, Path};
 use runwarden_tenancy::OrgId;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -62,10 +62,6 @@ pub struct PlanRequest {
     pub plan: String,
 }
 
-fn org_id(raw: &str) -> QuotasResult<OrgId> {
-    raw.parse().map_err(|_| ApiError::NotFound.into())
-}
-
 fn limits_body(org: OrgId, l: &OrgLimits) -> AxumJson<Value> {
     AxumJson(json!({
         "org_id": org,
@@ -77,20 +73,18 @@ fn limits_body(org: OrgId, l: &OrgLimits) -> AxumJson<Value> {
 
 pub async fn set_plan(
     State(state): State<AppState>,
-    Path(org): Path<String>,
+    Path(org): Path<OrgId>,
     Json(req): Json<PlanRequest>,
 ) -> QuotasResult<AxumJson<Value>> {
-    let org = org_id(&org)?;
     let limits = store::set_plan(&state.pool, org, &req.plan).await?;
     Ok(limits_body(org, &limits))
 }
 
 pub async fn set_overrides(
     State(state): State<AppState>,
-    Path(org): Path<String>,
+    Path(org): Path<OrgId>,
     Json(overrides): Json<Overrides>,
 ) -> QuotasResult<AxumJson<Value>> {
-    let org = org_id(&org)?;
     let limits = store::set_overrides(&state.pool, org, &overrides).await?;
     Ok(limits_body(org, &limits))
 }
