@@ -1,4 +1,4 @@
-//! quotas: per-plan limits and the cost of runs (DESIGN.md section 5).
+//! quotas: per-plan limits and the cost of runs (docs/architecture.md §2, admission and settlement).
 //!
 //! - **Plans** (`plans` table: trial, team, enterprise) set active projects, runs per UTC
 //!   calendar month, parallel runs, the wall-clock cap per run, the monthly budget, the

@@ -14,7 +14,7 @@
 //! separate mutex (one fetch at a time; waiters re-read the cache when it is their turn, and
 //! a request holding an expired but recent key uses it instead of waiting).
 //! Readers therefore only ever wait, for microseconds, and never fail because a refresh is
-//! running (google-cloud-auth's verifier fails them: see notes/gcp-rust-sdk.md, section B).
+//! running (google-cloud-auth's verifier fails them: see docs/architecture.md §8).
 //! When a fetch fails, keys already known keep working for up to [`MAX_STALE`], and the next
 //! attempt waits [`FAILURE_BACKOFF`]; a token whose key is not known then is
 //! [`OidcError::KeysUnavailable`], a transient error (a push answers 503 so Pub/Sub retries).

@@ -1,4 +1,4 @@
-//! The JWT attack catalogue (notes/security-tests.md JWT-01..JWT-15) against the verifier.
+//! The JWT attack catalogue (JWT-01..JWT-15 in docs/security.md) against the verifier.
 
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use serde_json::{Value, json};

@@ -12,7 +12,7 @@ use tower::ServiceExt;
 
 use super::*;
 
-/// Exactly what the Pub/Sub emulator POSTed (notes/gcp-rust-sdk.md, "Push envelope").
+/// Exactly what the Pub/Sub emulator POSTed (docs/architecture.md §8, push envelope).
 const EMULATOR_BODY: &str = r#"{"subscription":"projects/test-project/subscriptions/jobs-push",
  "message":{"publishTime":"2026-11-24T06:15:20.058Z","data":"aGVsbG8gam9iIDE=","publish_time":"2026-11-24T06:15:20.058Z",
             "messageId":"1","attributes":{"execution_id":"exec-123"},"message_id":"1"}}"#;
