@@ -114,8 +114,7 @@ impl App {
                 TokenSigner::generate(&config.signing_key_id)
             }
         };
-        let options = runwarden_store::connect_options(&config.service.database_url)?;
-        let pool = runwarden_store::pool(options, &runwarden_store::PoolSettings::default());
+        let pool = runwarden_store::connect(&config.service.database_url)?;
         let bus = PubSubBus::connect(config.relay.pubsub.clone())
             .await
             .context("building the Pub/Sub publisher")?;

@@ -66,9 +66,8 @@ pub fn router(
     hops: TrustedProxyHops,
     limits: &Limits,
 ) -> Router {
-    let pool = state.pool.clone();
     runwarden_ratelimit::served(
-        pool,
+        state.pool.clone(),
         routes::router(state, push_auth, secrets),
         limits,
         hops,
@@ -82,8 +81,7 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let options = runwarden_store::connect_options(&config.service.database_url)?;
-        let pool = runwarden_store::pool(options, &runwarden_store::PoolSettings::default());
+        let pool = runwarden_store::connect(&config.service.database_url)?;
         let verifier = runwarden_tokens::fetch_verifier_retrying(config.auth_jwks_url.as_str(), 12)
             .await
             .context("AUTH_JWKS_URL: no usable key set")?;

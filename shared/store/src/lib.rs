@@ -67,6 +67,12 @@ pub fn connect_options(url: &SecretString) -> Result<PgConnectOptions, StoreErro
     PgConnectOptions::from_str(&normalized).map_err(|_| StoreError::InvalidUrl)
 }
 
+/// A function's runtime pool from its `DATABASE_URL`, with the default [`PoolSettings`];
+/// connections open lazily, so a function starts before its database answers.
+pub fn connect(url: &SecretString) -> Result<PgPool, StoreError> {
+    Ok(pool(connect_options(url)?, &PoolSettings::default()))
+}
+
 /// A lazily connecting pool: the process starts even while the database is briefly away,
 /// and requests fail fast (503) until it is back.
 pub fn pool(options: PgConnectOptions, settings: &PoolSettings) -> PgPool {

@@ -27,8 +27,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     runwarden_platform::telemetry::init(optional_var("GOOGLE_CLOUD_PROJECT"));
-    let options = runwarden_store::connect_options(&url)?;
-    let pool = runwarden_store::pool(options, &runwarden_store::PoolSettings::default());
+    let pool = runwarden_store::connect(&url)?;
     let count = runwarden_runs::secrets::rewrap_data_keys(&pool, &ring)
         .await
         .context("re-wrapping data keys")?;
