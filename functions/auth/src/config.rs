@@ -58,8 +58,9 @@ fn url_var(name: &'static str, default: &str) -> Result<Url, ConfigError> {
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let service = ServiceConfig::from_env(DEFAULT_PORT)?;
-        let env = service.env;
+        // The signing key first: in production it is the variable whose absence matters most,
+        // and the error names it before anything else.
+        let env = Environment::from_env()?;
         let signing_key = if env.is_production() {
             Some(required_secret("AUTH_SIGNING_KEY")?)
         } else {
@@ -70,6 +71,7 @@ impl Config {
         } else {
             optional_var("AUTH_SIGNING_KEY_ID").unwrap_or_else(|| "dev".into())
         };
+        let service = ServiceConfig::from_env(DEFAULT_PORT)?;
         let google = match optional_var("GOOGLE_OAUTH_CLIENT_ID") {
             None => None,
             Some(client_id) => Some(GoogleConfig {
