@@ -557,3 +557,75 @@ fn literals_after(source: &str, call: &str) -> Vec<String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = r##"{
+        "openapi": "3.1.0",
+        "paths": {"/v1/orgs/{org}/things": {"get": {"responses": {
+            "200": {"description": "ok", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Page"}}}},
+            "default": {"$ref": "#/components/responses/Problem"}
+        }}}},
+        "components": {
+            "schemas": {
+                "Page": {"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": {"type": "string"}}}},
+                "Problem": {"type": "object", "required": ["status"], "properties": {"status": {"type": "integer"}}}
+            },
+            "responses": {"Problem": {"description": "problem", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}}
+        }
+    }"##;
+
+    fn check(status: u16, media: &str, body: &str) {
+        let spec = Spec::parse(DOC);
+        let mut headers = HeaderMap::new();
+        headers.insert(reqwest::header::CONTENT_TYPE, media.parse().unwrap());
+        spec.check_response(
+            &Method::GET,
+            "/v1/orgs/x/things?limit=1",
+            StatusCode::from_u16(status).unwrap(),
+            &headers,
+            body,
+        );
+    }
+
+    #[test]
+    fn documented_bodies_pass() {
+        check(200, "application/json", r#"{"items": ["a"]}"#);
+        check(404, "application/problem+json", r#"{"status": 404}"#);
+        // Paths the document does not know are not checked.
+        Spec::parse(DOC).check_response(
+            &Method::GET,
+            "/elsewhere",
+            StatusCode::OK,
+            &HeaderMap::new(),
+            "x",
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "does not match its documented schema")]
+    fn a_body_off_its_schema_fails() {
+        check(200, "application/json", r#"{"items": [1]}"#);
+    }
+
+    #[test]
+    #[should_panic(expected = "does not match its documented schema")]
+    fn a_problem_off_its_schema_fails() {
+        check(500, "application/problem+json", r#"{"title": "x"}"#);
+    }
+
+    #[test]
+    #[should_panic(expected = "documented as")]
+    fn an_undocumented_media_type_fails() {
+        check(200, "text/plain", "items");
+    }
+
+    #[test]
+    fn templates_match_by_segment() {
+        assert!(matches_template("/v1/orgs/{org}", "/v1/orgs/abc"));
+        assert!(!matches_template("/v1/orgs/{org}", "/v1/orgs/abc/x"));
+        assert!(!matches_template("/v1/orgs/{org}", "/v1/orgs/"));
+    }
+}

@@ -355,7 +355,7 @@ async fn idp_authorize(
         .into_response()
 }
 
-fn is_pkce_verifier(verifier: &str) -> bool {
+pub fn is_pkce_verifier(verifier: &str) -> bool {
     (43..=128).contains(&verifier.len())
         && verifier
             .bytes()
