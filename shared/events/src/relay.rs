@@ -17,9 +17,12 @@
 //! trigger that `NOTIFY outbox` on every committed insert. [`Relay::run`] listens for those
 //! notifications and also polls every second, so a lost notification only delays.
 //!
-//! A function starts it next to its server:
+//! A function reads [`RelayConfig`] with its own configuration and starts the relay next to
+//! its server:
 //! ```ignore
-//! let relay = runwarden_events::relay::spawn_from_env(pool.clone(), shutdown_signal()).await?;
+//! let bus = runwarden_events::bus::PubSubBus::connect(config.relay.pubsub.clone()).await?;
+//! let relay = Relay::new(pool.clone(), Arc::new(bus)).with_settings(config.relay.settings.clone());
+//! tokio::spawn(relay.run(shutdown));
 //! ```
 
 use std::collections::BTreeMap;
@@ -34,7 +37,7 @@ use sqlx::{PgConnection, PgPool};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::bus::{Bus, BusError, BusMessage, PubSubBus, PubSubConfig};
+use crate::bus::{Bus, BusError, BusMessage, PubSubConfig};
 
 /// The notification channel of the outbox trigger.
 pub const CHANNEL: &str = "outbox";
@@ -379,18 +382,6 @@ pub fn spawn(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> JoinHandle<()> {
     tokio::spawn(Relay::new(pool, bus).run(shutdown))
-}
-
-/// Reads [`RelayConfig`] from the environment, builds the Pub/Sub client and starts the
-/// relay. Fails (the function should refuse to start) on a configuration error.
-pub async fn spawn_from_env(
-    pool: PgPool,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<JoinHandle<()>> {
-    let config = RelayConfig::from_env()?;
-    let bus = PubSubBus::connect(config.pubsub).await?;
-    let relay = Relay::new(pool, Arc::new(bus)).with_settings(config.settings);
-    Ok(tokio::spawn(relay.run(shutdown)))
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 pub mod access;
 mod rls;
+pub mod routes;
 pub use rls::{begin_org_tx, set_tenant};
 
 macro_rules! id_type {

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, StatusCode};
+use runwarden_tenancy::routes::{Access, Route};
 use serde_json::{Value, json};
 
 use crate::Served;
@@ -253,6 +254,29 @@ impl Documented {
     pub fn is_public(&self) -> bool {
         self.security == json!([])
     }
+}
+
+/// A function's route table as the contract sees it: each access kind's one security
+/// requirement. A runner route bound to a run (`{run}` in its path) needs the runner token
+/// besides the internal secret; the exchange's credential is the ticket in its body.
+pub fn table(routes: &[Route]) -> Vec<Documented> {
+    routes
+        .iter()
+        .map(|r| Documented {
+            method: r.method,
+            path: r.path,
+            security: match r.access {
+                Access::Public => security::public(),
+                Access::User | Access::Org(_) => security::bearer(),
+                Access::Internal => security::internal(),
+                Access::Runner if r.params().any(|p| p == "run") => security::runner(),
+                Access::Runner => security::internal(),
+                Access::Push | Access::Task => security::push(),
+                Access::Media => security::media(),
+            },
+            org_role: r.access.org_role(),
+        })
+        .collect()
 }
 
 /// The security requirements of the functions' access kinds, one spelling for all.

@@ -13,36 +13,39 @@ use crate::AppState;
 
 pub use push::handle_push;
 
-/// Who may call a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    Public,
-    /// Pub/Sub only: Google's OIDC token in production, the stack's secret locally.
-    Push,
-    /// A member of the org in the path with at least this role.
-    Org(Role),
-}
+use runwarden_tenancy::routes::route;
+pub use runwarden_tenancy::routes::{Access, Audit, Route};
 
-/// (method, path, access).
-pub const ROUTES: &[(&str, &str, Access)] = &[
-    (
+/// Every route audit serves, its push included. Reading the log is itself not audited.
+pub const ROUTES: &[Route] = &[
+    route(
         "GET",
         "/v1/orgs/{org}/audit-events",
         Access::Org(Role::Admin),
+        Audit::Read,
     ),
-    (
+    route(
         "GET",
         "/v1/orgs/{org}/audit-events/export",
         Access::Org(Role::Admin),
+        Audit::Read,
     ),
-    (
+    route(
         "GET",
         "/v1/orgs/{org}/audit-events/verify",
         Access::Org(Role::Admin),
+        Audit::Read,
     ),
-    ("POST", "/push/audit-events", Access::Push),
-    ("GET", "/healthz", Access::Public),
-    ("GET", "/openapi.json", Access::Public),
+    route(
+        "POST",
+        "/push/audit-events",
+        Access::Push,
+        Audit::Unaudited(
+            "the log itself: stores events other functions recorded, records none of its own",
+        ),
+    ),
+    route("GET", "/healthz", Access::Public, Audit::Read),
+    route("GET", "/openapi.json", Access::Public, Audit::Read),
 ];
 
 pub const OPENAPI: &str = include_str!("../openapi.json");

@@ -5,30 +5,11 @@
 
 use std::collections::BTreeSet;
 
-use runwarden_audit::routes::{Access, ROUTES};
-use runwarden_testkit::contract::{self, Documented, security};
+use runwarden_audit::routes::ROUTES;
+use runwarden_testkit::contract;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::helpers::spawn_app;
-
-fn table() -> Vec<Documented> {
-    ROUTES
-        .iter()
-        .map(|(method, path, access)| Documented {
-            method,
-            path,
-            security: match access {
-                Access::Public => security::public(),
-                Access::Push => security::push(),
-                Access::Org(_) => security::bearer(),
-            },
-            org_role: match access {
-                Access::Org(role) => Some(*role),
-                _ => None,
-            },
-        })
-        .collect()
-}
 
 #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
 async fn openapi_lists_exactly_the_routes_with_their_security(
@@ -36,7 +17,7 @@ async fn openapi_lists_exactly_the_routes_with_their_security(
     options: PgConnectOptions,
 ) {
     let app = spawn_app(options).await;
-    let doc = contract::check_document(&app.api, &table()).await;
+    let doc = contract::check_document(&app.api, &contract::table(ROUTES)).await;
 
     // The record schema names exactly the fields a record has.
     let record = doc.pointer("/components/schemas/AuditRecord").unwrap();
@@ -84,7 +65,7 @@ async fn every_route_in_routes_is_mounted(_: PgPoolOptions, options: PgConnectOp
     let app = spawn_app(options).await;
     contract::check_mounted(
         &app.api,
-        &table(),
+        &contract::table(ROUTES),
         concat!(env!("CARGO_MANIFEST_DIR"), "/src"),
         &[],
         |_| uuid::Uuid::new_v4().to_string(),

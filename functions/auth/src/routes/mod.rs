@@ -13,45 +13,8 @@ use runwarden_tenancy::Role;
 
 use crate::AppState;
 
-/// Who may call a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    Public,
-    /// Any signed-in user.
-    User,
-    /// A member of the org in the path with at least this role.
-    Org(Role),
-}
-
-/// What a route leaves in the audit log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Audit {
-    /// A read: nothing.
-    Read,
-    /// A mutation: exactly one audit event with this action, in the same transaction.
-    Event(&'static str),
-    /// Sign-in session changes of the caller's own account (login, refresh, logout): not
-    /// org data, so a security log line (`security_event`) rather than an org audit record.
-    SessionOnly,
-    /// Google sign-in: `org.create` when it creates the account, else a session only.
-    EventWhenCreating(&'static str),
-}
-
-pub struct Route {
-    pub method: &'static str,
-    pub path: &'static str,
-    pub access: Access,
-    pub audit: Audit,
-}
-
-const fn route(method: &'static str, path: &'static str, access: Access, audit: Audit) -> Route {
-    Route {
-        method,
-        path,
-        access,
-        audit,
-    }
-}
+use runwarden_tenancy::routes::route;
+pub use runwarden_tenancy::routes::{Access, Audit, Route};
 
 /// Every route. For member routes the rules also depend on the target's role (see
 /// `orgs.rs`); the role here is the least any call needs.

@@ -246,6 +246,10 @@ async fn log01_every_mutating_route_records_exactly_one_event(
                 assert!(event["time"].as_str().unwrap().contains('T'));
                 checked += 1;
             }
+            other => panic!(
+                "{} {}: auth declares no {other:?}",
+                route.method, route.path
+            ),
         }
     }
     assert!(checked >= 7, "{checked} mutating routes checked");

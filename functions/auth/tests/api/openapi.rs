@@ -3,32 +3,14 @@
 //! their security, operation ids, path parameters and problem answers; every response of
 //! every test is also checked against its documented schema (`TestApp::api`).
 
-use runwarden_auth::routes::{Access, ROUTES};
+use runwarden_auth::routes::ROUTES;
 use runwarden_platform::request::TrustedProxyHops;
-use runwarden_testkit::contract::{self, Documented, security};
+use runwarden_testkit::contract;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use runwarden_auth::config::GoogleConfig;
 
 use crate::helpers::{spawn_app, spawn_app_with};
-
-fn table() -> Vec<Documented> {
-    ROUTES
-        .iter()
-        .map(|r| Documented {
-            method: r.method,
-            path: r.path,
-            security: match r.access {
-                Access::Public => security::public(),
-                Access::User | Access::Org(_) => security::bearer(),
-            },
-            org_role: match r.access {
-                Access::Org(role) => Some(role),
-                _ => None,
-            },
-        })
-        .collect()
-}
 
 #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
 async fn openapi_lists_exactly_the_routes_with_their_security(
@@ -36,7 +18,7 @@ async fn openapi_lists_exactly_the_routes_with_their_security(
     options: PgConnectOptions,
 ) {
     let app = spawn_app(options).await;
-    let doc = contract::check_document(&app.api, &table()).await;
+    let doc = contract::check_document(&app.api, &contract::table(ROUTES)).await;
     let paths = &doc["paths"];
 
     // The error envelope and the members page are described as they are sent.
@@ -72,7 +54,7 @@ async fn every_route_in_routes_is_mounted(_: PgPoolOptions, options: PgConnectOp
     let app = spawn_app_with(options, Some(google), TrustedProxyHops(1)).await;
     contract::check_mounted(
         &app.api,
-        &table(),
+        &contract::table(ROUTES),
         concat!(env!("CARGO_MANIFEST_DIR"), "/src"),
         // Not yet in `ROUTES` nor in the document: the platform's health check and the
         // scheduler's retention purge (mounted by `router_with_tasks`).

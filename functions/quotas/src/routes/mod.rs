@@ -15,29 +15,64 @@ use crate::AppState;
 
 pub use push::{RUN_FINISHED_TOPIC, handle_push};
 
-/// Who may call a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    Public,
-    /// Pub/Sub only: Google's OIDC token in production, the stack's secret locally.
-    Push,
-    /// Other functions only: `X-Internal-Auth`.
-    Internal,
-    /// A member of the org in the path with at least this role.
-    Org(Role),
-}
+use runwarden_tenancy::routes::route;
+pub use runwarden_tenancy::routes::{Access, Audit, Route};
 
-/// (method, path, access).
-pub const ROUTES: &[(&str, &str, Access)] = &[
-    ("GET", "/v1/orgs/{org}/usage", Access::Org(Role::Viewer)),
-    ("POST", "/internal/admissions", Access::Internal),
-    ("POST", "/internal/settlements", Access::Internal),
-    ("PUT", "/internal/orgs/{org}/plan", Access::Internal),
-    ("PUT", "/internal/orgs/{org}/overrides", Access::Internal),
-    ("POST", "/push/run-finished", Access::Push),
-    ("POST", "/internal/tasks/reap", Access::Push),
-    ("GET", "/healthz", Access::Public),
-    ("GET", "/openapi.json", Access::Public),
+/// Every route quotas serves, pushes and scheduler tasks included.
+pub const ROUTES: &[Route] = &[
+    route(
+        "GET",
+        "/v1/orgs/{org}/usage",
+        Access::Org(Role::Viewer),
+        Audit::Read,
+    ),
+    route(
+        "POST",
+        "/internal/admissions",
+        Access::Internal,
+        Audit::Unaudited(
+            "bookkeeping runs asks for: runs audits the run it admits or refuses (`run.create`)",
+        ),
+    ),
+    route(
+        "POST",
+        "/internal/settlements",
+        Access::Internal,
+        Audit::Unaudited(
+            "bookkeeping runs asks for: runs audits how the run ended (`run.finish`, ...)",
+        ),
+    ),
+    route(
+        "PUT",
+        "/internal/orgs/{org}/plan",
+        Access::Internal,
+        Audit::Event("quota.plan_change"),
+    ),
+    route(
+        "PUT",
+        "/internal/orgs/{org}/overrides",
+        Access::Internal,
+        Audit::Event("quota.overrides_change"),
+    ),
+    route(
+        "POST",
+        "/push/run-finished",
+        Access::Push,
+        Audit::Unaudited(
+            "a system effect: settles a run whose ending runs audits (`run.finish`, ...)",
+        ),
+    ),
+    route(
+        "POST",
+        "/internal/tasks/reap",
+        Access::Task,
+        Audit::Unaudited(
+            "a system effect: settles reservations past their cap as timed out (each \
+             logged); runs audits the run's ending",
+        ),
+    ),
+    route("GET", "/healthz", Access::Public, Audit::Read),
+    route("GET", "/openapi.json", Access::Public, Audit::Read),
 ];
 
 pub const OPENAPI: &str = include_str!("../openapi.json");

@@ -2,7 +2,7 @@
 //! and another org's usage does not exist.
 
 use reqwest::{Method, StatusCode};
-use runwarden_quotas::routes::{Access, ROUTES};
+use runwarden_quotas::routes::{Access, ROUTES, Route};
 use runwarden_tenancy::Role;
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -19,7 +19,13 @@ async fn internal_routes_refuse_missing_or_wrong_secret(
     let org = app.org_on("team").await;
     let run = Uuid::now_v7();
     let wrong = format!("{INTERNAL_SECRET}x");
-    for (method, path, access) in ROUTES {
+    for Route {
+        method,
+        path,
+        access,
+        ..
+    } in ROUTES
+    {
         if *access != Access::Internal {
             continue;
         }

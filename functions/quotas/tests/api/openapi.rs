@@ -5,31 +5,11 @@
 
 use std::collections::BTreeSet;
 
-use runwarden_quotas::routes::{Access, ROUTES};
-use runwarden_testkit::contract::{self, Documented, security};
+use runwarden_quotas::routes::ROUTES;
+use runwarden_testkit::contract;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::helpers::spawn_app;
-
-fn table() -> Vec<Documented> {
-    ROUTES
-        .iter()
-        .map(|(method, path, access)| Documented {
-            method,
-            path,
-            security: match access {
-                Access::Public => security::public(),
-                Access::Push => security::push(),
-                Access::Internal => security::internal(),
-                Access::Org(_) => security::bearer(),
-            },
-            org_role: match access {
-                Access::Org(role) => Some(*role),
-                _ => None,
-            },
-        })
-        .collect()
-}
 
 #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
 async fn openapi_lists_exactly_the_routes_with_their_security(
@@ -37,7 +17,7 @@ async fn openapi_lists_exactly_the_routes_with_their_security(
     options: PgConnectOptions,
 ) {
     let app = spawn_app(options).await;
-    let doc = contract::check_document(&app.api, &table()).await;
+    let doc = contract::check_document(&app.api, &contract::table(ROUTES)).await;
 
     // The limits schema names exactly the fields of `Limits`.
     let schema = doc.pointer("/components/schemas/Limits").unwrap();
@@ -71,7 +51,7 @@ async fn every_route_in_routes_is_mounted(_: PgPoolOptions, options: PgConnectOp
     let app = spawn_app(options).await;
     contract::check_mounted(
         &app.api,
-        &table(),
+        &contract::table(ROUTES),
         concat!(env!("CARGO_MANIFEST_DIR"), "/src"),
         &[],
         |_| uuid::Uuid::new_v4().to_string(),

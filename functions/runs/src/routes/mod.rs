@@ -16,109 +16,172 @@ use runwarden_tenancy::Role;
 use crate::AppState;
 use crate::runs::RUN_DISPATCH_TOPIC;
 
-/// Who may call a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    Public,
-    /// Pub/Sub only: Google's OIDC token in production, the stack's secret locally.
-    Push,
-    /// The runner: `X-Internal-Auth`, then its ticket or runner token.
-    Runner,
-    /// A member of the org in the path with at least this role.
-    Org(Role),
-    /// A media token of the path's run in the query string (`?token=`), of the route's scope.
-    Media,
-}
+use runwarden_tenancy::routes::route;
+pub use runwarden_tenancy::routes::{Access, Audit, Route};
 
-/// (method, path, access).
-pub const ROUTES: &[(&str, &str, Access)] = &[
-    ("POST", "/v1/orgs/{org}/projects", Access::Org(Role::Member)),
-    ("GET", "/v1/orgs/{org}/projects", Access::Org(Role::Viewer)),
-    (
+/// Every route runs serves, pushes and scheduler tasks included.
+pub const ROUTES: &[Route] = &[
+    route(
+        "POST",
+        "/v1/orgs/{org}/projects",
+        Access::Org(Role::Member),
+        Audit::Event("project.create"),
+    ),
+    route(
+        "GET",
+        "/v1/orgs/{org}/projects",
+        Access::Org(Role::Viewer),
+        Audit::Read,
+    ),
+    route(
         "GET",
         "/v1/orgs/{org}/projects/{project}",
         Access::Org(Role::Viewer),
+        Audit::Read,
     ),
-    (
+    route(
         "PATCH",
         "/v1/orgs/{org}/projects/{project}",
         Access::Org(Role::Member),
+        Audit::PerChange(&["project.rename", "project.archive", "project.unarchive"]),
     ),
-    (
+    route(
         "DELETE",
         "/v1/orgs/{org}/projects/{project}",
         Access::Org(Role::Admin),
+        Audit::Event("project.delete"),
     ),
-    (
+    // Admitted or refused by quotas: one `run.create` either way (a refusal's outcome is
+    // `failure`).
+    route(
         "POST",
         "/v1/orgs/{org}/projects/{project}/runs",
         Access::Org(Role::Member),
+        Audit::Event("run.create"),
     ),
-    ("GET", "/v1/orgs/{org}/runs", Access::Org(Role::Viewer)),
-    (
+    route(
+        "GET",
+        "/v1/orgs/{org}/runs",
+        Access::Org(Role::Viewer),
+        Audit::Read,
+    ),
+    route(
         "GET",
         "/v1/orgs/{org}/runs/{run}",
         Access::Org(Role::Viewer),
+        Audit::Read,
     ),
-    (
+    route(
         "POST",
         "/v1/orgs/{org}/runs/{run}/cancel",
         Access::Org(Role::Member),
+        Audit::Event("run.cancel"),
     ),
-    (
+    route(
         "GET",
         "/v1/orgs/{org}/projects/{project}/secrets",
         Access::Org(Role::Viewer),
+        Audit::Read,
     ),
-    (
+    route(
         "PUT",
         "/v1/orgs/{org}/projects/{project}/secrets/{name}",
         Access::Org(Role::Member),
+        Audit::OneOf(&["secret.create", "secret.update"]),
     ),
-    (
+    // Metadata only: a person never reads a secret's value back.
+    route(
         "GET",
         "/v1/orgs/{org}/projects/{project}/secrets/{name}",
         Access::Org(Role::Viewer),
+        Audit::Read,
     ),
-    (
+    route(
         "DELETE",
         "/v1/orgs/{org}/projects/{project}/secrets/{name}",
         Access::Org(Role::Member),
+        Audit::Event("secret.delete"),
     ),
-    (
+    route(
         "POST",
         "/v1/orgs/{org}/runs/{run}/media-token",
         Access::Org(Role::Viewer),
+        Audit::Event("run.media_token"),
     ),
-    (
+    route(
         "GET",
         "/v1/orgs/{org}/runs/{run}/artifacts",
         Access::Org(Role::Viewer),
+        Audit::Read,
     ),
-    ("GET", "/v1/media/runs/{run}/events", Access::Media),
-    (
+    route(
+        "GET",
+        "/v1/media/runs/{run}/events",
+        Access::Media,
+        Audit::Read,
+    ),
+    route(
         "GET",
         "/v1/media/runs/{run}/artifacts/{name}",
         Access::Media,
+        Audit::Read,
     ),
-    ("POST", "/internal/runner/exchange", Access::Runner),
-    ("GET", "/internal/runner/runs/{run}/secrets", Access::Runner),
-    ("POST", "/internal/runner/runs/{run}/events", Access::Runner),
-    (
+    // A replayed ticket is refused (401) and recorded as `run.ticket_replay`, outcome
+    // `failure`.
+    route(
+        "POST",
+        "/internal/runner/exchange",
+        Access::Runner,
+        Audit::Event("run.start"),
+    ),
+    // A read of plaintexts: every secret handed to the runner is audited.
+    route(
+        "GET",
+        "/internal/runner/runs/{run}/secrets",
+        Access::Runner,
+        Audit::PerItem("secret.read_by_runner"),
+    ),
+    route(
+        "POST",
+        "/internal/runner/runs/{run}/events",
+        Access::Runner,
+        Audit::Unaudited("the run's own output stream (telemetry), kept with the run"),
+    ),
+    route(
         "POST",
         "/internal/runner/runs/{run}/complete",
         Access::Runner,
+        Audit::Event("run.finish"),
     ),
-    (
+    route(
         "POST",
         "/internal/runner/runs/{run}/artifacts",
         Access::Runner,
+        Audit::Event("run.artifact_upload"),
     ),
-    ("POST", "/push/run-dispatch", Access::Push),
-    ("POST", "/internal/tasks/reap", Access::Push),
-    ("POST", "/internal/tasks/relay-sweep", Access::Push),
-    ("GET", "/healthz", Access::Public),
-    ("GET", "/openapi.json", Access::Public),
+    route(
+        "POST",
+        "/push/run-dispatch",
+        Access::Push,
+        Audit::Unaudited(
+            "a system effect: launches the runner job of a run whose `run.create` is \
+             audited; the job's start is audited at the exchange (`run.start`)",
+        ),
+    ),
+    route(
+        "POST",
+        "/internal/tasks/reap",
+        Access::Task,
+        Audit::PerItem("run.reap"),
+    ),
+    route(
+        "POST",
+        "/internal/tasks/relay-sweep",
+        Access::Task,
+        Audit::Unaudited("a system effect: publishes outbox rows already recorded"),
+    ),
+    route("GET", "/healthz", Access::Public, Audit::Read),
+    route("GET", "/openapi.json", Access::Public, Audit::Read),
 ];
 
 pub const OPENAPI: &str = include_str!("../openapi.json");
