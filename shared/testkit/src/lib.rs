@@ -4,7 +4,8 @@
 //! the superuser pool of the test's fresh database (`#[sqlx::test]`) and access tokens
 //! signed by a test `TokenSigner` whose verifier the app gets; the caller whose every
 //! response is checked against the function's OpenAPI document ([`Api`]) and the contract
-//! checks of that document ([`contract`]); the fake Google OpenID provider ([`oidc`]).
+//! checks of that document ([`contract`]); the route-enumerated guarantees every function
+//! runs over its `ROUTES` ([`guarantees`]); the fake Google OpenID provider ([`oidc`]).
 //!
 //! The app itself always connects as its runtime role, so every test also runs under that
 //! role's grants and row-level security.
@@ -13,6 +14,7 @@ mod fixtures;
 mod served;
 
 pub mod contract;
+pub mod guarantees;
 pub mod oidc;
 
 pub use contract::{Api, Reply, Spec};
