@@ -125,9 +125,14 @@ impl Fixtures {
         caller
     }
 
-    /// A new org with one member of each role.
+    /// A new org on the default plan with one member of each role.
     pub async fn team(&self) -> Team {
-        let org = self.org().await;
+        self.team_on("trial").await
+    }
+
+    /// A new org on `plan` with one member of each role.
+    pub async fn team_on(&self, plan: &str) -> Team {
+        let org = self.org_on(plan).await;
         Team {
             org,
             owner: self.member(org, Role::Owner).await,

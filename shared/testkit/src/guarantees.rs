@@ -90,10 +90,12 @@ fn fill(route: &Route, values: &BTreeMap<String, String>) -> String {
     route
         .path
         .split('/')
-        .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-            Some(name) => values[name].clone(),
-            None => s.to_owned(),
-        })
+        .map(
+            |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) => values[name].clone(),
+                None => s.to_owned(),
+            },
+        )
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -155,7 +157,10 @@ pub async fn tenancy(subject: &impl Subject, routes: &[Route]) {
             let (probe, reference) = (send(&probe), send(&reference));
             let got = probe.send(api, &a.owner).await;
             let want = reference.send(api, &a.owner).await;
-            let what = format!("{} {}: {} {}", route.method, probe.path, got.status, got.text);
+            let what = format!(
+                "{} {}: {} {}",
+                route.method, probe.path, got.status, got.text
+            );
             assert_eq!(got.status, StatusCode::NOT_FOUND, "{what}");
             assert_eq!(
                 (got.status, &got.text),
@@ -232,7 +237,10 @@ pub async fn audit_trail(subject: &impl Subject, routes: &[Route]) {
         let call = subject.call(route, &team).await;
         let before = audit_rows(subject.admin(), team.org).await.len();
         let reply = call.send(api, caller).await;
-        let what = format!("{} {}: {} {}", route.method, route.path, reply.status, reply.text);
+        let what = format!(
+            "{} {}: {} {}",
+            route.method, route.path, reply.status, reply.text
+        );
         assert!(reply.status.is_success(), "{what}");
         let rows = audit_rows(subject.admin(), team.org).await;
         let new = &rows[before..];
@@ -243,7 +251,10 @@ pub async fn audit_trail(subject: &impl Subject, routes: &[Route]) {
             // Zero or more events, each of these actions.
             Audit::PerChange(actions) => {
                 for event in new {
-                    assert!(actions.contains(&event["action"].as_str().unwrap()), "{what}");
+                    assert!(
+                        actions.contains(&event["action"].as_str().unwrap()),
+                        "{what}"
+                    );
                 }
                 continue;
             }

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod cloud_run;
+mod guarantees;
 mod media;
 mod openapi;
 mod projects;
