@@ -303,6 +303,22 @@ pub mod security {
     }
 }
 
+/// The document's schema `name` lists exactly the fields of `sample` (a value of the Rust
+/// type it describes, serialized).
+pub fn assert_schema_fields(doc: &Value, name: &str, sample: &Value) {
+    let keys = |v: &Value| -> BTreeSet<String> {
+        v.as_object()
+            .unwrap_or_else(|| panic!("{name}: an object"))
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let schema = doc
+        .pointer(&format!("/components/schemas/{name}/properties"))
+        .unwrap_or_else(|| panic!("schema {name}"));
+    assert_eq!(keys(schema), keys(sample), "schema {name}");
+}
+
 /// Every `{"$ref": ...}` in `value`.
 fn refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
     match value {
@@ -322,7 +338,8 @@ fn refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
 /// that the path lacks), and its problem answers documented as `application/problem+json`
 /// (401 when it needs credentials, 404 when org-scoped, 403 when it needs more than a
 /// viewer); every `$ref` resolves. Returns the document.
-pub async fn check_document(api: &Api, routes: &[Documented]) -> Value {
+pub async fn check_document(api: &Api, routes: &[Route]) -> Value {
+    let routes = &table(routes);
     let doc = api.document().await;
     let spec = &api.spec;
     assert!(
@@ -441,11 +458,12 @@ pub async fn check_document(api: &Api, routes: &[Documented]) -> Value {
 /// directory (`concat!(env!("CARGO_MANIFEST_DIR"), "/src")`).
 pub async fn check_mounted(
     api: &Api,
-    routes: &[Documented],
+    routes: &[Route],
     src: &str,
     unlisted: &[&str],
     sample: impl Fn(&str) -> String,
 ) {
+    let routes = &table(routes);
     let fallback = api.call(Method::GET, "/v1/no-such-route", None, None).await;
     assert_eq!(fallback.status, StatusCode::NOT_FOUND);
     assert_eq!(fallback.body["code"], "not_found");
@@ -546,6 +564,11 @@ pub async fn check_mounted(
         StatusCode::NOT_FOUND,
         "other topics have no route"
     );
+}
+
+/// A sample for every path parameter: an id nobody has.
+pub fn any_id(_name: &str) -> String {
+    uuid::Uuid::now_v7().to_string()
 }
 
 /// Every `.rs` file under `dir`, concatenated, with comments left out.

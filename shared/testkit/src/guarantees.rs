@@ -14,7 +14,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::{Api, Caller, Reply, Team};
+use crate::{Api, Caller, Fixtures, Reply, Team};
 
 /// One request, as a route's recipe makes it.
 #[derive(Debug, Clone)]
@@ -50,10 +50,12 @@ impl Call {
 #[allow(async_fn_in_trait)]
 pub trait Subject {
     fn api(&self) -> &Api;
-    /// The superuser pool of the test's database (to read the outbox).
-    fn admin(&self) -> &PgPool;
-    /// A new org with one member of each role.
-    async fn team(&self) -> Team;
+    /// The test's fixtures (the superuser pool reads the outbox).
+    fn fixtures(&self) -> &Fixtures;
+    /// A new org with one member of each role (by default, on the default plan).
+    async fn team(&self) -> Team {
+        self.fixtures().team().await
+    }
     /// A call of `route` in `team`'s org that succeeds for a caller allowed to make it:
     /// existing ids (made fresh when the call consumes them), a valid body.
     async fn call(&self, route: &Route, team: &Team) -> Call;
@@ -129,7 +131,7 @@ pub async fn tenancy(subject: &impl Subject, routes: &[Route]) {
     let b = subject.team().await;
     for route in org_routes(routes) {
         let call = subject.call(route, &b).await;
-        let before = audit_rows(subject.admin(), b.org).await.len();
+        let before = audit_rows(&subject.fixtures().admin, b.org).await.len();
         let theirs: BTreeMap<String, String> = params(route, &call.path).into_iter().collect();
         let query = call
             .path
@@ -175,7 +177,7 @@ pub async fn tenancy(subject: &impl Subject, routes: &[Route]) {
             );
         }
         assert_eq!(
-            audit_rows(subject.admin(), b.org).await.len(),
+            audit_rows(&subject.fixtures().admin, b.org).await.len(),
             before,
             "{} {}: nothing written in the other org",
             route.method,
@@ -235,14 +237,14 @@ pub async fn audit_trail(subject: &impl Subject, routes: &[Route]) {
         };
         let caller = team.by_role(least);
         let call = subject.call(route, &team).await;
-        let before = audit_rows(subject.admin(), team.org).await.len();
+        let before = audit_rows(&subject.fixtures().admin, team.org).await.len();
         let reply = call.send(api, caller).await;
         let what = format!(
             "{} {}: {} {}",
             route.method, route.path, reply.status, reply.text
         );
         assert!(reply.status.is_success(), "{what}");
-        let rows = audit_rows(subject.admin(), team.org).await;
+        let rows = audit_rows(&subject.fixtures().admin, team.org).await;
         let new = &rows[before..];
         let declared: &[&str] = match &route.audit {
             Audit::Read => &[],
@@ -284,4 +286,35 @@ pub async fn audit_trail(subject: &impl Subject, routes: &[Route]) {
             "{what}: the caller is the actor"
         );
     }
+}
+
+/// The three guarantees as `#[sqlx::test]`s of a function's API test binary, given its
+/// `spawn_app(PgConnectOptions)` (whose app is a [`Subject`]) and its `ROUTES`.
+#[macro_export]
+macro_rules! guarantee_tests {
+    ($spawn_app:path, $routes:expr) => {
+        #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+        async fn every_org_route_answers_another_orgs_ids_like_missing_ones(
+            _: sqlx::postgres::PgPoolOptions,
+            options: sqlx::postgres::PgConnectOptions,
+        ) {
+            $crate::guarantees::tenancy(&$spawn_app(options).await, $routes).await;
+        }
+
+        #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+        async fn role_matrix_of_every_org_route(
+            _: sqlx::postgres::PgPoolOptions,
+            options: sqlx::postgres::PgConnectOptions,
+        ) {
+            $crate::guarantees::role_matrix(&$spawn_app(options).await, $routes).await;
+        }
+
+        #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+        async fn every_org_route_writes_exactly_its_declared_audit_events(
+            _: sqlx::postgres::PgPoolOptions,
+            options: sqlx::postgres::PgConnectOptions,
+        ) {
+            $crate::guarantees::audit_trail(&$spawn_app(options).await, $routes).await;
+        }
+    };
 }

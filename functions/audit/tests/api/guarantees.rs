@@ -3,10 +3,8 @@
 //! and the audit events of every org route. audit supplies only how to call each route.
 
 use runwarden_audit::routes::{ROUTES, Route};
-use runwarden_testkit::guarantees::{self, Call, Subject};
-use runwarden_testkit::{Api, Team};
-use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use runwarden_testkit::guarantees::{Call, Subject};
+use runwarden_testkit::{Api, Fixtures, Team};
 
 use crate::helpers::{TestApp, spawn_app};
 
@@ -15,12 +13,8 @@ impl Subject for TestApp {
         &self.api
     }
 
-    fn admin(&self) -> &PgPool {
-        &self.fx.admin
-    }
-
-    async fn team(&self) -> Team {
-        self.fx.team().await
+    fn fixtures(&self) -> &Fixtures {
+        &self.fx
     }
 
     async fn call(&self, route: &Route, team: &Team) -> Call {
@@ -40,23 +34,4 @@ impl Subject for TestApp {
     }
 }
 
-#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
-async fn every_org_route_answers_another_orgs_ids_like_missing_ones(
-    _: PgPoolOptions,
-    options: PgConnectOptions,
-) {
-    guarantees::tenancy(&spawn_app(options).await, ROUTES).await;
-}
-
-#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
-async fn role_matrix_of_every_org_route(_: PgPoolOptions, options: PgConnectOptions) {
-    guarantees::role_matrix(&spawn_app(options).await, ROUTES).await;
-}
-
-#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
-async fn every_org_route_writes_exactly_its_declared_audit_events(
-    _: PgPoolOptions,
-    options: PgConnectOptions,
-) {
-    guarantees::audit_trail(&spawn_app(options).await, ROUTES).await;
-}
+runwarden_testkit::guarantee_tests!(spawn_app, ROUTES);

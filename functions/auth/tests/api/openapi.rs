@@ -18,7 +18,7 @@ async fn openapi_lists_exactly_the_routes_with_their_security(
     options: PgConnectOptions,
 ) {
     let app = spawn_app(options).await;
-    let doc = contract::check_document(&app.api, &contract::table(ROUTES)).await;
+    let doc = contract::check_document(&app.api, ROUTES).await;
     let paths = &doc["paths"];
 
     // The error envelope and the members page are described as they are sent.
@@ -54,7 +54,7 @@ async fn every_route_in_routes_is_mounted(_: PgPoolOptions, options: PgConnectOp
     let app = spawn_app_with(options, Some(google), TrustedProxyHops(1)).await;
     contract::check_mounted(
         &app.api,
-        &contract::table(ROUTES),
+        ROUTES,
         concat!(env!("CARGO_MANIFEST_DIR"), "/src"),
         // Not yet in `ROUTES` nor in the document: the platform's health check and the
         // scheduler's retention purge (mounted by `router_with_tasks`).

@@ -5,11 +5,9 @@
 
 use reqwest::StatusCode;
 use runwarden_runs::routes::{ROUTES, Route};
-use runwarden_testkit::guarantees::{self, Call, Subject};
-use runwarden_testkit::{Api, Team};
+use runwarden_testkit::guarantees::{Call, Subject};
+use runwarden_testkit::{Api, Fixtures, Team};
 use serde_json::json;
-use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use uuid::Uuid;
 
 use crate::helpers::{TestApp, spawn_app};
@@ -53,8 +51,8 @@ impl Subject for TestApp {
         &self.api
     }
 
-    fn admin(&self) -> &PgPool {
-        &self.fx.admin
+    fn fixtures(&self) -> &Fixtures {
+        &self.fx
     }
 
     /// On a plan whose limits no loop reaches.
@@ -129,23 +127,4 @@ impl Subject for TestApp {
     }
 }
 
-#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
-async fn every_org_route_answers_another_orgs_ids_like_missing_ones(
-    _: PgPoolOptions,
-    options: PgConnectOptions,
-) {
-    guarantees::tenancy(&spawn_app(options).await, ROUTES).await;
-}
-
-#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
-async fn role_matrix_of_every_org_route(_: PgPoolOptions, options: PgConnectOptions) {
-    guarantees::role_matrix(&spawn_app(options).await, ROUTES).await;
-}
-
-#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
-async fn every_org_route_writes_exactly_its_declared_audit_events(
-    _: PgPoolOptions,
-    options: PgConnectOptions,
-) {
-    guarantees::audit_trail(&spawn_app(options).await, ROUTES).await;
-}
+runwarden_testkit::guarantee_tests!(spawn_app, ROUTES);

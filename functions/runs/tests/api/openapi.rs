@@ -12,7 +12,7 @@ use crate::helpers::spawn_app;
 #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
 async fn openapi_lists_exactly_the_routes(_: PgPoolOptions, options: PgConnectOptions) {
     let app = spawn_app(options).await;
-    contract::check_document(&app.api, &contract::table(ROUTES)).await;
+    contract::check_document(&app.api, ROUTES).await;
 }
 
 #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
@@ -20,7 +20,7 @@ async fn every_route_in_routes_is_mounted(_: PgPoolOptions, options: PgConnectOp
     let app = spawn_app(options).await;
     contract::check_mounted(
         &app.api,
-        &contract::table(ROUTES),
+        ROUTES,
         concat!(env!("CARGO_MANIFEST_DIR"), "/src"),
         &[],
         |name| match name {
