@@ -19,4 +19,4 @@ pub mod oidc;
 
 pub use contract::{Api, Reply, Spec};
 pub use fixtures::{Caller, Fixtures, Team};
-pub use served::{Served, client};
+pub use served::{App, Served, client};

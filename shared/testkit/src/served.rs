@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use axum::Router;
 use runwarden_platform::server::{Limits, serve};
 
+use crate::{Api, Fixtures};
+
 /// A router served on 127.0.0.1 until dropped.
 pub struct Served {
     pub addr: SocketAddr,
@@ -48,4 +50,40 @@ pub fn client() -> reqwest::Client {
         .pool_max_idle_per_host(256)
         .build()
         .unwrap()
+}
+
+/// A function's app under test: served, with its checked caller, a client, and the test's
+/// fixtures (through `Deref`). A function's `TestApp` holds one and derefs to it.
+pub struct App {
+    pub served: Served,
+    /// Checks every response against the function's OpenAPI document.
+    pub api: Api,
+    pub client: reqwest::Client,
+    pub fx: Fixtures,
+}
+
+impl App {
+    /// Serves `router` with `limits`; `spec` is the function's document (`routes::OPENAPI`).
+    pub async fn start(fx: Fixtures, router: Router, limits: Limits, spec: &str) -> Self {
+        let served = Served::start(router, limits).await;
+        let client = client();
+        Self {
+            api: Api::new(&served, client.clone(), spec),
+            served,
+            client,
+            fx,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.served.url(path)
+    }
+}
+
+impl std::ops::Deref for App {
+    type Target = Fixtures;
+
+    fn deref(&self) -> &Fixtures {
+        &self.fx
+    }
 }

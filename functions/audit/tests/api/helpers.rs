@@ -13,7 +13,7 @@ use runwarden_events::{Actor, AuditEvent, Target};
 use runwarden_platform::request::TrustedProxyHops;
 use runwarden_platform::server::Limits;
 use runwarden_tenancy::OrgId;
-use runwarden_testkit::{Api, Fixtures, Served};
+use runwarden_testkit::{App, Fixtures};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -27,21 +27,16 @@ pub const PUSH_SECRET: &str = "test-push-secret-0123456789abcdef";
 pub const PUSH_PATH: &str = "/push/audit-events";
 
 pub struct TestApp {
-    pub served: Served,
-    /// Checks every response against audit's OpenAPI document.
-    pub api: Api,
-    pub client: reqwest::Client,
-    /// Users, orgs and memberships, arranged as the superuser (also through `Deref`).
-    pub fx: Fixtures,
+    pub app: App,
     /// The app's own pool, as `runwarden_audit`.
     pub runtime: PgPool,
 }
 
 impl std::ops::Deref for TestApp {
-    type Target = Fixtures;
+    type Target = App;
 
-    fn deref(&self) -> &Fixtures {
-        &self.fx
+    fn deref(&self) -> &App {
+        &self.app
     }
 }
 
@@ -61,19 +56,9 @@ pub async fn spawn_app_with(options: PgConnectOptions, push_auth: PushAuth) -> T
         verifier: fx.signer.verifier(),
     };
     let limits = Limits::default();
-    let served = Served::start(
-        router(state, push_auth, TrustedProxyHops(0), &limits),
-        limits,
-    )
-    .await;
-    let client = runwarden_testkit::client();
-    TestApp {
-        api: Api::new(&served, client.clone(), runwarden_audit::routes::OPENAPI),
-        served,
-        client,
-        fx,
-        runtime,
-    }
+    let router = router(state, push_auth, TrustedProxyHops(0), &limits);
+    let app = App::start(fx, router, limits, runwarden_audit::routes::OPENAPI).await;
+    TestApp { app, runtime }
 }
 
 /// An audit event as auth would write it, in `org`.
@@ -115,10 +100,6 @@ pub fn event_envelope(event: &AuditEvent) -> Value {
 }
 
 impl TestApp {
-    pub fn url(&self, path: &str) -> String {
-        self.served.url(path)
-    }
-
     pub fn push_url(&self) -> String {
         self.url(&format!("{PUSH_PATH}?token={PUSH_SECRET}"))
     }

@@ -15,7 +15,7 @@ use runwarden_platform::request::TrustedProxyHops;
 use runwarden_platform::server::Limits;
 use runwarden_quotas::{AppState, router};
 use runwarden_tenancy::OrgId;
-use runwarden_testkit::{Api, Fixtures, Served};
+use runwarden_testkit::{App, Fixtures};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -26,20 +26,16 @@ pub const PUSH_SECRET: &str = "test-push-secret-0123456789abcdef";
 pub const INTERNAL_SECRET: &str = "test-internal-secret-0123456789abcdef";
 
 pub struct TestApp {
-    pub served: Served,
-    /// Checks every response against quotas' OpenAPI document.
-    pub api: Api,
-    pub client: reqwest::Client,
-    pub fx: Fixtures,
+    pub app: App,
     /// The app's own pool, as `runwarden_quotas`.
     pub runtime: PgPool,
 }
 
 impl std::ops::Deref for TestApp {
-    type Target = Fixtures;
+    type Target = App;
 
-    fn deref(&self) -> &Fixtures {
-        &self.fx
+    fn deref(&self) -> &App {
+        &self.app
     }
 }
 
@@ -55,22 +51,11 @@ pub async fn spawn_app(options: PgConnectOptions) -> TestApp {
     let secrets = InternalSecrets::parse(&SecretString::from(INTERNAL_SECRET)).unwrap();
     let push = PushAuth::shared_secret(SecretString::from(PUSH_SECRET)).unwrap();
     let app = router(state, push, secrets, TrustedProxyHops(0), &limits);
-    let served = Served::start(app, limits).await;
-    let client = runwarden_testkit::client();
-    TestApp {
-        api: Api::new(&served, client.clone(), runwarden_quotas::routes::OPENAPI),
-        served,
-        client,
-        fx,
-        runtime,
-    }
+    let app = App::start(fx, app, limits, runwarden_quotas::routes::OPENAPI).await;
+    TestApp { app, runtime }
 }
 
 impl TestApp {
-    pub fn url(&self, path: &str) -> String {
-        self.served.url(path)
-    }
-
     /// A request with the internal secret; status and JSON body.
     pub async fn internal(&self, method: Method, path: &str, body: &Value) -> (StatusCode, Value) {
         let reply = self
