@@ -7,7 +7,7 @@ use runwarden_auth::config::GoogleConfig;
 use runwarden_auth::{AppState, router};
 use runwarden_platform::request::TrustedProxyHops;
 use runwarden_platform::server::Limits;
-use runwarden_testkit::{Api, Fixtures, Served};
+use runwarden_testkit::{App, Fixtures};
 use runwarden_tokens::TokenSigner;
 use serde_json::{Value, json};
 use sqlx::postgres::PgConnectOptions;
@@ -15,22 +15,19 @@ use sqlx::postgres::PgConnectOptions;
 pub const PASSWORD: &str = "correct horse battery staple";
 
 pub struct TestApp {
-    pub served: Served,
-    /// Checks every response against auth's OpenAPI document.
-    pub api: Api,
-    pub client: reqwest::Client,
-    /// The superuser pool (`app.admin`, through `Deref`), to inspect rows behind the app's
-    /// back. auth's users come through its API (`signup`), not the kit's fixtures.
-    pub fx: Fixtures,
+    /// Served, with its checked caller; `app.admin` (the superuser pool, to inspect rows
+    /// behind the app's back) through `Deref`. auth's users come through its API
+    /// (`signup`), not the kit's fixtures.
+    pub app: App,
     /// The app's own Ed25519 private key (PKCS#8), to forge tokens it would accept.
     pub signing_key_der: Vec<u8>,
 }
 
 impl std::ops::Deref for TestApp {
-    type Target = Fixtures;
+    type Target = App;
 
-    fn deref(&self) -> &Fixtures {
-        &self.fx
+    fn deref(&self) -> &App {
+        &self.app
     }
 }
 
@@ -86,13 +83,10 @@ async fn spawn_instance(
     let app_signer = TokenSigner::from_pkcs8_der("test-key", &der).unwrap();
     let state = AppState::new(runtime, app_signer, 4, google);
     let limits = Limits::default();
-    let served = Served::start(router(state, hops, &limits), limits).await;
-    let client = runwarden_testkit::client();
+    let router = router(state, hops, &limits);
+    let app = App::start(fx, router, limits, runwarden_auth::routes::OPENAPI).await;
     TestApp {
-        api: Api::new(&served, client.clone(), runwarden_auth::routes::OPENAPI),
-        served,
-        client,
-        fx,
+        app,
         signing_key_der: der,
     }
 }
@@ -102,10 +96,6 @@ pub fn unique_email(prefix: &str) -> String {
 }
 
 impl TestApp {
-    pub fn url(&self, path: &str) -> String {
-        self.served.url(path)
-    }
-
     /// Sends a request and returns status and JSON body (Null when empty or not JSON).
     pub async fn call(
         &self,
