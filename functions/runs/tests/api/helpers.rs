@@ -20,7 +20,7 @@ use runwarden_runs::runs::Agents;
 use runwarden_runs::storage::{ArtifactStore, SigningKey};
 use runwarden_runs::{AppState, router};
 use runwarden_tenancy::OrgId;
-use runwarden_testkit::{Api, Fixtures, Served};
+use runwarden_testkit::{App, Fixtures, Served};
 use runwarden_vault::KeyRing;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -33,13 +33,10 @@ pub const INTERNAL_SECRET: &str = "test-internal-secret-0123456789abcdef";
 pub const GRACE_SECS: i64 = 5;
 
 pub struct TestApp {
-    pub served: Served,
-    /// Checks every response against runs' OpenAPI document.
-    pub api: Api,
+    /// runs, served and checked against its document; the fixtures through `Deref`.
+    pub app: App,
     /// quotas, served beside runs on the same database, as in production.
     pub quotas: Served,
-    pub client: reqwest::Client,
-    pub fx: Fixtures,
     /// Where the stand-in runner records each start: one line "<run id> <ticket>".
     pub starts: PathBuf,
     pub executor: Executor,
@@ -48,6 +45,14 @@ pub struct TestApp {
     /// The app's media keys (to mint tokens it would not), fan-out and artifact store.
     pub media: Media,
     _dir: TempDir,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.app
+    }
 }
 
 /// A directory removed when the test ends.
@@ -130,18 +135,11 @@ pub async fn spawn_app(options: PgConnectOptions) -> TestApp {
         vault: vault.clone(),
         media: media.clone(),
     };
-    let served = Served::start(
-        router(state, push(), secrets, TrustedProxyHops(0), &limits),
-        limits,
-    )
-    .await;
-    let client = runwarden_testkit::client();
+    let router = router(state, push(), secrets, TrustedProxyHops(0), &limits);
+    let app = App::start(fx, router, limits, runwarden_runs::routes::OPENAPI).await;
     TestApp {
-        api: Api::new(&served, client.clone(), runwarden_runs::routes::OPENAPI),
-        served,
+        app,
         quotas,
-        client,
-        fx,
         starts: dir.path().join("starts"),
         executor,
         vault,
