@@ -1,183 +1,22 @@
-//! What the functions' integration tests share: a served router on a real socket, and the
-//! rows a test arranges behind the app's back (users, sessions, orgs, memberships,
-//! overrides) with the superuser pool of the test's fresh database (`#[sqlx::test]`), with
-//! access tokens signed by a test `TokenSigner` whose verifier the app gets.
+//! The one harness of the functions' integration tests: a served router on a real socket
+//! ([`Served`]); the rows a test arranges behind the app's back ([`Fixtures`]: users with
+//! sessions, orgs on a plan, memberships with roles, overrides, teams of every role) with
+//! the superuser pool of the test's fresh database (`#[sqlx::test]`) and access tokens
+//! signed by a test `TokenSigner` whose verifier the app gets; the caller whose every
+//! response is checked against the function's OpenAPI document ([`Api`]) and the contract
+//! checks of that document ([`contract`]); the route-enumerated guarantees every function
+//! runs over its `ROUTES` ([`guarantees`]); the fake Google OpenID provider ([`oidc`]).
 //!
 //! The app itself always connects as its runtime role, so every test also runs under that
 //! role's grants and row-level security.
 
-use std::net::SocketAddr;
+mod fixtures;
+mod served;
 
-use axum::Router;
-use chrono::Utc;
-use runwarden_platform::server::{Limits, serve};
-use runwarden_tenancy::{OrgId, Role};
-use runwarden_tokens::{AccessClaims, TokenSigner};
-use serde_json::Value;
-use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use uuid::Uuid;
+pub mod contract;
+pub mod guarantees;
+pub mod oidc;
 
-/// A router served on 127.0.0.1 until dropped.
-pub struct Served {
-    pub addr: SocketAddr,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-impl Served {
-    pub async fn start(app: Router, limits: Limits) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = serve(listener, app, &limits, async {
-                let _ = rx.await;
-            })
-            .await;
-        });
-        Self {
-            addr,
-            shutdown: Some(tx),
-        }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-}
-
-/// A client that follows no redirects and keeps enough connections for concurrency tests.
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .pool_max_idle_per_host(256)
-        .build()
-        .unwrap()
-}
-
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub user_id: Uuid,
-    pub session_id: Uuid,
-    pub token: String,
-}
-
-/// The test database as its superuser, and the test's token signer.
-pub struct Fixtures {
-    pub admin: PgPool,
-    pub signer: TokenSigner,
-    options: PgConnectOptions,
-}
-
-impl Fixtures {
-    /// Plans get a request rate no test reaches: tests drive one org far past a plan's
-    /// rate, and the limiter has its own tests.
-    pub async fn new(options: PgConnectOptions) -> Self {
-        let admin = PgPoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.clone())
-            .await
-            .unwrap();
-        sqlx::query("UPDATE plans SET requests_per_minute = 1000000")
-            .execute(&admin)
-            .await
-            .unwrap();
-        Self {
-            admin,
-            signer: TokenSigner::generate("test-auth-key"),
-            options,
-        }
-    }
-
-    /// A pool on the same database as `role` (a function's runtime role).
-    pub async fn pool_as(&self, role: &str, max_connections: u32) -> PgPool {
-        PgPoolOptions::new()
-            .max_connections(max_connections)
-            .connect_with(self.options.clone().username(role))
-            .await
-            .unwrap()
-    }
-
-    pub async fn org_on(&self, plan: &str) -> OrgId {
-        let org = OrgId::new();
-        sqlx::query("INSERT INTO orgs (id, name, plan) VALUES ($1, 'Test org', $2)")
-            .bind(org)
-            .bind(plan)
-            .execute(&self.admin)
-            .await
-            .unwrap();
-        org
-    }
-
-    /// Sets one override column directly (even where the app would refuse it).
-    pub async fn override_limit(&self, org: OrgId, column: &str, value: i64) {
-        sqlx::query(&format!(
-            "INSERT INTO quota_overrides (org_id, {column}) VALUES ($1, $2)
-             ON CONFLICT (org_id) DO UPDATE SET {column} = EXCLUDED.{column}"
-        ))
-        .bind(org)
-        .bind(value)
-        .execute(&self.admin)
-        .await
-        .unwrap();
-    }
-
-    /// A user with a live session and an access token for it.
-    pub async fn user(&self) -> Caller {
-        let user_id = Uuid::now_v7();
-        let session_id = Uuid::now_v7();
-        sqlx::query("INSERT INTO users (id, email) VALUES ($1, $2)")
-            .bind(user_id)
-            .bind(format!("u-{}@example.com", user_id.simple()))
-            .execute(&self.admin)
-            .await
-            .unwrap();
-        sqlx::query(
-            "INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, now() + interval '1 day')",
-        )
-        .bind(session_id)
-        .bind(user_id)
-        .execute(&self.admin)
-        .await
-        .unwrap();
-        let claims = AccessClaims::new(user_id, session_id, Utc::now().timestamp());
-        Caller {
-            user_id,
-            session_id,
-            token: self.signer.sign(&claims).unwrap(),
-        }
-    }
-
-    pub async fn member(&self, org: OrgId, role: Role) -> Caller {
-        let caller = self.user().await;
-        sqlx::query("INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, $3)")
-            .bind(org)
-            .bind(caller.user_id)
-            .bind(role.as_str())
-            .execute(&self.admin)
-            .await
-            .unwrap();
-        caller
-    }
-
-    /// The payloads of the outbox's audit events of `org` with `action`, oldest first.
-    pub async fn audit_events(&self, org: OrgId, action: &str) -> Vec<Value> {
-        sqlx::query_scalar(
-            "SELECT payload FROM outbox_events
-             WHERE org_id = $1 AND payload->>'action' = $2 ORDER BY created_at",
-        )
-        .bind(org)
-        .bind(action)
-        .fetch_all(&self.admin)
-        .await
-        .unwrap()
-    }
-}
+pub use contract::{Api, Reply, Spec};
+pub use fixtures::{Caller, Fixtures, Team};
+pub use served::{App, Served, client};

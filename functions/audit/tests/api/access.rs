@@ -6,7 +6,7 @@ use runwarden_tenancy::OrgId;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use crate::helpers::{Team, event, spawn_app};
+use crate::helpers::{event, spawn_app};
 
 const SUFFIXES: [&str; 3] = ["", "/export", "/verify"];
 
@@ -22,8 +22,8 @@ async fn only_the_orgs_admins_and_owners_read_its_audit_log(
     options: PgConnectOptions,
 ) {
     let app = spawn_app(options).await;
-    let a = Team::new(&app).await;
-    let b = Team::new(&app).await;
+    let a = app.team().await;
+    let b = app.team().await;
     assert_eq!(
         app.push(&event(a.org, "org.update")).await,
         StatusCode::NO_CONTENT
@@ -85,7 +85,7 @@ async fn only_the_orgs_admins_and_owners_read_its_audit_log(
 #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
 async fn roles_and_sessions_are_read_on_every_request(_: PgPoolOptions, options: PgConnectOptions) {
     let app = spawn_app(options).await;
-    let t = Team::new(&app).await;
+    let t = app.team().await;
     let list = path(t.org, "");
     assert_eq!(app.get(&list, &t.admin.token).await.0, StatusCode::OK);
 
@@ -122,7 +122,7 @@ async fn roles_and_sessions_are_read_on_every_request(_: PgPoolOptions, options:
     );
 
     // A terminated org is gone for everyone.
-    let other = Team::new(&app).await;
+    let other = app.team().await;
     sqlx::query("UPDATE orgs SET terminated_at = now() WHERE id = $1")
         .bind(other.org)
         .execute(&app.admin)

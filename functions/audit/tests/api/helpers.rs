@@ -6,21 +6,18 @@
 //! directly with the superuser pool, and access tokens are signed by a test `TokenSigner`
 //! whose verifier the app gets (as it would get auth's JWKS).
 
-use std::net::SocketAddr;
-
-use chrono::Utc;
 use reqwest::{Method, StatusCode};
 use runwarden_audit::{AppState, router};
 use runwarden_events::push::PushAuth;
 use runwarden_events::{Actor, AuditEvent, Target};
 use runwarden_platform::request::TrustedProxyHops;
-use runwarden_platform::server::{Limits, serve};
-use runwarden_tenancy::{OrgId, Role};
-use runwarden_tokens::{AccessClaims, TokenSigner};
+use runwarden_platform::server::Limits;
+use runwarden_tenancy::OrgId;
+use runwarden_testkit::{App, Fixtures};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use uuid::Uuid;
 
 use base64::Engine;
@@ -30,30 +27,17 @@ pub const PUSH_SECRET: &str = "test-push-secret-0123456789abcdef";
 pub const PUSH_PATH: &str = "/push/audit-events";
 
 pub struct TestApp {
-    pub addr: SocketAddr,
-    pub client: reqwest::Client,
-    /// A superuser pool on the same database, to arrange rows and tamper behind the app's back.
-    pub admin: PgPool,
+    pub app: App,
     /// The app's own pool, as `runwarden_audit`.
     pub runtime: PgPool,
-    pub signer: TokenSigner,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+impl std::ops::Deref for TestApp {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.app
     }
-}
-
-/// A signed-in user: their ids and a valid access token.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub user_id: Uuid,
-    pub session_id: Uuid,
-    pub token: String,
 }
 
 pub fn secret_auth() -> PushAuth {
@@ -65,49 +49,16 @@ pub async fn spawn_app(options: PgConnectOptions) -> TestApp {
 }
 
 pub async fn spawn_app_with(options: PgConnectOptions, push_auth: PushAuth) -> TestApp {
-    let admin = PgPoolOptions::new()
-        .max_connections(4)
-        .connect_with(options.clone())
-        .await
-        .unwrap();
-    // Tests drive one org far past a plan's request rate; the limiter has its own tests.
-    sqlx::query("UPDATE plans SET requests_per_minute = 1000000")
-        .execute(&admin)
-        .await
-        .unwrap();
-    let runtime = PgPoolOptions::new()
-        .max_connections(20)
-        .connect_with(options.username(runwarden_store::roles::AUDIT))
-        .await
-        .unwrap();
-    let signer = TokenSigner::generate("test-auth-key");
+    let fx = Fixtures::new(options).await;
+    let runtime = fx.pool_as(runwarden_store::roles::AUDIT, 20).await;
     let state = AppState {
         pool: runtime.clone(),
-        verifier: signer.verifier(),
+        verifier: fx.signer.verifier(),
     };
     let limits = Limits::default();
-    let app = router(state, push_auth, TrustedProxyHops(0), &limits);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = serve(listener, app, &limits, async {
-            let _ = rx.await;
-        })
-        .await;
-    });
-    TestApp {
-        addr,
-        client: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(64)
-            .build()
-            .unwrap(),
-        admin,
-        runtime,
-        signer,
-        shutdown: Some(tx),
-    }
+    let router = router(state, push_auth, TrustedProxyHops(0), &limits);
+    let app = App::start(fx, router, limits, runwarden_audit::routes::OPENAPI).await;
+    TestApp { app, runtime }
 }
 
 /// An audit event as auth would write it, in `org`.
@@ -149,10 +100,6 @@ pub fn event_envelope(event: &AuditEvent) -> Value {
 }
 
 impl TestApp {
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
     pub fn push_url(&self) -> String {
         self.url(&format!("{PUSH_PATH}?token={PUSH_SECRET}"))
     }
@@ -164,13 +111,11 @@ impl TestApp {
         bearer: Option<&str>,
         body: &Value,
     ) -> (StatusCode, String) {
-        let mut request = self.client.post(url).json(body);
-        if let Some(token) = bearer {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        (status, response.text().await.unwrap())
+        let path = url
+            .strip_prefix(&self.served.url(""))
+            .expect("a URL of this app");
+        let reply = self.api.call(Method::POST, path, bearer, Some(body)).await;
+        (reply.status, reply.text)
     }
 
     /// Pushes one event with the local secret.
@@ -185,14 +130,8 @@ impl TestApp {
         path: &str,
         token: Option<&str>,
     ) -> (StatusCode, reqwest::header::HeaderMap, String) {
-        let mut request = self.client.request(Method::GET, self.url(path));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        (status, headers, response.text().await.unwrap())
+        let reply = self.api.call(Method::GET, path, token, None).await;
+        (reply.status, reply.headers, reply.text)
     }
 
     pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
@@ -230,80 +169,6 @@ impl TestApp {
             .fetch_all(&self.admin)
             .await
             .unwrap()
-    }
-
-    /// A user with a live session and an access token for it.
-    pub async fn user(&self) -> Caller {
-        let user_id = Uuid::now_v7();
-        let session_id = Uuid::now_v7();
-        sqlx::query("INSERT INTO users (id, email) VALUES ($1, $2)")
-            .bind(user_id)
-            .bind(format!("u-{}@example.com", user_id.simple()))
-            .execute(&self.admin)
-            .await
-            .unwrap();
-        sqlx::query(
-            "INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, now() + interval '1 day')",
-        )
-        .bind(session_id)
-        .bind(user_id)
-        .execute(&self.admin)
-        .await
-        .unwrap();
-        let claims = AccessClaims::new(user_id, session_id, Utc::now().timestamp());
-        Caller {
-            user_id,
-            session_id,
-            token: self.signer.sign(&claims).unwrap(),
-        }
-    }
-
-    pub async fn org(&self) -> OrgId {
-        let org = OrgId::new();
-        sqlx::query("INSERT INTO orgs (id, name) VALUES ($1, 'Test org')")
-            .bind(org)
-            .execute(&self.admin)
-            .await
-            .unwrap();
-        org
-    }
-
-    pub async fn add_member(&self, org: OrgId, caller: &Caller, role: Role) {
-        sqlx::query("INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, $3)")
-            .bind(org)
-            .bind(caller.user_id)
-            .bind(role.as_str())
-            .execute(&self.admin)
-            .await
-            .unwrap();
-    }
-
-    pub async fn member(&self, org: OrgId, role: Role) -> Caller {
-        let caller = self.user().await;
-        self.add_member(org, &caller, role).await;
-        caller
-    }
-}
-
-/// An org with one member of each role.
-pub struct Team {
-    pub org: OrgId,
-    pub owner: Caller,
-    pub admin: Caller,
-    pub member: Caller,
-    pub viewer: Caller,
-}
-
-impl Team {
-    pub async fn new(app: &TestApp) -> Team {
-        let org = app.org().await;
-        Team {
-            org,
-            owner: app.member(org, Role::Owner).await,
-            admin: app.member(org, Role::Admin).await,
-            member: app.member(org, Role::Member).await,
-            viewer: app.member(org, Role::Viewer).await,
-        }
     }
 }
 

@@ -6,6 +6,7 @@ mod access;
 mod chain;
 mod config;
 mod export;
+mod guarantees;
 mod list;
 mod oidc;
 mod openapi;

@@ -4,20 +4,13 @@
 //! writes nothing; unreachable keys are 503. 200 concurrent pushes on a cold key cache all
 //! succeed.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use aws_lc_rs::signature::KeyPair as _;
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::future::join_all;
 use reqwest::StatusCode;
 use runwarden_events::push::PushAuth;
 use runwarden_tenancy::{OrgId, Role};
+use runwarden_testkit::oidc::{self, FakeGoogle, RsaKey, b64};
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
@@ -26,122 +19,29 @@ use crate::helpers::{PUSH_PATH, PUSH_SECRET, TestApp, event, event_envelope, spa
 const AUDIENCE: &str = "https://audit-abc123-tl.a.run.app/push/audit-events";
 const PUSH_SA: &str = "pubsub-push@runwarden-prod.iam.gserviceaccount.com";
 
-fn b64(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
 fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-struct RsaKey {
-    pair: aws_lc_rs::rsa::KeyPair,
-    kid: String,
-}
-
-impl RsaKey {
-    fn generate(kid: &str) -> Self {
-        Self {
-            pair: aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap(),
-            kid: kid.into(),
-        }
-    }
-
-    fn jwk(&self) -> Value {
-        let public = self.pair.public_key();
-        json!({
-            "kty": "RSA", "use": "sig", "alg": "RS256", "kid": self.kid,
-            "n": b64(public.modulus().big_endian_without_leading_zero()),
-            "e": b64(public.exponent().big_endian_without_leading_zero()),
-        })
-    }
-
-    fn token_with(&self, header: &Value, claims: &Value) -> String {
-        let input = format!(
-            "{}.{}",
-            b64(&serde_json::to_vec(header).unwrap()),
-            b64(&serde_json::to_vec(claims).unwrap())
-        );
-        let mut signature = vec![0u8; self.pair.public_modulus_len()];
-        self.pair
-            .sign(
-                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
-                &aws_lc_rs::rand::SystemRandom::new(),
-                input.as_bytes(),
-                &mut signature,
-            )
-            .unwrap();
-        format!("{input}.{}", b64(&signature))
-    }
-
-    fn token(&self, claims: &Value) -> String {
-        self.token_with(
-            &json!({"alg": "RS256", "kid": self.kid, "typ": "JWT"}),
-            claims,
-        )
-    }
+    oidc::unix_now()
 }
 
 /// What Pub/Sub's push token carries (Google's documented example shape).
 fn push_claims() -> Value {
-    let now = now();
-    json!({
-        "aud": AUDIENCE,
-        "azp": "113774264463038321964",
-        "email": PUSH_SA,
-        "email_verified": true,
-        "exp": now + 3600,
-        "iat": now,
-        "iss": "https://accounts.google.com",
-        "sub": "113774264463038321964",
-    })
+    oidc::push_claims(AUDIENCE, PUSH_SA)
 }
 
 fn patched(patch: Value) -> Value {
-    let mut claims = push_claims();
-    for (k, v) in patch.as_object().unwrap() {
-        claims[k] = v.clone();
-    }
-    claims
+    oidc::with(push_claims(), patch)
 }
 
-struct Jwks {
-    url: String,
-    keys: Vec<Value>,
-    fetches: AtomicUsize,
-    down: AtomicBool,
+/// Google's key set, slow enough that a burst of pushes all arrive while the first fetch
+/// runs.
+async fn serve_jwks(keys: &[&RsaKey]) -> FakeGoogle {
+    let google = FakeGoogle::with_keys(keys).await;
+    google.jwks().set_delay(Duration::from_millis(200));
+    google
 }
 
-async fn certs(State(jwks): State<Arc<Jwks>>) -> Response {
-    jwks.fetches.fetch_add(1, Ordering::SeqCst);
-    // Slow enough that a burst of pushes all arrive while the first fetch runs.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    if jwks.down.load(Ordering::SeqCst) {
-        return StatusCode::BAD_GATEWAY.into_response();
-    }
-    axum::Json(json!({ "keys": jwks.keys })).into_response()
-}
-
-async fn serve_jwks(keys: &[&RsaKey]) -> Arc<Jwks> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let jwks = Arc::new(Jwks {
-        url: format!("http://{}/oauth2/v3/certs", listener.local_addr().unwrap()),
-        keys: keys.iter().map(|k| k.jwk()).collect(),
-        fetches: AtomicUsize::new(0),
-        down: AtomicBool::new(false),
-    });
-    let router = axum::Router::new()
-        .route("/oauth2/v3/certs", get(certs))
-        .with_state(jwks.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    jwks
-}
-
-async fn spawn_oidc_app(options: PgConnectOptions, jwks: &Jwks) -> TestApp {
-    let auth = PushAuth::google_oidc(Some(&jwks.url), AUDIENCE, PUSH_SA).unwrap();
+async fn spawn_oidc_app(options: PgConnectOptions, google: &FakeGoogle) -> TestApp {
+    let auth = PushAuth::google_oidc(Some(google.jwks_url().as_str()), AUDIENCE, PUSH_SA).unwrap();
     spawn_app_with(options, auth).await
 }
 
@@ -238,7 +138,7 @@ async fn only_the_push_service_accounts_token_for_our_audience_appends(
     assert_eq!(status, StatusCode::UNAUTHORIZED, "the secret in the query");
     assert_eq!(app.seqs(org).await.len(), 1, "nothing else was written");
     assert_eq!(app.verify(org, &admin.token).await["ok"], true);
-    assert_eq!(jwks.fetches.load(Ordering::SeqCst), 1);
+    assert_eq!(jwks.jwks_fetches(), 1);
 }
 
 /// 200 pushes at once on a cold key cache (the JWKS answers after 200 ms, so all of them
@@ -277,14 +177,14 @@ async fn two_hundred_concurrent_oidc_pushes_all_succeed(
             (&true.into(), &25.into())
         );
     }
-    assert_eq!(jwks.fetches.load(Ordering::SeqCst), 1);
+    assert_eq!(jwks.jwks_fetches(), 1);
 
     // Warm: 200 more, no further fetch.
     let statuses =
         join_all((0..200).map(|i| push_with(&app, Some(&token), orgs[i % orgs.len()].0))).await;
     assert!(statuses.iter().all(|(s, _)| *s == StatusCode::NO_CONTENT));
     assert_eq!(app.count().await, 400);
-    assert_eq!(jwks.fetches.load(Ordering::SeqCst), 1);
+    assert_eq!(jwks.jwks_fetches(), 1);
 }
 
 #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
@@ -294,7 +194,7 @@ async fn unreachable_google_keys_are_503_and_write_nothing(
 ) {
     let key = RsaKey::generate("google-key-1");
     let jwks = serve_jwks(&[&key]).await;
-    jwks.down.store(true, Ordering::SeqCst);
+    jwks.jwks().set_failing(true);
     let app = spawn_oidc_app(options, &jwks).await;
     let org = app.org().await;
     let (status, body) = push_with(&app, Some(&key.token(&push_claims())), org).await;

@@ -2,35 +2,32 @@
 //! (`#[sqlx::test]`) that the app reaches as its runtime role `runwarden_auth`, so every
 //! test also runs under row-level security.
 
-use std::net::SocketAddr;
-
 use reqwest::{Method, StatusCode};
 use runwarden_auth::config::GoogleConfig;
 use runwarden_auth::{AppState, router};
 use runwarden_platform::request::TrustedProxyHops;
-use runwarden_platform::server::{Limits, serve};
+use runwarden_platform::server::Limits;
+use runwarden_testkit::{App, Fixtures};
 use runwarden_tokens::TokenSigner;
 use serde_json::{Value, json};
-use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
 pub struct TestApp {
-    pub addr: SocketAddr,
-    pub client: reqwest::Client,
-    /// A superuser pool on the same database, to inspect rows behind the app's back.
-    pub admin: PgPool,
+    /// Served, with its checked caller; `app.admin` (the superuser pool, to inspect rows
+    /// behind the app's back) through `Deref`. auth's users come through its API
+    /// (`signup`), not the kit's fixtures.
+    pub app: App,
     /// The app's own Ed25519 private key (PKCS#8), to forge tokens it would accept.
     pub signing_key_der: Vec<u8>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+impl std::ops::Deref for TestApp {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.app
     }
 }
 
@@ -81,43 +78,16 @@ async fn spawn_instance(
     hops: TrustedProxyHops,
     der: Vec<u8>,
 ) -> TestApp {
-    let admin = PgPoolOptions::new()
-        .max_connections(4)
-        .connect_with(options.clone())
-        .await
-        .unwrap();
-    // Tests drive one org far past a plan's request rate; the limiter has its own tests.
-    sqlx::query("UPDATE plans SET requests_per_minute = 1000000")
-        .execute(&admin)
-        .await
-        .unwrap();
-    let runtime = PgPoolOptions::new()
-        .max_connections(20)
-        .connect_with(options.username(runwarden_store::roles::AUTH))
-        .await
-        .unwrap();
+    let fx = Fixtures::new(options).await;
+    let runtime = fx.pool_as(runwarden_store::roles::AUTH, 20).await;
     let app_signer = TokenSigner::from_pkcs8_der("test-key", &der).unwrap();
     let state = AppState::new(runtime, app_signer, 4, google);
     let limits = Limits::default();
-    let app = router(state, hops, &limits);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = serve(listener, app, &limits, async {
-            let _ = rx.await;
-        })
-        .await;
-    });
+    let router = router(state, hops, &limits);
+    let app = App::start(fx, router, limits, runwarden_auth::routes::OPENAPI).await;
     TestApp {
-        addr,
-        client: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
-        admin,
+        app,
         signing_key_der: der,
-        shutdown: Some(tx),
     }
 }
 
@@ -126,10 +96,6 @@ pub fn unique_email(prefix: &str) -> String {
 }
 
 impl TestApp {
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
     /// Sends a request and returns status and JSON body (Null when empty or not JSON).
     pub async fn call(
         &self,
@@ -149,17 +115,8 @@ impl TestApp {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, reqwest::header::HeaderMap, String) {
-        let mut request = self.client.request(method, self.url(path));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        (status, headers, response.text().await.unwrap())
+        let reply = self.api.call(method, path, token, body.as_ref()).await;
+        (reply.status, reply.headers, reply.text)
     }
 
     pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {

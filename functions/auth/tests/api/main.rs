@@ -6,6 +6,7 @@ mod account;
 mod audit_trail;
 mod exposure;
 mod google;
+mod guarantees;
 mod invitations;
 mod openapi;
 mod rate_limit;

@@ -4,6 +4,7 @@ mod helpers;
 
 mod access;
 mod admission;
+mod guarantees;
 mod openapi;
 mod plans;
 mod settlement;

@@ -1,32 +1,16 @@
-//! The OpenAPI document served at `/openapi.json` against `ROUTES` and the live router:
-//! the document lists exactly the routes in `ROUTES`, with the right security, every `$ref`
-//! resolves, and every route in `ROUTES` is really mounted.
+//! quotas' OpenAPI document against `ROUTES` and the live router, by the test kit's one
+//! contract checker (`runwarden_testkit::contract`): the same routes in both directions,
+//! their security, operation ids, path parameters and problem answers; every response of
+//! every test is also checked against its documented schema (`TestApp::api`).
 
-use std::collections::BTreeSet;
-
-use reqwest::{Method, StatusCode};
-use runwarden_quotas::routes::{Access, ROUTES, Route};
-use serde_json::{Value, json};
+use runwarden_quotas::routes::ROUTES;
+use runwarden_testkit::contract;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::helpers::spawn_app;
 
-const METHODS: [&str; 8] = [
-    "get", "put", "post", "delete", "patch", "head", "options", "trace",
-];
-
-fn refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
-    match value {
-        Value::Object(map) => {
-            if let Some(Value::String(target)) = map.get("$ref") {
-                out.push(target);
-            }
-            map.values().for_each(|v| refs(v, out));
-        }
-        Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
-        _ => {}
-    }
-}
+/// What the checker reads for mounts outside `ROUTES`.
+const SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
 
 #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
 async fn openapi_lists_exactly_the_routes_with_their_security(
@@ -34,100 +18,9 @@ async fn openapi_lists_exactly_the_routes_with_their_security(
     options: PgConnectOptions,
 ) {
     let app = spawn_app(options).await;
-    let (status, headers, body) = app.get_raw("/openapi.json", None).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(headers["content-type"], "application/json");
-    let doc: Value = serde_json::from_str(&body).unwrap();
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1."));
-    assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string());
-
-    let paths = doc["paths"].as_object().unwrap();
-    let documented: BTreeSet<(String, String)> = paths
-        .iter()
-        .flat_map(|(path, item)| {
-            METHODS
-                .iter()
-                .filter(|m| item.get(**m).is_some())
-                .map(move |m| (m.to_uppercase(), path.clone()))
-        })
-        .collect();
-    let served: BTreeSet<(String, String)> = ROUTES
-        .iter()
-        .map(|r| (r.method.to_owned(), r.path.to_owned()))
-        .collect();
-    assert_eq!(served.len(), ROUTES.len(), "ROUTES has no duplicates");
-    assert_eq!(documented, served);
-
-    for Route {
-        method,
-        path,
-        access,
-        ..
-    } in ROUTES
-    {
-        let operation = &paths[*path][method.to_lowercase()];
-        let security = operation.get("security").unwrap_or(&doc["security"]);
-        let expected = match access {
-            Access::Public => json!([]),
-            Access::Push | Access::Task => json!([{"pushOidc": []}, {"pushToken": []}]),
-            Access::Internal => json!([{"internalAuth": []}]),
-            Access::Org(_) => json!([{"bearerAuth": []}]),
-            other => panic!("{method} {path}: quotas serves no {other:?} route"),
-        };
-        assert_eq!(security, &expected, "{method} {path}");
-        assert!(operation["operationId"].is_string(), "{method} {path}");
-        assert!(
-            operation["responses"]
-                .as_object()
-                .is_some_and(|r| r.keys().any(|s| s.starts_with('2'))),
-            "{method} {path} documents its success"
-        );
-        let declared: Vec<String> = paths[*path]
-            .get("parameters")
-            .into_iter()
-            .chain(operation.get("parameters"))
-            .flat_map(|p| p.as_array().unwrap().iter())
-            .map(|p| {
-                let p = match p.get("$ref").and_then(Value::as_str) {
-                    Some(target) => doc.pointer(&target[1..]).unwrap(),
-                    None => p,
-                };
-                format!(
-                    "{}:{}",
-                    p["in"].as_str().unwrap(),
-                    p["name"].as_str().unwrap()
-                )
-            })
-            .collect();
-        for name in path
-            .split('/')
-            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
-        {
-            assert!(
-                declared.contains(&format!("path:{name}")),
-                "{method} {path}"
-            );
-        }
-    }
-
-    let mut targets = Vec::new();
-    refs(&doc, &mut targets);
-    assert!(!targets.is_empty());
-    for target in targets {
-        assert!(
-            target.starts_with("#/") && doc.pointer(&target[1..]).is_some(),
-            "dangling $ref {target}"
-        );
-    }
+    let doc = contract::check_document(&app.api, ROUTES).await;
 
     // The limits schema names exactly the fields of `Limits`.
-    let schema = doc.pointer("/components/schemas/Limits").unwrap();
-    let documented: BTreeSet<&str> = schema["properties"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
     let sample = serde_json::to_value(runwarden_quotas::rules::Limits {
         active_projects: 0,
         runs_per_month: 0,
@@ -138,80 +31,11 @@ async fn openapi_lists_exactly_the_routes_with_their_security(
         requests_per_minute: 0,
     })
     .unwrap();
-    let actual: BTreeSet<&str> = sample
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    assert_eq!(documented, actual);
+    contract::assert_schema_fields(&doc, "Limits", &sample);
 }
 
 #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
 async fn every_route_in_routes_is_mounted(_: PgPoolOptions, options: PgConnectOptions) {
     let app = spawn_app(options).await;
-    let (status, _, fallback) = app.get_raw("/v1/no-such-route", None).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    let served: BTreeSet<(&str, &str)> = ROUTES.iter().map(|r| (r.method, r.path)).collect();
-    for Route {
-        method,
-        path,
-        access,
-        ..
-    } in ROUTES
-    {
-        let concrete = path.replace("{org}", &uuid::Uuid::new_v4().to_string());
-        let verb = Method::from_bytes(method.as_bytes()).unwrap();
-        let response = app
-            .client
-            .request(verb, app.url(&concrete))
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        let expected = match access {
-            Access::Public => StatusCode::OK,
-            Access::Push | Access::Task | Access::Internal | Access::Org(_) => {
-                StatusCode::UNAUTHORIZED
-            }
-            other => panic!("{method} {path}: quotas serves no {other:?} route"),
-        };
-        assert_eq!(status, expected, "{method} {path}");
-
-        let sibling = format!("{concrete}/-/unmounted");
-        let (status, _, text) = app.get_raw(&sibling, None).await;
-        assert_eq!(
-            (status, &text),
-            (StatusCode::NOT_FOUND, &fallback),
-            "{sibling}"
-        );
-        for other in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
-            if !served.contains(&(other, *path)) {
-                let response = app
-                    .client
-                    .request(
-                        Method::from_bytes(other.as_bytes()).unwrap(),
-                        app.url(&concrete),
-                    )
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(
-                    response.status(),
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "{other} {path}"
-                );
-            }
-        }
-    }
-    // Other topics have no push route.
-    let response = app
-        .client
-        .post(app.url("/push/other-topic?token=x"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    contract::check_mounted(&app.api, ROUTES, SRC, &[], contract::any_id).await;
 }

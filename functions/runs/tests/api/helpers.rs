@@ -20,7 +20,7 @@ use runwarden_runs::runs::Agents;
 use runwarden_runs::storage::{ArtifactStore, SigningKey};
 use runwarden_runs::{AppState, router};
 use runwarden_tenancy::OrgId;
-use runwarden_testkit::{Fixtures, Served};
+use runwarden_testkit::{App, Fixtures, Served};
 use runwarden_vault::KeyRing;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -33,11 +33,10 @@ pub const INTERNAL_SECRET: &str = "test-internal-secret-0123456789abcdef";
 pub const GRACE_SECS: i64 = 5;
 
 pub struct TestApp {
-    pub served: Served,
+    /// runs, served and checked against its document; the fixtures through `Deref`.
+    pub app: App,
     /// quotas, served beside runs on the same database, as in production.
     pub quotas: Served,
-    pub client: reqwest::Client,
-    pub fx: Fixtures,
     /// Where the stand-in runner records each start: one line "<run id> <ticket>".
     pub starts: PathBuf,
     pub executor: Executor,
@@ -46,6 +45,14 @@ pub struct TestApp {
     /// The app's media keys (to mint tokens it would not), fan-out and artifact store.
     pub media: Media,
     _dir: TempDir,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.app
+    }
 }
 
 /// A directory removed when the test ends.
@@ -128,16 +135,11 @@ pub async fn spawn_app(options: PgConnectOptions) -> TestApp {
         vault: vault.clone(),
         media: media.clone(),
     };
-    let served = Served::start(
-        router(state, push(), secrets, TrustedProxyHops(0), &limits),
-        limits,
-    )
-    .await;
+    let router = router(state, push(), secrets, TrustedProxyHops(0), &limits);
+    let app = App::start(fx, router, limits, runwarden_runs::routes::OPENAPI).await;
     TestApp {
-        served,
+        app,
         quotas,
-        client: runwarden_testkit::client(),
-        fx,
         starts: dir.path().join("starts"),
         executor,
         vault,
@@ -255,17 +257,8 @@ impl TestApp {
         token: &str,
         body: Option<&Value>,
     ) -> (StatusCode, Value) {
-        let mut request = self
-            .client
-            .request(method, self.served.url(path))
-            .bearer_auth(token);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        let reply = self.api.call(method, path, Some(token), body).await;
+        (reply.status, reply.body)
     }
 
     pub async fn create_project(
@@ -328,26 +321,18 @@ impl TestApp {
         body: Value,
         key: Option<&str>,
     ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-        let mut request = self
-            .client
-            .post(
-                self.served
-                    .url(&format!("/v1/orgs/{org}/projects/{project}/runs")),
-            )
-            .bearer_auth(token)
-            .json(&body);
-        if let Some(key) = key {
-            request = request.header("idempotency-key", key);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap();
-        (
-            status,
-            headers,
-            serde_json::from_str(&text).unwrap_or(Value::Null),
-        )
+        let path = format!("/v1/orgs/{org}/projects/{project}/runs");
+        let reply = self
+            .api
+            .send(Method::POST, &path, |mut request| {
+                request = request.bearer_auth(token).json(&body);
+                if let Some(key) = key {
+                    request = request.header("idempotency-key", key);
+                }
+                request
+            })
+            .await;
+        (reply.status, reply.headers, reply.body)
     }
 
     /// Delivers the run's dispatch as Pub/Sub would (the stack's push secret in the URL).
@@ -359,16 +344,14 @@ impl TestApp {
             "message": {"data": data, "messageId": Uuid::now_v7().to_string(),
                         "attributes": {"kind": "run.dispatch"}},
         });
-        self.client
-            .post(
-                self.served
-                    .url(&format!("/push/run-dispatch?token={PUSH_SECRET}")),
+        self.api
+            .send(
+                Method::POST,
+                &format!("/push/run-dispatch?token={PUSH_SECRET}"),
+                |r| r.json(&envelope),
             )
-            .json(&envelope)
-            .send()
             .await
-            .unwrap()
-            .status()
+            .status
     }
 
     /// The starts the stand-in runner recorded: (run id, ticket). Waits up to 5 s for
@@ -396,18 +379,19 @@ impl TestApp {
         token: Option<&str>,
         body: &Value,
     ) -> (StatusCode, Value) {
-        let mut request = self
-            .client
-            .post(self.served.url(path))
-            .header("x-internal-auth", INTERNAL_SECRET)
-            .json(body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        let reply = self
+            .api
+            .send(Method::POST, path, |mut request| {
+                request = request
+                    .header("x-internal-auth", INTERNAL_SECRET)
+                    .json(body);
+                if let Some(token) = token {
+                    request = request.bearer_auth(token);
+                }
+                request
+            })
+            .await;
+        (reply.status, reply.body)
     }
 
     /// Outbox messages of `org` on `topic`, oldest first (payloads).

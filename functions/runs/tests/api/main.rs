@@ -3,6 +3,7 @@
 mod helpers;
 
 mod cloud_run;
+mod guarantees;
 mod ids;
 mod media;
 mod openapi;

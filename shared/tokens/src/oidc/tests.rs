@@ -1,82 +1,17 @@
-//! The OIDC verifier against a JWKS served by an axum server made in each test, with RSA
-//! keys generated here by aws-lc-rs: the claim checks, the header attacks, the key cache
+//! The OIDC verifier against the key set of the test kit's fake Google (its RSA keys made
+//! in each test by aws-lc-rs): the claim checks, the header attacks, the key cache
 //! (TTL, one refetch per interval for unknown kids, stale keys while the JWKS is down) and
 //! 200 concurrent verifications on a cold and on a warm cache.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::atomic::Ordering;
 
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use runwarden_testkit::oidc::{FakeGoogle, RsaKey, b64};
 use serde_json::json;
 
 use super::*;
 
 const AUDIENCE: &str = "https://audit.runwarden.test/push/audit-events";
 const EMAIL: &str = "pubsub-push@runwarden-test.iam.gserviceaccount.com";
-
-fn b64(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-struct RsaKey {
-    pair: aws_lc_rs::rsa::KeyPair,
-    kid: String,
-}
-
-impl RsaKey {
-    fn generate(kid: &str) -> Arc<Self> {
-        let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
-        Arc::new(Self {
-            pair,
-            kid: kid.into(),
-        })
-    }
-
-    fn jwk(&self) -> Value {
-        use aws_lc_rs::signature::KeyPair as _;
-        let public = self.pair.public_key();
-        json!({
-            "kty": "RSA", "use": "sig", "alg": "RS256", "kid": self.kid,
-            "n": b64(public.modulus().big_endian_without_leading_zero()),
-            "e": b64(public.exponent().big_endian_without_leading_zero()),
-        })
-    }
-
-    fn sign(&self, input: &str) -> Vec<u8> {
-        let mut signature = vec![0u8; self.pair.public_modulus_len()];
-        self.pair
-            .sign(
-                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
-                &aws_lc_rs::rand::SystemRandom::new(),
-                input.as_bytes(),
-                &mut signature,
-            )
-            .unwrap();
-        signature
-    }
-
-    fn header(&self) -> Value {
-        json!({"alg": "RS256", "kid": self.kid, "typ": "JWT"})
-    }
-
-    /// An RS256 token with this key and `header`.
-    fn token_with(&self, header: &Value, claims: &Value) -> String {
-        let input = format!(
-            "{}.{}",
-            b64(&serde_json::to_vec(header).unwrap()),
-            b64(&serde_json::to_vec(claims).unwrap())
-        );
-        format!("{input}.{}", b64(&self.sign(&input)))
-    }
-
-    fn token(&self, claims: &Value) -> String {
-        self.token_with(&self.header(), claims)
-    }
-}
 
 /// Google's push-token claims, valid now for an hour.
 fn claims() -> Value {
@@ -104,47 +39,28 @@ fn with(mut claims: Value, patch: Value) -> Value {
     claims
 }
 
-/// A JWKS endpoint that counts its fetches, can be slowed down, and can fail.
+/// The test kit's fake Google, for its key set (which counts its fetches, can be slowed
+/// down, and can fail; through `Deref`), and this crate's configuration pointing at it.
 struct Jwks {
+    google: FakeGoogle,
     url: String,
-    keys: StdMutex<Vec<Value>>,
-    fetches: AtomicUsize,
-    delay_ms: AtomicUsize,
-    failing: AtomicBool,
 }
 
-async fn serve_jwks(State(jwks): State<Arc<Jwks>>) -> Response {
-    jwks.fetches.fetch_add(1, Ordering::SeqCst);
-    let delay = jwks.delay_ms.load(Ordering::SeqCst) as u64;
-    if delay > 0 {
-        tokio::time::sleep(Duration::from_millis(delay)).await;
+impl std::ops::Deref for Jwks {
+    type Target = runwarden_testkit::oidc::Jwks;
+
+    fn deref(&self) -> &Self::Target {
+        self.google.jwks()
     }
-    if jwks.failing.load(Ordering::SeqCst) {
-        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
-    }
-    let keys = jwks.keys.lock().unwrap().clone();
-    axum::Json(json!({ "keys": keys })).into_response()
 }
 
 impl Jwks {
-    async fn spawn(keys: &[&RsaKey]) -> Arc<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let jwks = Arc::new(Self {
-            url: format!("http://{}/certs", listener.local_addr().unwrap()),
-            keys: StdMutex::new(keys.iter().map(|k| k.jwk()).collect()),
-            fetches: AtomicUsize::new(0),
-            delay_ms: AtomicUsize::new(0),
-            failing: AtomicBool::new(false),
-        });
-        let app = axum::Router::new()
-            .route("/certs", get(serve_jwks))
-            .with_state(jwks.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        jwks
-    }
-
-    fn fetches(&self) -> usize {
-        self.fetches.load(Ordering::SeqCst)
+    async fn spawn(keys: &[&RsaKey]) -> Self {
+        let google = FakeGoogle::with_keys(keys).await;
+        Self {
+            url: google.jwks_url().to_string(),
+            google,
+        }
     }
 
     fn config(&self) -> OidcConfig {
