@@ -254,7 +254,10 @@ async fn another_orgs_secrets_do_not_exist(_: PgPoolOptions, options: PgConnectO
     // project with a run of A's: that run is no run of B's.
     let run_a = new_run(&runtime, a, &project_a).await;
     let refused = read_as(&runtime, &app.vault, b, &project_a, run_a).await;
-    assert!(matches!(refused, Err(RunsError::Api(ApiError::NotFound))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(RunsError::Api(ApiError::NotFound))),
+        "{refused:?}"
+    );
     assert!(
         app.fx
             .audit_events(b, "secret.read_by_runner")

@@ -182,7 +182,10 @@ async fn moved_or_tampered_ciphertexts_fail_to_decrypt(
         let reads = app.fx.audit_events(a, "secret.read_by_runner").await.len();
         tamper(admin, attack).await;
         let err = read_a().await.unwrap_err();
-        assert!(matches!(err, RunsError::Api(ApiError::Internal(_))), "{attack}: {err:?}");
+        assert!(
+            matches!(err, RunsError::Api(ApiError::Internal(_))),
+            "{attack}: {err:?}"
+        );
         let message = format!("{err:#} {err:?}");
         assert!(!message.contains("canary"), "{message}");
         // No partial result, and no read on record.

@@ -118,7 +118,8 @@ async fn read_as(
     run: Uuid,
 ) -> RunsResult<Vec<PlainSecret>> {
     let mut tx = begin_org_tx(runtime, org, None).await.unwrap();
-    let read = secrets::read_for_runner(&mut tx, ring, org, project.parse().unwrap(), run.into()).await?;
+    let read =
+        secrets::read_for_runner(&mut tx, ring, org, project.parse().unwrap(), run.into()).await?;
     tx.commit().await.unwrap();
     Ok(read)
 }

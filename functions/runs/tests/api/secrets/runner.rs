@@ -72,7 +72,10 @@ async fn the_runner_reads_the_latest_versions_and_each_read_is_audited(
     let sibling_run = new_run(&runtime, org, &sibling).await;
     for run in [sibling_run, Uuid::now_v7()] {
         let refused = read_as(&runtime, &app.vault, org, &project, run).await;
-        assert!(matches!(refused, Err(RunsError::Api(ApiError::NotFound))), "{refused:?}");
+        assert!(
+            matches!(refused, Err(RunsError::Api(ApiError::NotFound))),
+            "{refused:?}"
+        );
     }
     assert!(
         app.fx
@@ -114,9 +117,15 @@ async fn the_runner_reads_the_latest_versions_and_each_read_is_audited(
 
     // A read whose transaction is rolled back leaves no event (events commit with the read).
     let mut tx = begin_org_tx(&runtime, org, None).await.unwrap();
-    let again = secrets::read_for_runner(&mut tx, &app.vault, org, project.parse().unwrap(), run.into())
-        .await
-        .unwrap();
+    let again = secrets::read_for_runner(
+        &mut tx,
+        &app.vault,
+        org,
+        project.parse().unwrap(),
+        run.into(),
+    )
+    .await
+    .unwrap();
     assert_eq!(again.len(), 2);
     tx.rollback().await.unwrap();
     assert_eq!(
