@@ -17,7 +17,7 @@
 //! The envelope is Pub/Sub's wrapped format ([`PushEnvelope`]). Delivery is at least once:
 //! handlers must be idempotent (by event id).
 //!
-//! ```ignore
+//! ```text
 //! let app = routes.merge(push::route(topics::AUDIT_EVENTS, auth, move |delivery: Delivery| {
 //!     let pool = pool.clone();
 //!     async move { append(&pool, delivery.json()?).await }

@@ -18,11 +18,11 @@
 //! notifications and also polls every second, so a lost notification only delays.
 //!
 //! A function reads [`RelayConfig`] with its own configuration and starts the relay next to
-//! its server:
-//! ```ignore
+//! its server, as a background task of its `runwarden_platform::app::Service`:
+//! ```text
 //! let bus = runwarden_events::bus::PubSubBus::connect(config.relay.pubsub.clone()).await?;
 //! let relay = Relay::new(pool.clone(), Arc::new(bus)).with_settings(config.relay.settings.clone());
-//! tokio::spawn(relay.run(shutdown));
+//! service.background("outbox relay", |mut stop| relay.run(async move { stop.stopped().await }))
 //! ```
 
 use std::collections::BTreeMap;

@@ -3,15 +3,21 @@
 //!
 //! A function's own enum keeps only what is its own and wraps this one:
 //!
-//! ```ignore
+//! ```
+//! use runwarden_platform::error::ApiError;
+//!
 //! #[derive(Debug, thiserror::Error)]
 //! pub enum QuotasError {
 //!     #[error(transparent)]
 //!     Api(#[from] ApiError),
-//!     #[error("refused")]
-//!     Refused(Refusal),
+//!     #[error("refused: {0}")]
+//!     Refused(&'static str),
 //! }
 //! runwarden_platform::api_error_from!(QuotasError: sqlx::Error, anyhow::Error);
+//!
+//! // A lost database connection is a 503 in every function.
+//! let e: QuotasError = sqlx::Error::PoolTimedOut.into();
+//! assert!(matches!(e, QuotasError::Api(ApiError::Unavailable)));
 //! ```
 //!
 //! Every 401, every 403 and every 404 that comes from tenancy is logged here, once, as
@@ -148,12 +154,8 @@ impl From<runwarden_tokens::TokenError> for ApiError {
 
 /// Writes `impl From<X> for FnError { fn from(e: X) -> Self { Self::Api(ApiError::from(e)) } }`
 /// for each `X`, so a function's enum (`enum FnError { Api(#[from] ApiError), … }`) takes
-/// every common error with `?` and repeats no impl:
-///
-/// ```ignore
-/// runwarden_platform::api_error_from!(AuditError: sqlx::Error, anyhow::Error,
-///     runwarden_tenancy::TenancyError, runwarden_tenancy::access::AccessError);
-/// ```
+/// every common error with `?` and repeats no impl
+/// (see the example in this module's documentation).
 #[macro_export]
 macro_rules! api_error_from {
     ($target:ty : $($source:ty),+ $(,)?) => {
