@@ -39,6 +39,8 @@ pub const ROUTES: &[Route] = {
         route("DELETE", "/v1/orgs/{org}/members/{user}", Org(Admin), Event("member.remove")),
         route("POST", "/v1/orgs/{org}/invitations", Org(Admin), Event("invitation.create")),
         route("POST", "/v1/invitations/{token}/accept", User, Event("member.add")),
+        route("POST", "/internal/tasks/retention-purge", Task, Unaudited("a system effect: deletes sessions and sign-in flows past their retention; it reports how many")),
+        route("GET", "/healthz", Public, Read),
     ]
 };
 

@@ -4,15 +4,19 @@
 
 use reqwest::{Method, StatusCode};
 use runwarden_auth::config::GoogleConfig;
-use runwarden_auth::{AppState, router};
+use runwarden_auth::{AppState, router_with_tasks};
+use runwarden_events::push::PushAuth;
 use runwarden_platform::request::TrustedProxyHops;
 use runwarden_platform::server::Limits;
 use runwarden_testkit::{App, Fixtures};
 use runwarden_tokens::TokenSigner;
+use secrecy::SecretString;
 use serde_json::{Value, json};
 use sqlx::postgres::PgConnectOptions;
 
 pub const PASSWORD: &str = "correct horse battery staple";
+/// The scheduler's shared secret in the test app (`?token=`), as on the local stack.
+pub const TASK_SECRET: &str = "auth-task-test-secret-0123456789";
 
 pub struct TestApp {
     /// Served, with its checked caller; `app.admin` (the superuser pool, to inspect rows
@@ -83,7 +87,9 @@ async fn spawn_instance(
     let app_signer = TokenSigner::from_pkcs8_der("test-key", &der).unwrap();
     let state = AppState::new(runtime, app_signer, 4, google);
     let limits = Limits::default();
-    let router = router(state, hops, &limits);
+    // The scheduler's task too, so the served routes are all of `ROUTES`.
+    let tasks = PushAuth::shared_secret(SecretString::from(TASK_SECRET)).unwrap();
+    let router = router_with_tasks(state, Some(tasks), hops, &limits);
     let app = App::start(fx, router, limits, runwarden_auth::routes::OPENAPI).await;
     TestApp {
         app,
