@@ -182,7 +182,7 @@ impl App {
                 relay.run(stop.stopped()).await;
             })
             .background("reaper", move |stop| {
-                reaper::spawn(stop, pool, executor, grace, REAPER_INTERVAL)
+                reaper::run(stop, pool, executor, grace, REAPER_INTERVAL)
             });
         Ok(Self { service, hub })
     }

@@ -55,7 +55,7 @@ pub async fn reap(pool: &PgPool, executor: &Executor, grace: Duration) -> RunsRe
 
 /// The reaper task: [`reap`] every `every` until `stop` fires (a pass in progress is
 /// finished). For [`runwarden_platform::app::Service::background`].
-pub async fn spawn(stop: Stop, pool: PgPool, executor: Executor, grace: Duration, every: Duration) {
+pub async fn run(stop: Stop, pool: PgPool, executor: Executor, grace: Duration, every: Duration) {
     runwarden_platform::app::every(stop, "reaper", every, || async {
         reap(&pool, &executor, grace).await?;
         Ok(())
