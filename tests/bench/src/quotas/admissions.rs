@@ -15,12 +15,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{BenchOrg, CAP_SECS, CLIENTS, WARM_UP};
-use crate::measure::{Outcome, Sample, closed_loop, p50_p99, pass, scaled};
+use super::{BenchOrg, CAP_SECS, CLIENTS, WARM_UP, json_outcome};
+use crate::measure::{Sample, closed_loop, p50_p99, pass, scaled};
 
 const ADMIT_SECS: f64 = 10.0;
 /// The target from the issue.
@@ -97,7 +97,9 @@ async fn admissions(
                     "run_id": Uuid::now_v7(),
                     "requested_cap_secs": CAP_SECS,
                 }));
-            admission_outcome(request)
+            json_outcome(request, |status, body| {
+                status == 200 && body["admitted"] == true
+            })
         }
     })
     .await?;
@@ -114,23 +116,6 @@ async fn admissions(
         sample,
         rows: Rows { reserved, refused },
     })
-}
-
-async fn admission_outcome(request: reqwest::RequestBuilder) -> Outcome {
-    let response = match request.send().await {
-        Ok(r) => r,
-        Err(e) => return Outcome::Failed(format!("{e:#}")),
-    };
-    let status = response.status();
-    let body: Value = match response.bytes().await {
-        Ok(b) => serde_json::from_slice(&b).unwrap_or(Value::Null),
-        Err(e) => return Outcome::Failed(format!("{e:#}")),
-    };
-    match status.as_u16() {
-        200 if body["admitted"] == true => Outcome::Ok,
-        402 | 429 => Outcome::Refused(body["code"].as_str().unwrap_or("?").to_owned()),
-        _ => Outcome::Failed(format!("{status} {body}")),
-    }
 }
 
 fn rows_check(a: &Admissions) -> String {

@@ -23,13 +23,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use runwarden_store::PoolSettings;
 use runwarden_tokens::{AccessClaims, TokenSigner};
+use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use runwarden_e2e::Proc;
 
 use crate::harness::{JwksServer, fresh_admin_pool, require_binaries, stop};
-use crate::measure::{cores, load_average, required_env};
+use crate::measure::{Outcome, cores, load_average, required_env};
 
 /// Concurrent clients of the admission and limiter phases.
 const CLIENTS: usize = 32;
@@ -211,6 +212,29 @@ pub(crate) fn start_quotas(database_url: &str, jwks_url: &str, internal: &str, p
     let mut quotas = Proc::spawn("quotas", cmd);
     quotas.port = Some(port);
     quotas
+}
+
+/// What a request answered with JSON came to: `Ok` when `ok(status, body)` holds, refused
+/// (by the problem's `code`) on 402 and 429, failed otherwise. The runs benchmark's creations
+/// are judged by it too.
+pub(crate) async fn json_outcome(
+    request: reqwest::RequestBuilder,
+    ok: impl Fn(u16, &Value) -> bool,
+) -> Outcome {
+    let response = match request.send().await {
+        Ok(r) => r,
+        Err(e) => return Outcome::Failed(format!("{e:#}")),
+    };
+    let status = response.status();
+    let body: Value = match response.bytes().await {
+        Ok(b) => serde_json::from_slice(&b).unwrap_or(Value::Null),
+        Err(e) => return Outcome::Failed(format!("{e:#}")),
+    };
+    match status.as_u16() {
+        s if ok(s, &body) => Outcome::Ok,
+        402 | 429 => Outcome::Refused(body["code"].as_str().unwrap_or("?").to_owned()),
+        _ => Outcome::Failed(format!("{status} {body}")),
+    }
 }
 
 // ---------------------------------------------------------------------------------------

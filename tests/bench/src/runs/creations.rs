@@ -21,13 +21,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::cpu::{CpuMark, CpuUse, Pids};
 use super::{CAP_SECS, Tenant};
-use crate::measure::{Outcome, Sample, closed_loop, p50_p99, pass, scaled};
+use crate::measure::{Sample, closed_loop, p50_p99, pass, scaled};
+use crate::quotas::json_outcome;
 
 /// Concurrent clients.
 const CLIENTS: usize = 32;
@@ -101,7 +102,9 @@ async fn creations(
                 ))
                 .bearer_auth(&t.org.token)
                 .json(&json!({"agent": "demo", "input": {}, "max_seconds": CAP_SECS}));
-            creation_outcome(request)
+            json_outcome(request, |status, body| {
+                status == 202 && body["status"] == "queued"
+            })
         }
     })
     .await?;
@@ -154,23 +157,6 @@ async fn transactions(admin: &PgPool) -> anyhow::Result<i64> {
     )
     .fetch_one(admin)
     .await?)
-}
-
-async fn creation_outcome(request: reqwest::RequestBuilder) -> Outcome {
-    let response = match request.send().await {
-        Ok(r) => r,
-        Err(e) => return Outcome::Failed(format!("{e:#}")),
-    };
-    let status = response.status();
-    let body: Value = match response.bytes().await {
-        Ok(b) => serde_json::from_slice(&b).unwrap_or(Value::Null),
-        Err(e) => return Outcome::Failed(format!("{e:#}")),
-    };
-    match status.as_u16() {
-        202 if body["status"] == "queued" => Outcome::Ok,
-        402 | 429 => Outcome::Refused(body["code"].as_str().unwrap_or("?").to_owned()),
-        _ => Outcome::Failed(format!("{status} {body}")),
-    }
 }
 
 /// Part 1's rows of the table.
