@@ -1,17 +1,16 @@
 //! Part 2 of the runs benchmark, SSE fan-out: one `running` run (inserted directly, with a
 //! runner token whose hash is in `runner_credentials`, as the ticket exchange leaves it),
-//! `WATCHERS` clients on
-//! `GET /v1/media/runs/{run}/events?token=` (one media token of the org's member, from
-//! `POST .../media-token`), each on its own connection; once all are connected and have
-//! received an untimed first event (each has caught up and waits on the run's broadcast),
+//! `WATCHERS` clients on `GET /v1/media/runs/{run}/events?token=` (one media token of the org's
+//! member, from `POST .../media-token`), each on its own connection; once all are connected and
+//! have received an untimed first event (each has caught up and waits on the run's broadcast),
 //! events appended as a runner does (`POST /internal/runner/runs/{run}/events`,
-//! `X-Internal-Auth` and the runner token), `APPENDS_PER_SEC` appends of
-//! `EVENTS_PER_APPEND` log events each, open loop, for `FANOUT_SECS`. Each event's message
-//! carries the moment its append was sent; each watcher notes when the chunk holding it
-//! arrived. The delay of every (event, watcher) pair is the receipt minus the send: the append's commit, the NOTIFY, the run's feed
-//! reading it once, the broadcast and the 500 writes, and this client's reading (the
-//! watchers and the appender share this process and its two runtime workers with the
-//! machine). Target: p99 < 50 ms. Every watcher must get every event, once.
+//! `X-Internal-Auth` and the runner token), `APPENDS_PER_SEC` appends of `EVENTS_PER_APPEND`
+//! log events each, open loop, for `FANOUT_SECS`. Each event's message carries the moment its
+//! append was sent; each watcher notes when the chunk holding it arrived. The delay of every
+//! (event, watcher) pair is the receipt minus the send: the append's commit, the NOTIFY, the
+//! run's feed reading it once, the broadcast and the 500 writes, and this client's reading (the
+//! watchers and the appender share this process and its two runtime workers with the machine).
+//! Target: p99 < 50 ms. Every watcher must get every event, once.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

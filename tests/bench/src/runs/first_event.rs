@@ -1,17 +1,16 @@
 //! Part 3 of the runs benchmark, the time from `POST .../runs` to the runner's first event,
 //! locally: with the push subscriptions set up by the real `pubsub-setup` (so the emulator
-//! pushes `run-dispatch`
-//! to runs, which starts the release `runner` with the demo agent as a child process, and
-//! `run-finished` to quotas), `FIRST_EVENT_RUNS` demo runs one after another; each is
-//! watched over SSE right after its 202, and the times are taken from the POST's send to
-//! the arrival of: the 202; runs' `running` status (the runner exchanged its ticket: relay,
-//! emulator push, process start); the runner's own first event (`started`, after it fetched
-//! the run's secrets, before the agent starts); the stream's end (the run ended: the demo
-//! agent sleeps `DEMO_SLEEP_SECS`, renders its artifacts with ffmpeg, the runner uploads
-//! them to fake-gcs-server and reports). The next run starts after the previous one ended.
-//! An event already written when the watcher connected counts as arriving at the connect
-//! (the watcher connects within a few ms of the 202, long before a runner can start).
-//! The time to `started` is then split by PostgreSQL's own timestamps (see [`Stages`]).
+//! pushes `run-dispatch` to runs, which starts the release `runner` with the demo agent as a
+//! child process, and `run-finished` to quotas), `FIRST_EVENT_RUNS` demo runs one after
+//! another; each is watched over SSE right after its 202, and the times are taken from the
+//! POST's send to the arrival of: the 202; runs' `running` status (the runner exchanged its
+//! ticket: relay, emulator push, process start); the runner's own first event (`started`, after
+//! it fetched the run's secrets, before the agent starts); the stream's end (the run ended: the
+//! demo agent sleeps `DEMO_SLEEP_SECS`, renders its artifacts with ffmpeg, the runner uploads
+//! them to fake-gcs-server and reports). The next run starts after the previous one ended. An
+//! event already written when the watcher connected counts as arriving at the connect (the
+//! watcher connects within a few ms of the 202, long before a runner can start). The time to
+//! `started` is then split by PostgreSQL's own timestamps (see [`Stages`]).
 
 use std::time::{Duration, Instant};
 
