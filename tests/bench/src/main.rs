@@ -15,13 +15,13 @@
 //! bench quotas                   quotas: admissions/s for one hot org and over 1,000 orgs
 //!                                against a release quotas, rate-limit decisions/s, and the
 //!                                latency the per-org rate limiter adds to a request; env
-//!                                BENCH_DB_ADMIN_URL, BENCH_DB_QUOTAS_URL (see quotas.rs)
+//!                                BENCH_DB_ADMIN_URL, BENCH_DB_QUOTAS_URL (see quotas/mod.rs)
 //! bench runs                     runs: run creations/s through a release runs and quotas,
 //!                                SSE fan-out of one run to 500 watchers, and the time from
 //!                                POST .../runs to the runner's first event; env
 //!                                BENCH_DB_ADMIN_URL, BENCH_DB_RUNS_URL, BENCH_DB_QUOTAS_URL,
 //!                                PUBSUB_EMULATOR_HOST, STORAGE_EMULATOR_HOST,
-//!                                BENCH_ARTIFACTS_BUCKET (see runs.rs)
+//!                                BENCH_ARTIFACTS_BUCKET (see runs/mod.rs)
 //! bench free-port                print a free TCP port on 127.0.0.1
 //! bench db-url URL DB [USER]     print URL pointed at database DB (and login role USER)
 //! bench drop-db ADMIN_URL DB     drop database DB (WITH (FORCE)), best-effort helper
