@@ -285,6 +285,11 @@ mod tests {
     }
 
     fn logged(error: ApiError) -> Vec<serde_json::Value> {
+        // A second registered dispatcher, alive while this one captures: with a single scoped
+        // dispatcher registered, tracing computes a new callsite's interest from the thread that
+        // first hits it, so a parallel test thread without a subscriber could cache "never" for
+        // a line this capture needs (tracing-core 0.1's `has_just_one` shortcut).
+        let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
         let capture = Capture::default();
         let writer = capture.clone();
         let subscriber = tracing_subscriber::fmt()

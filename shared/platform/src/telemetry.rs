@@ -237,6 +237,11 @@ mod tests {
     }
 
     fn capture(f: impl FnOnce()) -> Vec<Value> {
+        // A second registered dispatcher, alive while this one captures: with a single scoped
+        // dispatcher registered, tracing computes a new callsite's interest from the thread that
+        // first hits it, so a parallel test thread without a subscriber could cache "never" for
+        // a line this capture needs (tracing-core 0.1's `has_just_one` shortcut).
+        let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
         let buffer = Buffer::default();
         let subscriber = tracing_subscriber::registry()
             .with(CloudLoggingLayer::new(buffer.clone(), Some("proj".into())));

@@ -30,6 +30,11 @@ async fn log05_media_tokens_and_signed_urls_never_reach_the_log(
     options: PgConnectOptions,
 ) {
     use tracing_subscriber::layer::SubscriberExt;
+    // A second registered dispatcher, alive while this one captures: with a single scoped
+    // dispatcher registered, tracing computes a new callsite's interest from the thread that
+    // first hits it, so a parallel test thread without a subscriber could cache "never" for
+    // a line this capture needs (tracing-core 0.1's `has_just_one` shortcut).
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     let captured = Captured::default();
     let subscriber = tracing_subscriber::registry()
         .with(tracing_subscriber::EnvFilter::new("info,runwarden=debug"))
