@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use runwarden_events::push::PushConfig;
 use runwarden_events::relay::RelayConfig;
 use runwarden_platform::config::{
-    http_url, optional_var, port, required_secret, required_var, var_parsed,
+    auth_jwks_url, http_url, optional_var, required_secret, required_var, var_parsed,
 };
 use runwarden_platform::internal_auth::InternalSecrets;
-use runwarden_platform::{ConfigError, Environment};
+use runwarden_platform::{ConfigError, Environment, ServiceConfig};
 use runwarden_vault::{KeyRing, KeyRingError};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
@@ -19,10 +19,9 @@ pub const DEFAULT_PORT: u16 = 8082;
 
 /// Not `Debug`: it holds the database URL and the internal secrets.
 pub struct Config {
-    pub env: Environment,
-    pub port: u16,
-    /// As the `runwarden_runs` role.
-    pub database_url: SecretString,
+    /// What every function reads the same way: environment, port, database URL (as the
+    /// `runwarden_runs` role), trusted proxy hops, project.
+    pub service: ServiceConfig,
     /// auth's published keys (`{auth}/.well-known/jwks.json`), fetched at start.
     pub auth_jwks_url: Url,
     /// quotas' base URL, for admissions.
@@ -44,8 +43,6 @@ pub struct Config {
     pub runner_runs_url: String,
     /// How long past its cap a run's token lives and the reaper waits.
     pub runner_grace_secs: u64,
-    pub trusted_proxy_hops: usize,
-    pub project: Option<String>,
     /// Media tokens and artifact storage.
     pub media: crate::media::MediaConfig,
     /// The secrets vault's key-encryption keys (`VAULT_KEKS`, `VAULT_KEK_ACTIVE`). Always set
@@ -85,8 +82,10 @@ fn parse_vault_keys(keks: &SecretString) -> Result<KeyRing, ConfigError> {
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         let env = Environment::from_env()?;
+        // The vault's keys first: in production they are what must not be missing.
         let vault = vault_keys(env)?;
-        let port = port(DEFAULT_PORT)?;
+        let service = ServiceConfig::from_env(DEFAULT_PORT)?;
+        let port = service.port;
         let agents_list = optional_var("RUNS_AGENTS").unwrap_or_else(|| "demo".into());
         let agents = Agents::parse(&agents_list).ok_or(ConfigError::Invalid {
             name: "RUNS_AGENTS",
@@ -107,12 +106,10 @@ impl Config {
             });
         }
         Ok(Self {
-            env,
-            port,
+            service,
             runner_job,
             run_api_endpoint: optional_var("RUN_API_ENDPOINT"),
-            database_url: required_secret("DATABASE_URL")?,
-            auth_jwks_url: http_url("AUTH_JWKS_URL", &required_var("AUTH_JWKS_URL")?)?,
+            auth_jwks_url: auth_jwks_url()?,
             quotas_url: http_url("QUOTAS_URL", &required_var("QUOTAS_URL")?)?,
             internal_secrets: InternalSecrets::parse(&required_secret("INTERNAL_AUTH_SECRETS")?)?,
             push: PushConfig::from_env(env)?,
@@ -122,8 +119,6 @@ impl Config {
             runner_runs_url: optional_var("RUNNER_RUNS_URL")
                 .unwrap_or_else(|| format!("http://127.0.0.1:{port}")),
             runner_grace_secs: var_parsed("RUNNER_GRACE_SECS", 30)?,
-            trusted_proxy_hops: var_parsed("TRUSTED_PROXY_HOPS", 0)?,
-            project: optional_var("GOOGLE_CLOUD_PROJECT"),
             vault,
             media: crate::media::MediaConfig::from_env(env)?,
         })

@@ -113,7 +113,7 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let pool = runwarden_store::connect(&config.database_url)?;
+        let pool = runwarden_store::connect(&config.service.database_url)?;
         let verifier = runwarden_tokens::fetch_verifier_retrying(config.auth_jwks_url.as_str(), 12)
             .await
             .context("AUTH_JWKS_URL: no usable key set")?;
@@ -172,10 +172,10 @@ impl App {
             state,
             push_auth,
             config.internal_secrets,
-            TrustedProxyHops(config.trusted_proxy_hops),
+            config.service.hops(),
             &limits,
         );
-        let listener = app::bind(config.port).await?;
+        let listener = app::bind(config.service.port).await?;
         let service = Service::new("runs", listener, router, limits)
             // Publishes what the last requests committed before it stops.
             .background("outbox relay", move |mut stop| async move {

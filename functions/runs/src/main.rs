@@ -9,7 +9,7 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    runwarden_platform::telemetry::init(config.project.clone());
+    runwarden_platform::telemetry::init(config.service.project.clone());
     App::build(config).await?.run_until_stopped().await?;
     Ok(())
 }
