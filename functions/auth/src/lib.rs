@@ -10,6 +10,7 @@
 //! `password`). SQL and audit writes live in the domain modules; each returns its own error,
 //! mapped to [`error::AuthError`] at the edge only (see `docs/architecture.md`).
 
+pub mod account_audit;
 pub mod accounts;
 pub mod config;
 pub mod email;
