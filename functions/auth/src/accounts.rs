@@ -4,8 +4,6 @@
 //! session in one transaction. Login is throttled per account and per client IP
 //! ([`crate::throttle`]) and costs the same whether the account exists or not.
 
-use std::net::IpAddr;
-
 use runwarden_platform::request::RequestMeta;
 use runwarden_tenancy::{OrgId, Principal, UserId, set_tenant};
 use runwarden_tokens::TokenSigner;
@@ -13,11 +11,12 @@ use secrecy::SecretString;
 use serde::Serialize;
 use sqlx::PgPool;
 
+use crate::account_audit::AccountEvent;
 use crate::email::Email;
 use crate::google::GoogleIdentity;
 use crate::orgs::{self, OrgName};
 use crate::password::{Hasher, NewPassword};
-use crate::sessions::{self, SessionError, TokenPair};
+use crate::sessions::{self, AuthMethod, SessionError, TokenPair};
 use crate::throttle::{self, Admission, Throttled};
 
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +67,7 @@ pub async fn sign_up(
         return Err(AccountError::EmailTaken);
     }
     orgs::create(&mut tx, meta, org, user, org_name).await?;
-    let mut tokens = sessions::start(&mut tx, signer, user).await?;
+    let mut tokens = sessions::start(&mut tx, signer, user, AuthMethod::Password, meta).await?;
     tx.commit().await?;
     tokens.org_id = Some(org);
     tracing::info!(user.id = %user, org.id = %org, "signed up");
@@ -76,16 +75,18 @@ pub async fn sign_up(
 }
 
 /// Checks `email` and `password` and starts a session. Throttled attempts are refused
-/// before the lookup and the hash, whatever the password.
+/// before the lookup and the hash, whatever the password. A stored hash with weaker
+/// Argon2 parameters than the current ones is replaced by a current one. Records
+/// `session.login` in every org of the user.
 pub async fn log_in(
     pool: &PgPool,
     hasher: &Hasher,
     signer: &TokenSigner,
+    meta: &RequestMeta,
     email: &Email,
     password: &SecretString,
-    ip: Option<IpAddr>,
 ) -> Result<TokenPair, AccountError> {
-    let keys = throttle::Keys::new(email, ip);
+    let keys = throttle::Keys::new(email, meta.ip);
     let account_has_failures = match throttle::admit(pool, &keys).await? {
         Admission::Admitted {
             account_has_failures,
@@ -102,10 +103,11 @@ pub async fn log_in(
             .fetch_optional(pool)
             .await?;
     let (user_id, password_hash) = found.unzip();
+    let password_hash = password_hash.flatten();
     // An unknown email (or an account without a password) is verified against a dummy
     // hash: it costs the same.
     let ok = hasher
-        .verify(password, password_hash.flatten())
+        .verify(password, password_hash.clone())
         .await
         .map_err(AccountError::Hashing)?;
 
@@ -121,11 +123,42 @@ pub async fn log_in(
         tracing::info!(security_event = "login_failed", reason, "login failed");
         return Err(AccountError::InvalidCredentials);
     };
-    let mut conn = pool.acquire().await?;
+    // Argon2 parameters only rise: a hash made with weaker ones is upgraded now, while the
+    // password is at hand (the hash is computed before the transaction holds a connection).
+    let rehashed = match password_hash.as_deref() {
+        Some(stored) if hasher.needs_rehash(stored) => Some((
+            stored.to_owned(),
+            hasher
+                .rehash(password)
+                .await
+                .map_err(AccountError::Hashing)?,
+        )),
+        _ => None,
+    };
+    let mut tx = pool.begin().await?;
     if account_has_failures {
-        throttle::forget_account(&mut conn, &keys).await?;
+        throttle::forget_account(&mut tx, &keys).await?;
     }
-    let tokens = sessions::start(&mut conn, signer, user).await?;
+    if let Some((old, new)) = rehashed {
+        // Only if the hash is still the one verified (a concurrent change wins).
+        sqlx::query(
+            "UPDATE users SET password_hash = $3, updated_at = now()
+              WHERE id = $1 AND password_hash = $2",
+        )
+        .bind(user)
+        .bind(old)
+        .bind(new)
+        .execute(&mut *tx)
+        .await?;
+        tracing::info!(user.id = %user, "password hash upgraded to the current parameters");
+    }
+    let tokens = sessions::start(&mut tx, signer, user, AuthMethod::Password, meta).await?;
+    AccountEvent::new(user, "session.login")
+        .request(meta)
+        .details(serde_json::json!({"method": "password"}))
+        .record(&mut tx)
+        .await?;
+    tx.commit().await?;
     tracing::info!(security_event = "login_succeeded", user.id = %user, "logged in");
     Ok(tokens)
 }
@@ -211,7 +244,7 @@ pub async fn sign_in_with_google(
             (user, org)
         }
     };
-    let mut tokens = sessions::start(&mut tx, signer, user).await?;
+    let mut tokens = sessions::start(&mut tx, signer, user, AuthMethod::Google, meta).await?;
     tx.commit().await?;
     tokens.org_id = org;
     Ok((tokens, org.is_some()))

@@ -15,6 +15,7 @@ use runwarden_tenancy::access::AccessError;
 use runwarden_tenancy::{Role, TenancyError};
 
 use crate::accounts::AccountError;
+use crate::credentials::CredentialError;
 use crate::email::EmailError;
 use crate::google::GoogleError;
 use crate::invitations::InvitationError;
@@ -40,6 +41,13 @@ pub enum AuthError {
     /// 404 `not_configured`: an optional provider this deployment does not have.
     #[error("not configured: {0}")]
     NotConfigured(&'static str),
+    /// 403 `reauth_required`: a sensitive change in a session whose last sign-in is older
+    /// than [`crate::sessions::RECENT_AUTH`] (SES-08).
+    #[error("re-authentication required")]
+    ReauthRequired,
+    /// 403 `invalid_password`: a signed-in user's own password, given again, is wrong.
+    #[error("invalid password")]
+    InvalidPassword,
 }
 
 pub type AuthResult<T> = Result<T, AuthError>;
@@ -104,6 +112,7 @@ impl From<SessionError> for AuthError {
         match e {
             SessionError::Database(e) => e.into(),
             SessionError::Signing(_) => anyhow::Error::new(e).into(),
+            SessionError::ReauthRequired => Self::ReauthRequired,
         }
     }
 }
@@ -126,7 +135,23 @@ impl From<MemberError> for AuthError {
         match e {
             MemberError::NotFound => Self::not_found(),
             MemberError::Refused(refusal) => refusal.into(),
+            MemberError::ReauthRequired => Self::ReauthRequired,
             MemberError::Database(e) => e.into(),
+        }
+    }
+}
+
+impl From<CredentialError> for AuthError {
+    fn from(e: CredentialError) -> Self {
+        match e {
+            CredentialError::Unauthenticated => Self::unauthenticated(),
+            CredentialError::ReauthRequired => Self::ReauthRequired,
+            CredentialError::WrongPassword => Self::InvalidPassword,
+            CredentialError::Rejected(rejection) => Self::Password(rejection),
+            CredentialError::Throttled(throttled) => Self::Throttled(throttled),
+            CredentialError::NotFound => Self::not_found(),
+            CredentialError::Hashing(e) => e.into(),
+            CredentialError::Database(e) => e.into(),
         }
     }
 }
@@ -183,6 +208,15 @@ impl IntoResponse for AuthError {
             Self::NotConfigured(what) => Problem::new(StatusCode::NOT_FOUND, "not_configured")
                 .detail(format!("{what} is not configured"))
                 .into_response(),
+            Self::ReauthRequired => Problem::new(StatusCode::FORBIDDEN, "reauth_required")
+                .detail(
+                    "this change needs a sign-in within the last 5 minutes: \
+                     POST /v1/auth/reauthenticate with your password, or sign in again",
+                )
+                .into_response(),
+            Self::InvalidPassword => Problem::new(StatusCode::FORBIDDEN, "invalid_password")
+                .detail("the password is incorrect")
+                .into_response(),
         }
     }
 }
@@ -225,6 +259,12 @@ mod tests {
             StatusCode::UNAUTHORIZED
         );
         assert_eq!(status(MemberError::NotFound), StatusCode::NOT_FOUND);
+        assert_eq!(status(MemberError::ReauthRequired), StatusCode::FORBIDDEN);
+        assert_eq!(
+            status(CredentialError::WrongPassword),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(status(CredentialError::NotFound), StatusCode::NOT_FOUND);
         assert_eq!(status(InvitationError::OtherEmail), StatusCode::FORBIDDEN);
         assert_eq!(status(GoogleError::Rejected), StatusCode::UNAUTHORIZED);
         assert_eq!(

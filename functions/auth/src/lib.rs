@@ -13,6 +13,7 @@
 pub mod account_audit;
 pub mod accounts;
 pub mod config;
+pub mod credentials;
 pub mod email;
 pub mod error;
 pub mod extract;

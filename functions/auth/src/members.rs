@@ -9,6 +9,7 @@ use serde::Serialize;
 use sqlx::PgConnection;
 
 use crate::orgs::{self, Refusal};
+use crate::sessions::{self, SessionError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MemberError {
@@ -17,8 +18,22 @@ pub enum MemberError {
     NotFound,
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// Granting, changing or removing the Owner role needs a recent sign-in (SES-08).
+    #[error("this change needs a recent sign-in: re-authenticate first")]
+    ReauthRequired,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+}
+
+impl From<SessionError> for MemberError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::ReauthRequired => Self::ReauthRequired,
+            SessionError::Database(e) => Self::Database(e),
+            // Nothing here signs tokens.
+            SessionError::Signing(_) => Self::ReauthRequired,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
@@ -87,6 +102,10 @@ pub async fn change_role(
     if current == new {
         return Ok(());
     }
+    if current == Role::Owner || new == Role::Owner {
+        // Ownership transfer: the caller proves who they are again first.
+        sessions::require_recent(tx, ctx.principal.session_id).await?;
+    }
     sqlx::query(
         "UPDATE memberships SET role = $3, updated_at = now() WHERE org_id = $1 AND user_id = $2",
     )
@@ -121,6 +140,10 @@ pub async fn remove(
     let current = member_role(tx, ctx.org_id, target).await?;
     orgs::check_removal(ctx.role, is_self, current)?;
     orgs::check_owners_remain(owners, current == Role::Owner, false)?;
+    if current == Role::Owner && !is_self {
+        // Removing another Owner changes who owns the org.
+        sessions::require_recent(tx, ctx.principal.session_id).await?;
+    }
     sqlx::query("DELETE FROM memberships WHERE org_id = $1 AND user_id = $2")
         .bind(ctx.org_id)
         .bind(target)
@@ -137,4 +160,37 @@ pub async fn remove(
     .record(tx)
     .await?;
     Ok(())
+}
+
+/// SES-07: revokes every live session of `target`, a member of the caller's org, under the
+/// rules of removing them (Admin or higher; only an Owner for an Owner). Their access
+/// tokens fail at their next request. Audited in the org as `member.sessions_revoke`.
+/// Answers how many sessions were revoked.
+pub async fn revoke_sessions(
+    tx: &mut PgConnection,
+    meta: &RequestMeta,
+    ctx: &OrgContext,
+    target: UserId,
+) -> Result<u64, MemberError> {
+    let current = member_role(tx, ctx.org_id, target).await?;
+    orgs::check_removal(ctx.role, false, current)?;
+    let revoked = sessions::revoke_all(tx, target, None, "revoked_by_org_admin").await?;
+    AuditEvent::by_user(
+        meta,
+        ctx.org_id,
+        ctx.principal.user_id,
+        "member.sessions_revoke",
+        Target::new("user", target),
+    )
+    .with_details(serde_json::json!({"role": current, "sessions_revoked": revoked}))
+    .record(tx)
+    .await?;
+    tracing::info!(
+        security_event = "sessions_revoked",
+        user.id = %target,
+        org.id = %ctx.org_id,
+        sessions_revoked = revoked,
+        "a member's sessions were revoked by an org admin"
+    );
+    Ok(revoked)
 }

@@ -209,6 +209,37 @@ impl Hasher {
             .await?
     }
 
+    /// A password that just verified, hashed again with the current parameters (for a
+    /// stored hash that [`Self::needs_rehash`]). Not for new passwords: those go through
+    /// [`NewPassword`] and [`Self::hash`].
+    pub async fn rehash(&self, verified: &SecretString) -> anyhow::Result<String> {
+        let password = verified.clone();
+        let params = self.params.clone();
+        self.run(move |memory| hash_with(&params, password.expose_secret().as_bytes(), memory))
+            .await?
+    }
+
+    /// Whether `stored` was hashed with weaker parameters than the current ones (less
+    /// memory, fewer iterations or lanes, a shorter output, another algorithm or version):
+    /// it is rehashed at the next successful login. A hash that does not parse is not
+    /// rehashed here (it never verifies).
+    pub fn needs_rehash(&self, stored: &str) -> bool {
+        let Ok(parsed) = PasswordHash::new(stored) else {
+            return false;
+        };
+        if parsed.algorithm.as_str() != "argon2id" || parsed.version != Some(0x13) {
+            return true;
+        }
+        let Ok(params) = Params::try_from(&parsed) else {
+            return false;
+        };
+        let output = parsed.hash.map_or(0, |h| h.len());
+        params.m_cost() < self.params.m_cost()
+            || params.t_cost() < self.params.t_cost()
+            || params.p_cost() < self.params.p_cost()
+            || output < OUTPUT_BYTES
+    }
+
     /// True only when `hash` exists and matches. Runs a full verification either way.
     pub async fn verify(
         &self,
@@ -321,6 +352,37 @@ mod tests {
                 .unwrap()
         );
         assert!(!hasher.verify(&secret, None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn weaker_hashes_need_a_rehash_and_current_ones_do_not() {
+        use argon2::password_hash::{PasswordHasher as _, SaltString};
+        let hasher = Hasher::new(1);
+        let secret = SecretString::from("a perfectly fine passphrase");
+        let current = hasher
+            .hash(&parse("a perfectly fine passphrase").unwrap())
+            .await
+            .unwrap();
+        assert!(!hasher.needs_rehash(&current));
+        let with = |m, t, p| {
+            let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+            Argon2::new(
+                Algorithm::Argon2id,
+                Version::V0x13,
+                Params::new(m, t, p, None).unwrap(),
+            )
+            .hash_password(b"a perfectly fine passphrase", &salt)
+            .unwrap()
+            .to_string()
+        };
+        assert!(hasher.needs_rehash(&with(4096, 1, 1)));
+        assert!(hasher.needs_rehash(&with(MEMORY_KIB, 1, 1)));
+        assert!(hasher.needs_rehash(&with(8192, 3, 1)));
+        assert!(!hasher.needs_rehash(&with(32 * 1024, 3, 1)));
+        assert!(!hasher.needs_rehash("not a hash"));
+        let rehashed = hasher.rehash(&secret).await.unwrap();
+        assert!(rehashed.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(hasher.verify(&secret, Some(rehashed)).await.unwrap());
     }
 
     #[tokio::test]

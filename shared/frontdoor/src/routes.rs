@@ -308,11 +308,14 @@ mod tests {
                 "/v1/auth/google/start",
                 "/v1/auth/google/callback",
                 "/v1/me",
+                "/v1/me/sessions",
+                "/v1/me/sessions/0190a3c4-0000-7000-8000-000000000000",
                 "/.well-known/jwks.json",
                 "/v1/orgs",
                 "/v1/orgs/org_1",
                 "/v1/orgs/org_1/members",
                 "/v1/orgs/org_1/members/user_1",
+                "/v1/orgs/org_1/members/user_1/sessions",
                 "/v1/orgs/org_1/invitations",
                 "/v1/orgs/org_1/invitations/inv_1",
                 "/v1/invitations/tok/accept",
@@ -360,6 +363,7 @@ mod tests {
         expect(
             &[
                 "/v1/me/x",
+                "/v1/me/sessions/s/x",
                 "/.well-known/jwks.json/x",
                 "/v1/orgs/o/usage/x",
                 "/v1/orgs/o/unknown",

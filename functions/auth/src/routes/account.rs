@@ -72,9 +72,9 @@ pub async fn login(
         &state.pool,
         &state.hasher,
         &state.signer,
+        &meta,
         &email,
         &body.password,
-        meta.ip,
     )
     .await?;
     Ok(Json(tokens))
@@ -88,13 +88,14 @@ pub struct RefreshRequest {
 
 pub async fn refresh(
     State(state): State<AppState>,
+    meta: RequestMeta,
     Body(body): Body<RefreshRequest>,
 ) -> AuthResult<impl IntoResponse> {
     let presented = body.refresh_token.expose_secret();
     if !presented.starts_with("rt_") || presented.len() > 128 {
         return Err(AuthError::unauthenticated());
     }
-    match sessions::refresh(&state.pool, &state.signer, presented).await? {
+    match sessions::refresh(&state.pool, &state.signer, &meta, presented).await? {
         Rotation::Rotated(tokens) => Ok(Json(tokens)),
         Rotation::ReuseDetected { session, user } => {
             tracing::warn!(
@@ -109,9 +110,13 @@ pub async fn refresh(
     }
 }
 
-pub async fn logout(State(_): State<AppState>, user: LiveUser) -> AuthResult<StatusCode> {
+pub async fn logout(
+    State(_): State<AppState>,
+    meta: RequestMeta,
+    user: LiveUser,
+) -> AuthResult<StatusCode> {
     let LiveUser { principal, mut tx } = user;
-    sessions::revoke(&mut tx, principal.session_id, "logout").await?;
+    sessions::logout(&mut tx, &meta, principal).await?;
     tx.commit().await?;
     tracing::info!(user.id = %principal.user_id, "logged out");
     Ok(StatusCode::NO_CONTENT)

@@ -1,4 +1,5 @@
-//! `GET /v1/orgs/{org}/members`, `PATCH|DELETE /v1/orgs/{org}/members/{user}`.
+//! `GET /v1/orgs/{org}/members`, `PATCH|DELETE /v1/orgs/{org}/members/{user}`,
+//! `DELETE /v1/orgs/{org}/members/{user}/sessions`.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -56,6 +57,20 @@ pub async fn remove(
     }
     let OrgAccess { ctx, mut tx } = access;
     members::remove(&mut tx, &meta, &ctx, target).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// SES-07: `DELETE /v1/orgs/{org}/members/{user}/sessions`.
+pub async fn revoke_sessions(
+    meta: RequestMeta,
+    access: OrgAccess,
+    // A malformed user id answers 404, like a member that does not exist.
+    Path((_, target)): Path<(OrgId, UserId)>,
+) -> AuthResult<StatusCode> {
+    access.require(Role::Admin)?;
+    let OrgAccess { ctx, mut tx } = access;
+    members::revoke_sessions(&mut tx, &meta, &ctx, target).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

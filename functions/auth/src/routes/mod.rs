@@ -2,13 +2,14 @@
 //! OpenAPI document and the role-matrix and tenancy tests are all checked against it.
 
 mod account;
+mod credentials;
 mod google;
 mod invitations;
 mod members;
 mod orgs;
 
 use axum::Router;
-use axum::routing::{get, patch, post};
+use axum::routing::{delete, get, patch, post};
 
 use crate::AppState;
 
@@ -23,12 +24,18 @@ pub const ROUTES: &[Route] = {
     use runwarden_tenancy::routes::{Access::*, Audit::*};
     &[
         route("POST", "/v1/auth/signup", Public, Event("org.create")),
-        route("POST", "/v1/auth/login", Public, SessionOnly),
-        route("POST", "/v1/auth/refresh", Public, SessionOnly),
-        route("POST", "/v1/auth/logout", User, SessionOnly),
+        // Account events: one per org the user belongs to (`crate::account_audit`).
+        route("POST", "/v1/auth/login", Public, PerItem("session.login")),
+        // Nothing on a rotation; a reused token revokes its family and records this.
+        route("POST", "/v1/auth/refresh", Public, PerItem("session.refresh_reuse")),
+        route("POST", "/v1/auth/logout", User, PerItem("session.logout")),
+        route("POST", "/v1/auth/reauthenticate", User, SessionOnly),
+        route("POST", "/v1/auth/password/change", User, PerItem("user.password_change")),
         route("GET", "/v1/auth/google/start", Public, Read),
         route("GET", "/v1/auth/google/callback", Public, EventWhenCreating("org.create")),
         route("GET", "/v1/me", User, Read),
+        route("GET", "/v1/me/sessions", User, Read),
+        route("DELETE", "/v1/me/sessions/{id}", User, PerItem("session.revoke")),
         route("GET", "/.well-known/jwks.json", Public, Read),
         route("GET", "/openapi.json", Public, Read),
         route("POST", "/v1/orgs", User, Event("org.create")),
@@ -37,6 +44,7 @@ pub const ROUTES: &[Route] = {
         route("GET", "/v1/orgs/{org}/members", Org(Viewer), Read),
         route("PATCH", "/v1/orgs/{org}/members/{user}", Org(Admin), Event("member.role_change")),
         route("DELETE", "/v1/orgs/{org}/members/{user}", Org(Admin), Event("member.remove")),
+        route("DELETE", "/v1/orgs/{org}/members/{user}/sessions", Org(Admin), Event("member.sessions_revoke")),
         route("POST", "/v1/orgs/{org}/invitations", Org(Admin), Event("invitation.create")),
         route("POST", "/v1/invitations/{token}/accept", User, Event("member.add")),
         route("POST", "/internal/tasks/retention-purge", Task, Unaudited("a system effect: deletes sessions and sign-in flows past their retention; it reports how many")),
@@ -52,9 +60,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/auth/login", post(account::login))
         .route("/v1/auth/refresh", post(account::refresh))
         .route("/v1/auth/logout", post(account::logout))
+        .route("/v1/auth/reauthenticate", post(credentials::reauthenticate))
+        .route(
+            "/v1/auth/password/change",
+            post(credentials::change_password),
+        )
         .route("/v1/auth/google/start", get(google::start))
         .route("/v1/auth/google/callback", get(google::callback))
         .route("/v1/me", get(account::me))
+        .route("/v1/me/sessions", get(credentials::list_sessions))
+        .route("/v1/me/sessions/{id}", delete(credentials::revoke_session))
         .route("/.well-known/jwks.json", get(account::jwks))
         .route("/openapi.json", get(openapi))
         .route("/v1/orgs", post(orgs::create))
@@ -63,6 +78,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/orgs/{org}/members/{user}",
             patch(members::change_role).delete(members::remove),
+        )
+        .route(
+            "/v1/orgs/{org}/members/{user}/sessions",
+            delete(members::revoke_sessions),
         )
         .route("/v1/orgs/{org}/invitations", post(invitations::create))
         .route("/v1/invitations/{token}/accept", post(invitations::accept))

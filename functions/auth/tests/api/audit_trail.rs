@@ -1,5 +1,7 @@
 //! LOG-01: every mutating route leaves exactly one audit event in the outbox, with the right
-//! actor, org, action and target; reads and session changes leave none. Routes come from
+//! actor, org, action and target; an account event (login, logout, refresh-token reuse,
+//! password change, session revocation) one per org of the user; reads and the other
+//! session changes leave none. Routes come from
 //! `ROUTES`, so a new route without a declared audit policy and an exercise here fails.
 
 use reqwest::{Method, StatusCode};
@@ -63,23 +65,34 @@ async fn exercise_inner(app: &TestApp, team: &Team, route: &Route, before: &mut 
                 new_org,
             ))
         }
+        // Account events (`Audit::PerItem`): one per org of the user; the expected one is
+        // the event in the team's org.
         ("POST", "/v1/auth/login") => {
             ok(app.login(&owner.email, PASSWORD).await);
-            None
+            Some((org, owner.user_id.clone(), "user", owner.user_id.clone()))
         }
         ("POST", "/v1/auth/refresh") => {
+            // A rotation records nothing; the reuse of a used token records its revocation.
             let (_, fresh) = app.login(&team.viewer.email, PASSWORD).await;
+            let used = fresh["refresh_token"].clone();
+            *before = all_events(app).await.len();
             ok(app
-                .post(
-                    route.path,
-                    None,
-                    json!({"refresh_token": fresh["refresh_token"]}),
-                )
+                .post(route.path, None, json!({"refresh_token": used}))
                 .await);
-            None
+            assert_eq!(
+                all_events(app).await.len(),
+                *before,
+                "a rotation records nothing"
+            );
+            let (status, _) = app
+                .post(route.path, None, json!({"refresh_token": used}))
+                .await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+            Some((org, "system".into(), "user", team.viewer.user_id.clone()))
         }
         ("POST", "/v1/auth/logout") => {
             let (_, fresh) = app.login(&team.viewer.email, PASSWORD).await;
+            *before = all_events(app).await.len();
             ok(call(
                 "POST",
                 route.path.into(),
@@ -87,7 +100,72 @@ async fn exercise_inner(app: &TestApp, team: &Team, route: &Route, before: &mut 
                 None,
             )
             .await);
+            Some((
+                org,
+                team.viewer.user_id.clone(),
+                "user",
+                team.viewer.user_id.clone(),
+            ))
+        }
+        ("POST", "/v1/auth/reauthenticate") => {
+            ok(app
+                .post(
+                    route.path,
+                    Some(&team.viewer.access),
+                    json!({"password": PASSWORD}),
+                )
+                .await);
             None
+        }
+        ("POST", "/v1/auth/password/change") => {
+            let changer = app.signup("changer").await;
+            app.add_member(owner, &changer, "viewer").await;
+            *before = all_events(app).await.len();
+            ok(app
+                .post(
+                    route.path,
+                    Some(&changer.access),
+                    json!({"current_password": PASSWORD, "new_password": "a brand new passphrase"}),
+                )
+                .await);
+            Some((org, changer.user_id.clone(), "user", changer.user_id))
+        }
+        ("DELETE", "/v1/me/sessions/{id}") => {
+            let (_, fresh) = app.login(&team.viewer.email, PASSWORD).await;
+            let (_, page) = app
+                .get("/v1/me/sessions", fresh["access_token"].as_str().unwrap())
+                .await;
+            let id = page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["current"] == true)
+                .unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            *before = all_events(app).await.len();
+            ok(call(
+                "DELETE",
+                format!("/v1/me/sessions/{id}"),
+                Some(team.viewer.access.clone()),
+                None,
+            )
+            .await);
+            Some((
+                org,
+                team.viewer.user_id.clone(),
+                "user",
+                team.viewer.user_id.clone(),
+            ))
+        }
+        ("DELETE", "/v1/orgs/{org}/members/{user}/sessions") => {
+            let signed_out = app.signup("signedout").await;
+            app.add_member(owner, &signed_out, "viewer").await;
+            *before = all_events(app).await.len();
+            let path = format!("/v1/orgs/{org}/members/{}/sessions", signed_out.user_id);
+            ok(call("DELETE", path, Some(owner.access.clone()), None).await);
+            Some((org, owner.user_id.clone(), "user", signed_out.user_id))
         }
         ("POST", "/v1/orgs") => {
             let body = ok(app
@@ -244,6 +322,47 @@ async fn log01_every_mutating_route_records_exactly_one_event(
                 );
                 assert_eq!(event["ip"], "127.0.0.1");
                 assert!(event["time"].as_str().unwrap().contains('T'));
+                checked += 1;
+            }
+            Audit::PerItem(action) => {
+                // An account event: one per org of the user, all of this action.
+                let (before, expected) = exercise(&app, &team, route).await;
+                let (org, actor, target_type, target_id) = expected.expect("an account event");
+                let events = all_events(&app).await;
+                let new = &events[before..];
+                assert!(
+                    !new.is_empty(),
+                    "{} {}: at least one event",
+                    route.method,
+                    route.path
+                );
+                for (_, event) in new {
+                    assert_eq!(event["action"], action, "{} {}", route.method, route.path);
+                }
+                let (_, event) = new
+                    .iter()
+                    .find(|(event_org, _)| event_org == &org)
+                    .unwrap_or_else(|| panic!("{}: an event in the team's org", route.path));
+                let expected_actor = if actor == "system" {
+                    json!({"kind": "system"})
+                } else {
+                    json!({"kind": "user", "id": actor})
+                };
+                assert_eq!(
+                    event["actor"]["kind"], expected_actor["kind"],
+                    "{}",
+                    route.path
+                );
+                if let Some(id) = expected_actor.get("id") {
+                    assert_eq!(&event["actor"]["id"], id, "{}", route.path);
+                }
+                assert_eq!(
+                    event["target"],
+                    json!({"type": target_type, "id": target_id}),
+                    "{}",
+                    route.path
+                );
+                assert_eq!(event["ip"], "127.0.0.1", "{}", route.path);
                 checked += 1;
             }
             Audit::Unaudited(_) => {

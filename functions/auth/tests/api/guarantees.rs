@@ -87,6 +87,10 @@ impl Subject for TestApp {
                 let user = self.newcomer(team, "viewer").await;
                 (format!("/v1/orgs/{org}/members/{user}"), None)
             }
+            ("DELETE", "/v1/orgs/{org}/members/{user}/sessions") => {
+                let user = self.newcomer(team, "viewer").await;
+                (format!("/v1/orgs/{org}/members/{user}/sessions"), None)
+            }
             ("POST", "/v1/orgs/{org}/invitations") => (
                 format!("/v1/orgs/{org}/invitations"),
                 Some(json!({"email": unique_email("kit"), "role": "viewer"})),

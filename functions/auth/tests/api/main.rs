@@ -9,6 +9,7 @@ mod google;
 mod guarantees;
 mod invitations;
 mod openapi;
+mod password_lifecycle;
 mod rate_limit;
 mod retention;
 mod roles;
