@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Shared helpers for scripts/dev and scripts/test: find or start the local stack
-# (PostgreSQL, Google's Pub/Sub emulator, fake-gcs-server), start processes in the
+# (PostgreSQL, Google's Pub/Sub emulator, fake-gcs-server, the mail sink), start processes in the
 # background and stop exactly those on exit.
 #
 # Source it (do not run it):
@@ -39,6 +39,9 @@ CHECKOV_VERSION="3.3.30"
 STACK_CHECKOV_VENV="$STACK_ROOT/.venv-checkov"
 STACK_IAC_VENV="$STACK_ROOT/.venv-iac"
 PUBSUB_EMULATOR_PACKAGE="google-cloud-cli-pubsub-emulator"
+# The local SMTP sink (scripts/lib/mail_sink.py): aiosmtpd, in a venv of its own under .dev/.
+AIOSMTPD_VERSION="1.4.6"
+STACK_MAIL_VENV="$STACK_DEV_DIR/venv-mail"
 
 log() { printf '==> %s\n' "$*" >&2; }
 warn() { printf 'warning: %s\n' "$*" >&2; }
@@ -450,6 +453,50 @@ ensure_gcs_bucket() {
     [[ $code == 200 || $code == 409 ]] || die "fake-gcs-server: creating bucket $name failed (HTTP $code)"
   fi
   log "fake-gcs-server: bucket $name ready"
+}
+
+# ---------------------------------------------------------------------------------------
+# the local mail sink (aiosmtpd from PyPI: a real SMTP server, tiny, and we decide how it
+# keeps messages: one .eml file each under .dev/mail/)
+
+# mail_sink_dir PORT: the directory the sink on 127.0.0.1:PORT writes to, read from its SMTP
+# greeting (`220 <host> runwarden-mail-sink dir=<dir>`); fails if what listens is not one.
+mail_sink_dir() {
+  local line=""
+  exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+  IFS= read -r -t 5 line <&3 || true
+  printf 'QUIT\r\n' >&3 2>/dev/null || true
+  exec 3>&- 3<&-
+  line=${line%$'\r'}
+  [[ $line == 220\ *runwarden-mail-sink\ dir=* ]] || return 1
+  printf '%s\n' "${line#*runwarden-mail-sink dir=}"
+}
+
+# ensure_mail_sink: reuse the sink on $MAIL_SINK_PORT (2525) or start one; exports SMTP_URL
+# (what auth sends through) and MAIL_DIR (where the messages land, for tests and people).
+ensure_mail_sink() {
+  local port=${MAIL_SINK_PORT:-2525} dir
+  export SMTP_URL="smtp://127.0.0.1:$port"
+  if port_open 127.0.0.1 "$port"; then
+    dir=$(mail_sink_dir "$port") || die "port $port is taken by something that is not the mail sink; free it or set MAIL_SINK_PORT"
+    export MAIL_DIR="$dir"
+    log "mail sink: reusing the one on 127.0.0.1:$port (messages in $dir)"
+    return 0
+  fi
+  venv_with "$STACK_MAIL_VENV" "aiosmtpd==$AIOSMTPD_VERSION" "aiosmtpd==$AIOSMTPD_VERSION"
+  export MAIL_DIR="$STACK_DEV_DIR/mail"
+  mkdir -p "$MAIL_DIR"
+  start_bg mail "$STACK_LOG_DIR/mail.log" "$STACK_MAIL_VENV/bin/python" \
+    "$STACK_ROOT/scripts/lib/mail_sink.py" --host 127.0.0.1 --port "$port" --dir "$MAIL_DIR"
+  local deadline=$((SECONDS + 20))
+  until mail_sink_dir "$port" >/dev/null 2>&1; do
+    if ! kill -0 "$STACK_LAST_PID" 2>/dev/null || ((SECONDS >= deadline)); then
+      show_log "$STACK_LOG_DIR/mail.log"
+      die "the mail sink did not become ready on 127.0.0.1:$port"
+    fi
+    sleep 0.2
+  done
+  log "mail sink ready on 127.0.0.1:$port (messages in ${MAIL_DIR#"$STACK_ROOT"/})"
 }
 
 # ---------------------------------------------------------------------------------------

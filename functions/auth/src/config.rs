@@ -26,6 +26,8 @@ pub struct Config {
     /// pushes. Required in production; in development the tasks are served only when
     /// `PUSH_SECRET` (or `PUSH_AUDIENCE`) is set.
     pub tasks: Option<runwarden_events::push::PushConfig>,
+    /// Outgoing mail: `SMTP_URL` (secret), `MAIL_FROM`, `PUBLIC_APP_URL`.
+    pub mail: crate::mail::MailConfig,
 }
 
 /// Google sign-in. Every endpoint is configuration so tests can run their own provider.
@@ -105,6 +107,7 @@ impl Config {
             google,
             relay: runwarden_events::relay::RelayConfig::from_env()?,
             tasks: tasks_config(env)?,
+            mail: crate::mail::MailConfig::from_env(env)?,
         })
     }
 }

@@ -15,10 +15,12 @@ pub mod accounts;
 pub mod config;
 pub mod credentials;
 pub mod email;
+pub mod email_tokens;
 pub mod error;
 pub mod extract;
 pub mod google;
 pub mod invitations;
+pub mod mail;
 pub mod members;
 pub mod orgs;
 pub mod password;
@@ -53,6 +55,8 @@ pub struct AppState {
     pub verifier: TokenVerifier,
     pub hasher: password::Hasher,
     pub google: Option<Arc<google::GoogleSignIn>>,
+    /// Links in mails, and the bell that wakes the mail sender after a commit.
+    pub mailer: mail::Mailer,
 }
 
 impl AppState {
@@ -69,7 +73,14 @@ impl AppState {
             verifier,
             hasher: password::Hasher::new(hash_concurrency),
             google: google.map(|g| Arc::new(google::GoogleSignIn::new(g))),
+            mailer: mail::Mailer::new(&mail::MailConfig::local().public_app_url),
         }
+    }
+
+    /// The mailer whose sender drains this deployment's outbox (see [`mail::Sender`]).
+    pub fn with_mailer(mut self, mailer: mail::Mailer) -> Self {
+        self.mailer = mailer;
+        self
     }
 }
 
@@ -98,7 +109,7 @@ pub fn router_with_tasks(
     runwarden_ratelimit::served(pool, routes, limits, hops)
 }
 
-/// The auth service: its routes on a listener, beside the outbox relay (see
+/// The auth service: its routes on a listener, beside the outbox relay and the mail sender (see
 /// `runwarden_platform::app` for the shutdown order).
 pub struct App {
     service: Service,
@@ -122,7 +133,10 @@ impl App {
             .context("building the Pub/Sub publisher")?;
         let relay =
             Relay::new(pool.clone(), Arc::new(bus)).with_settings(config.relay.settings.clone());
-        let state = AppState::new(pool, signer, config.hash_concurrency, config.google.clone());
+        let mailer = mail::Mailer::new(&config.mail.public_app_url);
+        let sender = mail::Sender::new(pool.clone(), &config.mail, &mailer)?;
+        let state = AppState::new(pool, signer, config.hash_concurrency, config.google.clone())
+            .with_mailer(mailer);
         let limits = Limits::default();
         let tasks = match &config.tasks {
             Some(tasks) => Some(tasks.into_auth().await?),
@@ -134,6 +148,10 @@ impl App {
             // Publishes what the last requests committed before it stops.
             .background("outbox-relay", move |mut stop| {
                 relay.run(async move { stop.stopped().await })
+            })
+            // Sends the mail the requests committed (verification links, notices).
+            .background("mail-sender", move |mut stop| {
+                sender.run(async move { stop.stopped().await })
             });
         Ok(Self { service })
     }
