@@ -22,6 +22,7 @@ use crate::invitations::InvitationError;
 use crate::members::MemberError;
 use crate::orgs::{InvalidOrgName, Refusal};
 use crate::password::PasswordRejection;
+use crate::password_reset::ResetError;
 use crate::sessions::SessionError;
 use crate::throttle::Throttled;
 
@@ -35,7 +36,8 @@ pub enum AuthError {
     /// 401 `invalid_credentials`: wrong password and unknown email alike.
     #[error("invalid credentials")]
     InvalidCredentials,
-    /// 429: a login refused before its password was checked (see [`crate::throttle`]).
+    /// 429: a login refused before its password was checked (see [`crate::throttle`]), or
+    /// a password reset request past its limits (see [`crate::password_reset`]).
     #[error("login throttled")]
     Throttled(Box<Throttled>),
     /// 404 `not_configured`: an optional provider this deployment does not have.
@@ -156,6 +158,18 @@ impl From<CredentialError> for AuthError {
     }
 }
 
+impl From<ResetError> for AuthError {
+    fn from(e: ResetError) -> Self {
+        match e {
+            ResetError::Throttled(throttled) => Self::Throttled(throttled),
+            ResetError::InvalidToken => Self::invalid("invalid_token", e.to_string()),
+            ResetError::Rejected(rejection) => Self::Password(rejection),
+            ResetError::Hashing(e) => e.into(),
+            ResetError::Database(e) => e.into(),
+        }
+    }
+}
+
 impl From<InvitationError> for AuthError {
     fn from(e: InvitationError) -> Self {
         match e {
@@ -191,8 +205,13 @@ impl IntoResponse for AuthError {
             }
             Self::Throttled(throttled) => {
                 let seconds = throttled.decision.retry_after_secs().unwrap_or(1);
+                let security_event = if throttled.policy.starts_with("password-reset") {
+                    "password_reset_throttled"
+                } else {
+                    "login_throttled"
+                };
                 tracing::info!(
-                    security_event = "login_throttled",
+                    security_event,
                     limit = throttled.policy,
                     retry_after_s = seconds,
                     "throttled"

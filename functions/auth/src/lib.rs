@@ -24,6 +24,7 @@ pub mod mail;
 pub mod members;
 pub mod orgs;
 pub mod password;
+pub mod password_reset;
 pub mod retention;
 pub mod routes;
 /// Opaque secrets live in the tokens crate, shared with runs (runner tickets and tokens).

@@ -1,5 +1,6 @@
-//! A signed-in user's own credentials: `POST /v1/auth/reauthenticate`,
-//! `POST /v1/auth/password/change`, `GET /v1/me/sessions`, `DELETE /v1/me/sessions/{id}`.
+//! A user's own credentials: `POST /v1/auth/reauthenticate`,
+//! `POST /v1/auth/password/change`, `GET /v1/me/sessions`, `DELETE /v1/me/sessions/{id}`,
+//! and, signed out, `POST /v1/auth/password/forgot` and `POST /v1/auth/password/reset`.
 
 use axum::Json;
 use axum::extract::State;
@@ -13,9 +14,11 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::credentials;
+use crate::email::Email;
 use crate::error::{AuthError, AuthResult};
 use crate::extract::AccessToken;
 use crate::password;
+use crate::password_reset;
 use crate::sessions::SessionInfo;
 
 /// A password of a signed-in user, given again: an oversized one is refused before any
@@ -101,5 +104,50 @@ pub async fn revoke_session(
     Path(session): Path<SessionId>,
 ) -> AuthResult<StatusCode> {
     credentials::revoke_session(&state.pool, &meta, principal, session).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForgotRequest {
+    email: String,
+}
+
+pub async fn forgot_password(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    Body(body): Body<ForgotRequest>,
+) -> AuthResult<(StatusCode, Json<serde_json::Value>)> {
+    let email = Email::parse(&body.email)?;
+    password_reset::forgot(&state.pool, &state.mailer, &meta, &email).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({
+            "status": "accepted",
+            "detail": "If this address has a verified account, a link to reset its password is on its way; it works for 30 minutes."
+        })),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    token: SecretString,
+    password: SecretString,
+}
+
+pub async fn reset_password(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    Body(body): Body<ResetRequest>,
+) -> AuthResult<StatusCode> {
+    password_reset::reset(
+        &state.pool,
+        &state.hasher,
+        &meta,
+        &body.token,
+        body.password,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

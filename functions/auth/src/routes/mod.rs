@@ -31,6 +31,8 @@ pub const ROUTES: &[Route] = {
         route("POST", "/v1/auth/logout", User, PerItem("session.logout")),
         route("POST", "/v1/auth/reauthenticate", User, SessionOnly),
         route("POST", "/v1/auth/password/change", User, PerItem("user.password_change")),
+        route("POST", "/v1/auth/password/forgot", Public, PerItem("user.password_reset_request")),
+        route("POST", "/v1/auth/password/reset", Public, PerItem("user.password_reset")),
         route("GET", "/v1/auth/google/start", Public, Read),
         route("GET", "/v1/auth/google/callback", Public, EventWhenCreating("org.create")),
         route("GET", "/v1/me", User, Read),
@@ -65,6 +67,11 @@ pub fn router(state: AppState) -> Router {
             "/v1/auth/password/change",
             post(credentials::change_password),
         )
+        .route(
+            "/v1/auth/password/forgot",
+            post(credentials::forgot_password),
+        )
+        .route("/v1/auth/password/reset", post(credentials::reset_password))
         .route("/v1/auth/google/start", get(google::start))
         .route("/v1/auth/google/callback", get(google::callback))
         .route("/v1/me", get(account::me))

@@ -760,3 +760,231 @@ async fn log05_passwords_and_tokens_of_the_password_lifecycle_never_reach_the_lo
         assert!(!log.contains(secret), "{secret} in the log");
     }
 }
+
+/// Marks `user`'s address verified, as following their sign-up link does.
+async fn verify(app: &TestApp, user: &Session) {
+    sqlx::query("UPDATE users SET email_verified_at = now() WHERE id = $1::uuid")
+        .bind(&user.user_id)
+        .execute(&app.admin)
+        .await
+        .unwrap();
+}
+
+/// The bodies of the mails waiting in the outbox for `to`, oldest first.
+async fn mails_to(app: &TestApp, to: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT body_text FROM mail_outbox WHERE to_address = $1 ORDER BY created_at, id",
+    )
+    .bind(to)
+    .fetch_all(&app.admin)
+    .await
+    .unwrap()
+}
+
+/// The reset token in a mail's link (`…/reset-password?token=pr_…`).
+fn reset_token(body: &str) -> Option<String> {
+    let (_, rest) = body.split_once("/reset-password?token=")?;
+    Some(
+        rest.chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+            .collect(),
+    )
+}
+
+async fn forgot(app: &TestApp, email: &str) -> (StatusCode, Value) {
+    app.post("/v1/auth/password/forgot", None, json!({"email": email}))
+        .await
+}
+
+async fn reset(app: &TestApp, token: &str, password: &str) -> (StatusCode, Value) {
+    app.post(
+        "/v1/auth/password/reset",
+        None,
+        json!({"token": token, "password": password}),
+    )
+    .await
+}
+
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn password_reset_is_single_use_hashed_at_rest_and_revokes_every_session(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = spawn_app(options).await;
+    let user = app.signup("forgetful").await;
+    verify(&app, &user).await;
+    let (second, second_refresh) = login_session(&app, &user).await;
+
+    // Known and unknown addresses: the same answer, and one mail each.
+    let unknown = crate::helpers::unique_email("nobody");
+    let (status, known_body) = forgot(&app, &user.email).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{known_body}");
+    let (status, unknown_body) = forgot(&app, &unknown).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(known_body, unknown_body);
+    let nobody = mails_to(&app, &unknown).await;
+    assert_eq!(nobody.len(), 1);
+    assert_eq!(
+        reset_token(&nobody[0]),
+        None,
+        "no link for an unknown address"
+    );
+    let mails = mails_to(&app, &user.email).await;
+    assert_eq!(mails.len(), 1);
+    let token = reset_token(&mails[0]).expect("a reset link");
+    assert!(token.starts_with("pr_"), "{token}");
+    assert!(mails[0].contains("http://localhost:8080/reset-password?token=pr_"));
+
+    // Hashed at rest: the token appears nowhere in the database but the unsent mail.
+    let (rows, hashed): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE token_hash = $1) FROM email_tokens
+          WHERE user_id = $2::uuid AND purpose = 'password_reset'",
+    )
+    .bind(runwarden_auth::secret_token::hash(&token))
+    .bind(&user.user_id)
+    .fetch_one(&app.admin)
+    .await
+    .unwrap();
+    assert_eq!((rows, hashed), (1, 1));
+    let dump: String = sqlx::query_scalar("SELECT string_agg(t::text, ' ') FROM email_tokens t")
+        .fetch_one(&app.admin)
+        .await
+        .unwrap();
+    assert!(!dump.contains(&token[3..]));
+
+    // Bad tokens, and a weak password (which leaves the link working).
+    for bad in [
+        "pr_nope",
+        "rt_something",
+        "",
+        &format!("pr_{}", "a".repeat(200)),
+    ] {
+        let (status, body) = reset(&app, bad, NEW_PASSWORD).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(body["code"], "invalid_token", "{bad}");
+    }
+    let (status, body) = reset(&app, &token, "password1234").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], "weak_password");
+    assert_eq!(me_status(&app, &user.access).await, StatusCode::OK);
+
+    let (status, body) = reset(&app, &token, NEW_PASSWORD).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    // Every session is gone, refresh tokens too.
+    for access in [&user.access, &second] {
+        assert_eq!(me_status(&app, access).await, StatusCode::UNAUTHORIZED);
+    }
+    for refresh in [&user.refresh, &second_refresh] {
+        let (status, _) = app
+            .post("/v1/auth/refresh", None, json!({"refresh_token": refresh}))
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        app.login(&user.email, PASSWORD).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(app.login(&user.email, NEW_PASSWORD).await.0, StatusCode::OK);
+
+    // Single use.
+    let (status, body) = reset(&app, &token, "yet another fine passphrase").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], "invalid_token");
+    assert_eq!(app.login(&user.email, NEW_PASSWORD).await.0, StatusCode::OK);
+
+    let recorded = events(&app, &user.org_id, "user.password_reset").await;
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0]["actor"]["id"], user.user_id.as_str());
+    assert_eq!(recorded[0]["details"]["sessions_revoked"], 2);
+    assert_eq!(
+        events(&app, &user.org_id, "user.password_reset_request")
+            .await
+            .len(),
+        1
+    );
+    let outbox = serde_json::to_string(&app.outbox(&user.org_id).await).unwrap();
+    assert!(!outbox.contains(&token) && !outbox.contains(NEW_PASSWORD));
+}
+
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn password_reset_links_expire_after_thirty_minutes_and_unverified_accounts_get_none(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = spawn_app(options).await;
+    let user = app.signup("late").await;
+    // Not verified yet: the same answer, a notice without a link.
+    let (status, _) = forgot(&app, &user.email).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let mails = mails_to(&app, &user.email).await;
+    assert_eq!(mails.len(), 1);
+    assert_eq!(reset_token(&mails[0]), None);
+
+    verify(&app, &user).await;
+    forgot(&app, &user.email).await;
+    let token = reset_token(&mails_to(&app, &user.email).await[1]).unwrap();
+    let ttl: f64 = sqlx::query_scalar(
+        "SELECT extract(epoch FROM expires_at - created_at)::float8 FROM email_tokens
+          WHERE token_hash = $1",
+    )
+    .bind(runwarden_auth::secret_token::hash(&token))
+    .fetch_one(&app.admin)
+    .await
+    .unwrap();
+    assert!((ttl - 1800.0).abs() < 5.0, "{ttl}");
+    sqlx::query("UPDATE email_tokens SET expires_at = now() - interval '1 second'")
+        .execute(&app.admin)
+        .await
+        .unwrap();
+    let (status, body) = reset(&app, &token, NEW_PASSWORD).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], "invalid_token");
+    assert_eq!(app.login(&user.email, PASSWORD).await.0, StatusCode::OK);
+}
+
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn password_reset_requests_are_limited_per_address_and_per_ip_alike_for_unknown_addresses(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = spawn_app(options).await;
+    let user = app.signup("spammed").await;
+    verify(&app, &user).await;
+    let unknown = crate::helpers::unique_email("ghost");
+    for address in [user.email.as_str(), unknown.as_str()] {
+        for _ in 0..3 {
+            assert_eq!(forgot(&app, address).await.0, StatusCode::ACCEPTED);
+        }
+        let (status, headers, text) = app
+            .call_raw(
+                Method::POST,
+                "/v1/auth/password/forgot",
+                None,
+                Some(json!({"email": address})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{text}");
+        let body: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(body["code"], "rate_limited");
+        assert!(headers.contains_key("retry-after"));
+        assert!(
+            headers["ratelimit-policy"]
+                .to_str()
+                .unwrap()
+                .contains("password-reset-address")
+        );
+        assert_eq!(mails_to(&app, address).await.len(), 3);
+    }
+    // The client IP: 10 at once across addresses (6 used above).
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let (status, _) = forgot(&app, &crate::helpers::unique_email(&format!("ip{i}"))).await;
+        statuses.push(status);
+    }
+    assert_eq!(&statuses[..4], [StatusCode::ACCEPTED; 4], "{statuses:?}");
+    assert_eq!(statuses[4], StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
+    // A malformed address is refused before any limit or lookup.
+    let (status, body) = forgot(&app, "not an address").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], "invalid_email");
+}
