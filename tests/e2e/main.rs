@@ -9,6 +9,7 @@
 mod audit_pipeline;
 mod config;
 mod frontdoor;
+mod key_rotation;
 mod logs;
 mod run_path;
 mod shutdown;

@@ -13,6 +13,8 @@ pub struct Config {
     pub service: ServiceConfig,
     /// auth's published keys (`{auth}/.well-known/jwks.json`), fetched at start.
     pub auth_jwks_url: Url,
+    /// When auth's keys are fetched again (`AUTH_JWKS_MIN_REFETCH_SECS`, `AUTH_JWKS_MAX_AGE_SECS`).
+    pub auth_jwks_refresh: runwarden_tokens::JwksRefresh,
     pub push: PushConfig,
 }
 
@@ -21,6 +23,7 @@ impl Config {
         let service = ServiceConfig::from_env(DEFAULT_PORT)?;
         Ok(Self {
             auth_jwks_url: auth_jwks_url()?,
+            auth_jwks_refresh: runwarden_platform::config::auth_jwks_refresh()?,
             push: PushConfig::from_env(service.env)?,
             service,
         })

@@ -52,9 +52,13 @@ pub struct App {
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let pool = runwarden_store::connect(&config.service.database_url)?;
-        let verifier = runwarden_tokens::fetch_verifier_retrying(config.auth_jwks_url.as_str(), 12)
-            .await
-            .context("AUTH_JWKS_URL: no usable key set")?;
+        let verifier = runwarden_tokens::fetch_verifier_retrying(
+            config.auth_jwks_url.as_str(),
+            config.auth_jwks_refresh,
+            12,
+        )
+        .await
+        .context("AUTH_JWKS_URL: no usable key set")?;
         let push_auth = config.push.into_auth().await?;
         let limits = Limits::default();
         let router = router(

@@ -18,6 +18,12 @@ pub struct Config {
     /// Ed25519 PKCS#8 PEM. Required in production; development generates one per start.
     pub signing_key: Option<SecretString>,
     pub signing_key_id: String,
+    /// `AUTH_NEXT_SIGNING_KEY` (+ `AUTH_NEXT_SIGNING_KEY_ID`): the key that signs after the
+    /// next rotation, published in the JWKS ahead so verifiers know it (never signs here).
+    pub next_signing_key: Option<(String, SecretString)>,
+    /// `AUTH_PREVIOUS_JWKS`: public JWKs (a JSON key set or array) of keys that
+    /// signed before the last rotation, published until their tokens have expired.
+    pub previous_signing_keys: Vec<runwarden_tokens::Jwk>,
     pub hash_concurrency: usize,
     pub google: Option<GoogleConfig>,
     /// The outbox relay that publishes this function's events to Pub/Sub.
@@ -73,6 +79,19 @@ impl Config {
         } else {
             optional_var("AUTH_SIGNING_KEY_ID").unwrap_or_else(|| "dev".into())
         };
+        let next_signing_key = match optional_secret("AUTH_NEXT_SIGNING_KEY") {
+            None => None,
+            Some(pem) => Some((required_var("AUTH_NEXT_SIGNING_KEY_ID")?, pem)),
+        };
+        let previous_signing_keys = match optional_var("AUTH_PREVIOUS_JWKS") {
+            None => Vec::new(),
+            Some(json) => runwarden_tokens::SigningKeys::parse_previous(&json).map_err(|e| {
+                ConfigError::Invalid {
+                    name: "AUTH_PREVIOUS_JWKS",
+                    reason: e.to_string(),
+                }
+            })?,
+        };
         let service = ServiceConfig::from_env(DEFAULT_PORT)?;
         let google = match optional_var("GOOGLE_OAUTH_CLIENT_ID") {
             None => None,
@@ -103,6 +122,8 @@ impl Config {
             service,
             signing_key,
             signing_key_id,
+            next_signing_key,
+            previous_signing_keys,
             hash_concurrency: var_parsed("AUTH_HASH_CONCURRENCY", cores)?,
             google,
             relay: runwarden_events::relay::RelayConfig::from_env()?,

@@ -43,7 +43,7 @@ use runwarden_events::relay::Relay;
 use runwarden_platform::app::{self, Service};
 use runwarden_platform::request::TrustedProxyHops;
 use runwarden_platform::server::Limits;
-use runwarden_tokens::{TokenSigner, TokenVerifier};
+use runwarden_tokens::{Jwks, SigningKeys, TokenSigner, TokenVerifier};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
 
@@ -52,8 +52,12 @@ pub use config::Config;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    /// The current key: the one that signs.
     pub signer: Arc<TokenSigner>,
+    /// Every published key (current, next, previous): auth accepts what it publishes.
     pub verifier: TokenVerifier,
+    /// What `/.well-known/jwks.json` serves.
+    pub jwks: Arc<Jwks>,
     pub hasher: password::Hasher,
     pub google: Option<Arc<google::GoogleSignIn>>,
     /// Links in mails, and the bell that wakes the mail sender after a commit.
@@ -67,11 +71,24 @@ impl AppState {
         hash_concurrency: usize,
         google: Option<config::GoogleConfig>,
     ) -> Self {
-        let verifier = signer.verifier();
+        Self::with_keys(pool, SigningKeys::single(signer), hash_concurrency, google)
+    }
+
+    /// [`Self::new`] with a key set being rotated: the current key signs, every key of the
+    /// set is published and verifies.
+    pub fn with_keys(
+        pool: PgPool,
+        keys: SigningKeys,
+        hash_concurrency: usize,
+        google: Option<config::GoogleConfig>,
+    ) -> Self {
+        let verifier = keys.verifier();
+        let jwks = Arc::new(keys.jwks());
         Self {
             pool,
-            signer: Arc::new(signer),
+            signer: Arc::new(keys.into_current()),
             verifier,
+            jwks,
             hasher: password::Hasher::new(hash_concurrency),
             google: google.map(|g| Arc::new(google::GoogleSignIn::new(g))),
             mailer: mail::Mailer::new(&mail::MailConfig::local().public_app_url),
@@ -128,6 +145,20 @@ impl App {
                 TokenSigner::generate(&config.signing_key_id)
             }
         };
+        let next = match &config.next_signing_key {
+            Some((kid, pem)) => Some(
+                TokenSigner::from_pem(kid, pem.expose_secret())
+                    .context("AUTH_NEXT_SIGNING_KEY is not a valid Ed25519 PKCS#8 PEM key")?,
+            ),
+            None => None,
+        };
+        let keys = SigningKeys::new(signer, next, config.previous_signing_keys.clone())
+            .context("AUTH_SIGNING_KEY, AUTH_NEXT_SIGNING_KEY and AUTH_PREVIOUS_JWKS")?;
+        tracing::info!(
+            signing.kid = keys.current().kid(),
+            published.kids = ?keys.jwks().keys.iter().filter_map(|k| k.common.key_id.clone()).collect::<Vec<_>>(),
+            "signing keys loaded"
+        );
         let pool = runwarden_store::connect(&config.service.database_url)?;
         let bus = PubSubBus::connect(config.relay.pubsub.clone())
             .await
@@ -136,7 +167,7 @@ impl App {
             Relay::new(pool.clone(), Arc::new(bus)).with_settings(config.relay.settings.clone());
         let mailer = mail::Mailer::new(&config.mail.public_app_url);
         let sender = mail::Sender::new(pool.clone(), &config.mail, &mailer)?;
-        let state = AppState::new(pool, signer, config.hash_concurrency, config.google.clone())
+        let state = AppState::with_keys(pool, keys, config.hash_concurrency, config.google.clone())
             .with_mailer(mailer);
         let limits = Limits::default();
         let tasks = match &config.tasks {

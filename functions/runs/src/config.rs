@@ -24,6 +24,8 @@ pub struct Config {
     pub service: ServiceConfig,
     /// auth's published keys (`{auth}/.well-known/jwks.json`), fetched at start.
     pub auth_jwks_url: Url,
+    /// When auth's keys are fetched again (`AUTH_JWKS_MIN_REFETCH_SECS`, `AUTH_JWKS_MAX_AGE_SECS`).
+    pub auth_jwks_refresh: runwarden_tokens::JwksRefresh,
     /// quotas' base URL, for admissions.
     pub quotas_url: Url,
     /// `X-Internal-Auth` secrets: checked on `/internal/`, the first sent to quotas.
@@ -110,6 +112,7 @@ impl Config {
             runner_job,
             run_api_endpoint: optional_var("RUN_API_ENDPOINT"),
             auth_jwks_url: auth_jwks_url()?,
+            auth_jwks_refresh: runwarden_platform::config::auth_jwks_refresh()?,
             quotas_url: http_url("QUOTAS_URL", &required_var("QUOTAS_URL")?)?,
             internal_secrets: InternalSecrets::parse(&required_secret("INTERNAL_AUTH_SECRETS")?)?,
             push: PushConfig::from_env(env)?,

@@ -136,6 +136,24 @@ pub fn auth_jwks_url() -> Result<url::Url, ConfigError> {
     http_url("AUTH_JWKS_URL", &required_var("AUTH_JWKS_URL")?)
 }
 
+/// How a function keeps auth's keys current after start-up (see `runwarden_tokens::JwksRefresh`):
+/// `AUTH_JWKS_MIN_REFETCH_SECS` (default 30), the least time between two fetches caused by
+/// tokens with an unknown `kid`; `AUTH_JWKS_MAX_AGE_SECS` (default 300), the age after which
+/// the keys are refreshed in the background.
+pub fn auth_jwks_refresh() -> Result<runwarden_tokens::JwksRefresh, ConfigError> {
+    let default = runwarden_tokens::JwksRefresh::default();
+    Ok(runwarden_tokens::JwksRefresh {
+        min_refetch_interval: std::time::Duration::from_secs(var_parsed(
+            "AUTH_JWKS_MIN_REFETCH_SECS",
+            default.min_refetch_interval.as_secs(),
+        )?),
+        max_age: std::time::Duration::from_secs(var_parsed(
+            "AUTH_JWKS_MAX_AGE_SECS",
+            default.max_age.as_secs(),
+        )?),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -59,7 +59,7 @@ impl<S: AccessState> FromRequestParts<S> for OrgAccess {
     type Rejection = AccessError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let principal = bearer_principal(&parts.headers, state.verifier())?;
+        let principal = bearer_principal_refetching(&parts.headers, state.verifier()).await?;
         let params = RawPathParams::from_request_parts(parts, state)
             .await
             .map_err(|_| AccessError::NotFound)?;
@@ -74,11 +74,27 @@ impl<S: AccessState> FromRequestParts<S> for OrgAccess {
     }
 }
 
-/// Verifies `Authorization: Bearer <access token>` (signature and claims only).
+/// Verifies `Authorization: Bearer <access token>` (signature and claims only) with the keys
+/// the verifier holds now: no fetch, no await. auth, whose verifier holds every key it
+/// publishes, uses this; the other functions use [`bearer_principal_refetching`].
 pub fn bearer_principal(
     headers: &HeaderMap,
     verifier: &TokenVerifier,
 ) -> Result<Principal, AccessError> {
+    principal(verifier.verify(bearer_token(headers)?))
+}
+
+/// [`bearer_principal`], and a token signed by a key the verifier does not know yet (auth
+/// rotated its key) refetches auth's JWKS first, bounded by the verifier's refresh settings.
+/// A known key is the same synchronous lookup.
+pub async fn bearer_principal_refetching(
+    headers: &HeaderMap,
+    verifier: &TokenVerifier,
+) -> Result<Principal, AccessError> {
+    principal(verifier.verify_or_refetch(bearer_token(headers)?).await)
+}
+
+fn bearer_token(headers: &HeaderMap) -> Result<&str, AccessError> {
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -87,9 +103,13 @@ pub fn bearer_principal(
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
         .ok_or(AccessError::Unauthenticated)?;
-    let claims: AccessClaims = verifier
-        .verify(token.trim())
-        .map_err(|_| AccessError::Unauthenticated)?;
+    Ok(token.trim())
+}
+
+fn principal(
+    verified: Result<AccessClaims, runwarden_tokens::TokenError>,
+) -> Result<Principal, AccessError> {
+    let claims = verified.map_err(|_| AccessError::Unauthenticated)?;
     Ok(Principal {
         user_id: claims
             .sub

@@ -25,3 +25,15 @@ variable "scheduler_endpoints_ready" {
   type        = bool
   default     = true
 }
+
+variable "auth_keys" {
+  description = "auth's signing keys during a rotation (terraform/README.md, Rotating auth's signing key): the current key's kid and auth-signing-key version, the next key's kid and auth-next-signing-key version (empty kid: none), the previous keys' public JWKs."
+  type = object({
+    current_id      = optional(string, "auth-1")
+    current_version = optional(string, "latest")
+    next_id         = optional(string, "")
+    next_version    = optional(string, "latest")
+    previous_jwks   = optional(string, "")
+  })
+  default = {}
+}

@@ -17,6 +17,12 @@ module "platform" {
   google_oauth_client_id    = var.google_oauth_client_id
   scheduler_endpoints_ready = var.scheduler_endpoints_ready
 
+  auth_signing_key_id           = var.auth_keys.current_id
+  auth_signing_key_version      = var.auth_keys.current_version
+  auth_next_signing_key_id      = var.auth_keys.next_id
+  auth_next_signing_key_version = var.auth_keys.next_version
+  auth_previous_jwks            = var.auth_keys.previous_jwks
+
   deletion_protection      = false
   force_destroy_buckets    = true
   lock_audit_log_retention = false

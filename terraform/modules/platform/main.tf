@@ -73,6 +73,14 @@ locals {
         AUTH_SIGNING_KEY_ID = var.auth_signing_key_id
         PUBSUB_PROJECT      = var.project_id
       },
+      # Key rotation (terraform/README.md): the next key, published before it signs, and
+      # the public halves of the keys that signed before, published until retired.
+      var.auth_next_signing_key_id == "" ? {} : {
+        AUTH_NEXT_SIGNING_KEY_ID = var.auth_next_signing_key_id
+      },
+      var.auth_previous_jwks == "" ? {} : {
+        AUTH_PREVIOUS_JWKS = var.auth_previous_jwks
+      },
       var.google_oauth_client_id == "" ? {} : {
         GOOGLE_OAUTH_CLIENT_ID    = var.google_oauth_client_id
         GOOGLE_OAUTH_REDIRECT_URL = "https://${var.domains[0]}/v1/auth/google/callback"
@@ -99,7 +107,18 @@ locals {
   # nobody else holds, so the twin's /internal/ routes accept no caller.
   service_secret_env = {
     auth = merge(
-      { AUTH_SIGNING_KEY = { secret = local.secret["auth-signing-key"] } },
+      {
+        AUTH_SIGNING_KEY = {
+          secret  = local.secret["auth-signing-key"]
+          version = var.auth_signing_key_version
+        }
+      },
+      var.auth_next_signing_key_id == "" ? {} : {
+        AUTH_NEXT_SIGNING_KEY = {
+          secret  = local.secret["auth-next-signing-key"]
+          version = var.auth_next_signing_key_version
+        }
+      },
       var.google_oauth_client_id == "" ? {} : {
         GOOGLE_OAUTH_CLIENT_SECRET = { secret = local.secret["google-oauth-client-secret"] }
       },
@@ -181,6 +200,7 @@ module "secrets" {
   secrets = merge(
     {
       auth-signing-key          = "auth: Ed25519 PKCS#8 PEM that signs access JWTs (AUTH_SIGNING_KEY)"
+      auth-next-signing-key     = "auth: the Ed25519 PKCS#8 PEM that signs after the next rotation, published ahead (AUTH_NEXT_SIGNING_KEY)"
       vault-keks                = "runs: the vault's key-encryption keys, v1:<base64>[,v2:...] (VAULT_KEKS)"
       media-signing-key         = "runs: Ed25519 PKCS#8 PEM that signs media tokens (MEDIA_SIGNING_KEY)"
       internal-auth             = "runs and quotas: X-Internal-Auth secrets, one or two during a rotation (INTERNAL_AUTH_SECRETS)"

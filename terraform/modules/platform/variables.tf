@@ -145,6 +145,30 @@ variable "auth_signing_key_id" {
   default     = "auth-1"
 }
 
+variable "auth_signing_key_version" {
+  description = "The auth-signing-key secret version auth reads. Pin it to a number before a rotation: adding the next key's version must not change the running key under its kid."
+  type        = string
+  default     = "latest"
+}
+
+variable "auth_next_signing_key_id" {
+  description = "AUTH_NEXT_SIGNING_KEY_ID: the kid of the key in the auth-next-signing-key secret, published before it signs; empty (the default) when no rotation is under way."
+  type        = string
+  default     = ""
+}
+
+variable "auth_next_signing_key_version" {
+  description = "The auth-next-signing-key secret version auth reads while auth_next_signing_key_id is set."
+  type        = string
+  default     = "latest"
+}
+
+variable "auth_previous_jwks" {
+  description = "AUTH_PREVIOUS_JWKS: public JWKs (JSON) of the keys that signed before the last promotion, published until their tokens have expired (1 h + 30 s). Public halves only, not a secret."
+  type        = string
+  default     = ""
+}
+
 variable "media_signing_key_id" {
   description = "MEDIA_SIGNING_KEY_ID: the kid of the key in the media-signing-key secret."
   type        = string

@@ -133,5 +133,5 @@ pub async fn me(
 }
 
 pub async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
-    Json(state.signer.jwks())
+    Json(state.jwks.as_ref().clone())
 }

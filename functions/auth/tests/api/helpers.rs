@@ -97,6 +97,26 @@ async fn spawn_instance(
     }
 }
 
+/// An app whose key set is being rotated (`keys.current()` signs; every key is published).
+/// `signing_key_der` is the current key's, as in [`spawn_app`].
+pub async fn spawn_app_with_keys(
+    options: PgConnectOptions,
+    current_der: Vec<u8>,
+    keys: runwarden_tokens::SigningKeys,
+) -> TestApp {
+    let fx = Fixtures::new(options).await;
+    let runtime = fx.pool_as(runwarden_store::roles::AUTH, 20).await;
+    let state = AppState::with_keys(runtime, keys, 4, None);
+    let limits = Limits::default();
+    let tasks = PushAuth::shared_secret(SecretString::from(TASK_SECRET)).unwrap();
+    let router = router_with_tasks(state, Some(tasks), TrustedProxyHops(1), &limits);
+    let app = App::start(fx, router, limits, runwarden_auth::routes::OPENAPI).await;
+    TestApp {
+        app,
+        signing_key_der: current_der,
+    }
+}
+
 pub fn unique_email(prefix: &str) -> String {
     format!("{prefix}-{}@example.com", uuid::Uuid::new_v4().simple())
 }

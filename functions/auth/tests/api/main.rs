@@ -8,6 +8,7 @@ mod exposure;
 mod google;
 mod guarantees;
 mod invitations;
+mod key_rotation;
 mod openapi;
 mod password_lifecycle;
 mod rate_limit;
