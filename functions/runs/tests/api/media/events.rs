@@ -122,7 +122,13 @@ async fn fifty_watchers_of_one_run_get_every_event_through_one_listen(
     _: PgPoolOptions,
     options: PgConnectOptions,
 ) {
-    let app = spawn_app(options).await;
+    // One token, fifty streams: the caps (3 per token, 20 per run) raised to measure the
+    // fan-out, as the benchmark does.
+    let limits = StreamLimits {
+        per_token: 50,
+        per_run: 50,
+    };
+    let app = spawn_app_with(options, limits).await;
     let (org, member, project) = setup(&app).await;
     let (run, runner) = running(&app, org, &member, &project, 600).await;
     let (_, body) = mint(&app, org, &run, &member).await;

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use chrono::Utc;
 use reqwest::{Method, StatusCode};
-use runwarden_runs::media::{MediaKeys, Scope};
+use runwarden_runs::media::{MediaKeys, Scope, StreamLimits};
 use runwarden_tenancy::{OrgId, Role, SessionId, UserId};
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, gcs_emulator, running, spawn_app};
+use crate::helpers::{TestApp, gcs_emulator, running, spawn_app, spawn_app_with};
 
 mod artifacts;
 mod events;

@@ -178,7 +178,7 @@ async fn media06_logout_ends_the_media_token_and_closes_its_open_stream(
     let org = app.fx.org_on("team").await;
     let member = app.fx.member(org, Role::Member).await;
     let project = app.project(org, &member.token).await;
-    let (run, runner) = running(&app, org, &member, &project, 600).await;
+    let (run, runner) = running(&app, org, &member.token, &project, 600).await;
     // Session A (the member's) and session B (the same user signed in elsewhere).
     let (session_b, access_b) = second_session(&app, member.user_id).await;
     let (status, minted_a) = mint(&app, org, &run, &member.token).await;
