@@ -14,6 +14,10 @@ pub enum RunsError {
     /// A plan limit: 402, with the limit's code.
     #[error("{detail}")]
     QuotaExceeded { code: &'static str, detail: String },
+    /// Too many open event streams for a media token or a run: 429 `too_many_streams`, with
+    /// `Retry-After`.
+    #[error("{detail}")]
+    TooManyStreams { detail: String, retry_after: u64 },
     /// Quotas refused a run (429 or 402): its problem, passed on as is.
     #[error("refused by quotas")]
     Refused {
@@ -71,6 +75,13 @@ impl IntoResponse for RunsError {
         match self {
             Self::Api(e) => e.into_response(),
             Self::Refused { status, problem } => refusal_response(status, &problem),
+            Self::TooManyStreams {
+                detail,
+                retry_after,
+            } => Problem::new(StatusCode::TOO_MANY_REQUESTS, "too_many_streams")
+                .detail(detail)
+                .retry_after(retry_after)
+                .into_response(),
             Self::QuotaExceeded { code, detail } => {
                 Problem::new(StatusCode::PAYMENT_REQUIRED, code)
                     .detail(detail)

@@ -22,7 +22,7 @@ use google_cloud_storage::builder::storage::SignedUrlBuilder;
 use google_cloud_storage::http::Method;
 use runwarden_contracts::RunId;
 use runwarden_events::{Actor, AuditEvent, Target};
-use runwarden_tenancy::{OrgId, UserId};
+use runwarden_tenancy::OrgId;
 use serde::Serialize;
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
@@ -269,31 +269,54 @@ pub async fn list(tx: &mut PgConnection, org: OrgId, run: RunId) -> RunsResult<V
     .await?)
 }
 
-/// The artifact `name` of `run` in `org`, if `user` is still a member of that (live) org:
-/// one statement (a media URL's check). `None` (404) otherwise.
+/// The artifact `name` of the grant's run, if the token's session is still live (401
+/// otherwise) and its holder still a member of that (live) org: one statement (a media
+/// URL's check). `None` (404) otherwise.
 pub async fn find_for(
     pool: &PgPool,
-    org: OrgId,
-    run: RunId,
-    user: UserId,
+    grant: &crate::media::Grant,
     name: &ArtifactName,
 ) -> RunsResult<Option<Artifact>> {
+    type Row = (
+        bool,
+        Option<bool>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        Option<DateTime<Utc>>,
+    );
     let mut tx = pool.begin().await?;
-    runwarden_tenancy::set_tenant(&mut tx, Some(org), None).await?;
-    let artifact = sqlx::query_as(&format!(
-        "SELECT {ARTIFACT_COLUMNS} FROM run_artifacts
-         WHERE org_id = $1 AND run_id = $2 AND name = $4
-           AND EXISTS (SELECT 1 FROM memberships m JOIN orgs o ON o.id = m.org_id
-                       WHERE m.org_id = $1 AND m.user_id = $3 AND o.terminated_at IS NULL)"
-    ))
-    .bind(org)
-    .bind(run)
-    .bind(user)
+    runwarden_tenancy::set_tenant(&mut tx, Some(grant.org), None).await?;
+    let (live, member, name, content_type, size, created_at): Row = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM sessions s
+                        WHERE s.id = $5 AND s.user_id = $3
+                          AND s.revoked_at IS NULL AND s.expires_at > now()),
+                (SELECT EXISTS (SELECT 1 FROM memberships m JOIN orgs o ON o.id = m.org_id
+                                WHERE m.org_id = r.org_id AND m.user_id = $3
+                                  AND o.terminated_at IS NULL)
+                 FROM runs r WHERE r.org_id = $1 AND r.id = $2),
+                a.name, a.content_type, a.size, a.created_at
+         FROM (SELECT 1) one
+         LEFT JOIN run_artifacts a ON a.org_id = $1 AND a.run_id = $2 AND a.name = $4",
+    )
+    .bind(grant.org)
+    .bind(grant.run)
+    .bind(grant.user)
     .bind(name.as_str())
-    .fetch_optional(&mut *tx)
+    .bind(grant.session)
+    .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(artifact)
+    crate::media::events::access_verdict(grant, live, member)?;
+    Ok(match (name, content_type, size, created_at) {
+        (Some(name), Some(content_type), Some(size), Some(created_at)) => Some(Artifact {
+            name,
+            content_type,
+            size,
+            created_at,
+        }),
+        _ => None,
+    })
 }
 
 /// A fresh service-account key JSON (RSA 2048, PKCS#8) for `client_email`: what the local

@@ -86,7 +86,9 @@ impl AccessClaims {
     }
 }
 
-/// A 5-minute token for media and SSE URLs, bound to one run and one scope.
+/// A 5-minute token for media and SSE URLs, bound to one run and one scope. It names the
+/// session of the access token that minted it (`sid`): every use checks that session is
+/// still live, so logout or a session revocation ends the media token too.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MediaClaims {
@@ -96,6 +98,7 @@ pub struct MediaClaims {
     pub exp: i64,
     pub iat: i64,
     pub jti: String,
+    pub sid: String,
     pub org: String,
     pub run: String,
     pub scope: String,

@@ -308,6 +308,7 @@ fn jwt12_jwt15_each_kind_is_rejected_by_the_other_validator() {
         exp: now() + 300,
         iat: now(),
         jti: "j".into(),
+        sid: "s".into(),
         org: "o".into(),
         run: "r".into(),
         scope: "events".into(),

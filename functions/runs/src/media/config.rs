@@ -1,13 +1,15 @@
 //! Media configuration (documented in `.env.example`) and building [`Media`] from it.
 
 use anyhow::Context;
-use runwarden_platform::config::{http_url, optional_secret, optional_var, required_secret};
+use runwarden_platform::config::{
+    http_url, optional_secret, optional_var, required_secret, var_parsed,
+};
 use runwarden_platform::{ConfigError, Environment};
 use runwarden_tokens::TokenSigner;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 
-use super::{Media, MediaKeys};
+use super::{EventHub, Media, MediaKeys, StreamLimits};
 use crate::storage::{ArtifactStore, SigningKey};
 
 impl Media {
@@ -52,7 +54,9 @@ impl Media {
             config.storage_emulator_host.clone(),
         )
         .await?;
-        Ok(Self::new(MediaKeys::new(signer), pool, store))
+        let mut media = Self::new(MediaKeys::new(signer), pool.clone(), store);
+        media.hub = EventHub::with_limits(pool, config.stream_limits);
+        Ok(media)
     }
 }
 
@@ -71,6 +75,9 @@ pub struct MediaConfig {
     /// The Cloud Storage emulator (`STORAGE_EMULATOR_HOST`, e.g. `http://127.0.0.1`);
     /// refused in production.
     pub storage_emulator_host: Option<String>,
+    /// Concurrent event streams per media token (`MEDIA_STREAMS_PER_TOKEN`, default 3) and
+    /// per run (`MEDIA_STREAMS_PER_RUN`, default 20), at least 1 each.
+    pub stream_limits: StreamLimits,
 }
 
 impl MediaConfig {
@@ -102,8 +109,20 @@ impl MediaConfig {
             Some(raw) => Some(http_url("STORAGE_EMULATOR_HOST", &raw)?.to_string()),
             None => None,
         };
+        let defaults = StreamLimits::default();
+        let stream_limits = StreamLimits {
+            per_token: at_least_one(
+                "MEDIA_STREAMS_PER_TOKEN",
+                var_parsed("MEDIA_STREAMS_PER_TOKEN", defaults.per_token)?,
+            )?,
+            per_run: at_least_one(
+                "MEDIA_STREAMS_PER_RUN",
+                var_parsed("MEDIA_STREAMS_PER_RUN", defaults.per_run)?,
+            )?,
+        };
         Ok(Self {
             env,
+            stream_limits,
             signing_key,
             signing_key_id: optional_var("MEDIA_SIGNING_KEY_ID")
                 .unwrap_or_else(|| "media-1".into()),
@@ -113,4 +132,14 @@ impl MediaConfig {
             storage_emulator_host,
         })
     }
+}
+
+fn at_least_one(name: &'static str, value: u32) -> Result<u32, ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::Invalid {
+            name,
+            reason: "expected at least 1".into(),
+        });
+    }
+    Ok(value)
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use runwarden_contracts::RunId;
 use runwarden_tenancy::{OrgId, set_tenant};
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use super::Grant;
 use crate::error::{RunsError, RunsResult};
@@ -118,23 +118,52 @@ pub async fn page(
     }))
 }
 
-/// The caller of a media URL may still see the run: it is a run of the grant's org and the
-/// holder is still a member of that (live) org. Another org's run, or a former member: 404.
+/// The caller of a media URL may still use it: the session that minted the token is live
+/// (not logged out, revoked or expired: 401 otherwise, as for an expired token), it is a run
+/// of the grant's org and the holder is still a member of that (live) org (404 otherwise, as
+/// for another org's run). Read in one statement.
 pub async fn check_access(pool: &PgPool, grant: &Grant) -> RunsResult<()> {
     let mut tx = pool.begin().await?;
     set_tenant(&mut tx, Some(grant.org), None).await?;
-    let member: Option<bool> = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM memberships m JOIN orgs o ON o.id = m.org_id
-                        WHERE m.org_id = r.org_id AND m.user_id = $3
-                          AND o.terminated_at IS NULL)
-         FROM runs r WHERE r.org_id = $1 AND r.id = $2",
+    check_access_in(&mut tx, grant).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`check_access`] inside a transaction scoped to the grant's org.
+pub(crate) async fn check_access_in(conn: &mut PgConnection, grant: &Grant) -> RunsResult<()> {
+    let (live, member): (bool, Option<bool>) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM sessions s
+                        WHERE s.id = $4 AND s.user_id = $3
+                          AND s.revoked_at IS NULL AND s.expires_at > now()),
+                (SELECT EXISTS (SELECT 1 FROM memberships m JOIN orgs o ON o.id = m.org_id
+                                WHERE m.org_id = r.org_id AND m.user_id = $3
+                                  AND o.terminated_at IS NULL)
+                 FROM runs r WHERE r.org_id = $1 AND r.id = $2)",
     )
     .bind(grant.org)
     .bind(grant.run)
     .bind(grant.user)
-    .fetch_optional(&mut *tx)
+    .bind(grant.session)
+    .fetch_one(&mut *conn)
     .await?;
-    tx.commit().await?;
+    access_verdict(grant, live, member)
+}
+
+/// The answer to a media use, from the session's liveness and the membership (`None`: no
+/// such run in the org).
+pub(crate) fn access_verdict(grant: &Grant, live: bool, member: Option<bool>) -> RunsResult<()> {
+    if !live {
+        tracing::info!(
+            security_event = "media_token_refused",
+            reason = "session no longer live",
+            user.id = %grant.user,
+            org.id = %grant.org,
+            run.id = %grant.run,
+            "media token refused"
+        );
+        return Err(RunsError::unauthenticated());
+    }
     match member {
         Some(true) => Ok(()),
         Some(false) => {

@@ -24,7 +24,10 @@ use crate::storage::{self, Artifact, ArtifactStore};
 
 pub use config::MediaConfig;
 pub use events::{CHANNEL, Item, PAGE, Page, RunEvent, check_access, page};
-pub use fanout::{BROADCAST_CAPACITY, EventHub, FEED_POLL, KEEP_ALIVE};
+pub use fanout::{
+    BROADCAST_CAPACITY, EventHub, FEED_POLL, KEEP_ALIVE, SESSION_CHECK, STREAMS_RETRY_AFTER,
+    StreamLimits,
+};
 pub use tokens::{Grant, MediaKeys, Scope, TOKEN_LIFETIME};
 
 /// Everything media: the token keys, the event fan-out and the artifact store.
@@ -55,8 +58,8 @@ pub struct IssuedTokens {
     pub artifacts: Vec<Artifact>,
 }
 
-/// Two fresh tokens of `run` for the caller, one per scope, with the run's artifacts;
-/// audited (`run.media_token`) in the caller's transaction. Another org's run (or none): 404.
+/// Two fresh tokens of `run` for the caller, one per scope, naming the caller's session,
+/// with the run's artifacts; audited (`run.media_token`) in the caller's transaction. Another org's run (or none): 404.
 pub async fn issue_tokens(
     tx: &mut PgConnection,
     keys: &MediaKeys,
@@ -64,12 +67,13 @@ pub async fn issue_tokens(
     ctx: &OrgContext,
     run: RunId,
 ) -> RunsResult<IssuedTokens> {
-    let (org, user) = (ctx.org_id, ctx.principal.user_id);
+    let (org, user, session) = (ctx.org_id, ctx.principal.user_id, ctx.principal.session_id);
     runs::get(tx, org, run, false).await?;
     let artifacts = storage::list(tx, org, run).await?;
     let now = Utc::now().timestamp();
-    let events = keys.sign(&MediaKeys::claims(org, run, user, Scope::Events, now))?;
-    let artifacts_token = keys.sign(&MediaKeys::claims(org, run, user, Scope::Artifacts, now))?;
+    let claims = |scope| MediaKeys::claims(org, run, user, session, scope, now);
+    let events = keys.sign(&claims(Scope::Events))?;
+    let artifacts_token = keys.sign(&claims(Scope::Artifacts))?;
     AuditEvent::by_user(meta, org, user, "run.media_token", Target::new("run", run))
         .with_details(json!({
             "scopes": [Scope::Events.as_str(), Scope::Artifacts.as_str()],

@@ -6,15 +6,18 @@
 //! (wrong key, type and audience) and a media token cannot pass as an access token. It
 //! lives 5 minutes, names one run of one org and one scope (`events` or `artifacts`), and is
 //! checked strictly against the URL: another run or scope, a tampered or expired token is
-//! 401 (no leeway: runs both signs and checks them). The holder's membership is read again
-//! on every use ([`super::check_access`]), so a removed member's token opens nothing (404,
-//! as for another org's run).
+//! 401 (no leeway: runs both signs and checks them). It names the session of the access
+//! token that minted it (`sid`); that session's liveness and the holder's membership are
+//! read again on every use, in one statement ([`super::check_access`]): after logout or a
+//! session revocation the token is 401 (as an expired one), and a removed member's token
+//! opens nothing (404, as for another org's run). Open event streams re-check both every
+//! few seconds ([`super::fanout`]).
 
 use std::time::Duration;
 
 use chrono::Utc;
 use runwarden_contracts::RunId;
-use runwarden_tenancy::{OrgId, UserId};
+use runwarden_tenancy::{OrgId, SessionId, UserId};
 use runwarden_tokens::{ISSUER, MediaClaims, TokenKind, TokenSigner, TokenVerifier};
 use uuid::Uuid;
 
@@ -39,12 +42,17 @@ impl Scope {
     }
 }
 
-/// A checked media token: the run it opens, in which org, for whom, until when.
+/// A checked media token: the run it opens, in which org, for whom (and through which
+/// session), until when.
 #[derive(Debug, Clone, Copy)]
 pub struct Grant {
     pub org: OrgId,
     pub user: UserId,
+    /// The session of the access token that minted it: it must still be live.
+    pub session: SessionId,
     pub run: RunId,
+    /// The token's id: what the per-token stream cap counts.
+    pub jti: Uuid,
     /// Unix seconds.
     pub expires_at: i64,
 }
@@ -77,8 +85,16 @@ impl MediaKeys {
         Self { signer, verifier }
     }
 
-    /// The claims of a fresh token for `scope` of `run`, issued at `now` (unix seconds).
-    pub fn claims(org: OrgId, run: RunId, user: UserId, scope: Scope, now: i64) -> MediaClaims {
+    /// The claims of a fresh token for `scope` of `run`, issued at `now` (unix seconds) to
+    /// `user` through `session` (the caller's access token's).
+    pub fn claims(
+        org: OrgId,
+        run: RunId,
+        user: UserId,
+        session: SessionId,
+        scope: Scope,
+        now: i64,
+    ) -> MediaClaims {
         MediaClaims {
             iss: ISSUER.into(),
             sub: user.to_string(),
@@ -86,6 +102,7 @@ impl MediaKeys {
             exp: now + i64::try_from(TOKEN_LIFETIME.as_secs()).unwrap_or(300),
             iat: now,
             jti: Uuid::new_v4().to_string(),
+            sid: session.to_string(),
             org: org.to_string(),
             run: run.to_string(),
             scope: scope.as_str().into(),
@@ -131,7 +148,12 @@ impl MediaKeys {
         Ok(Grant {
             org: claims.org.parse().map_err(|_| refuse("bad org claim"))?,
             user: claims.sub.parse().map_err(|_| refuse("bad subject"))?,
+            session: claims
+                .sid
+                .parse()
+                .map_err(|_| refuse("bad session claim"))?,
             run: token_run,
+            jti: claims.jti.parse().map_err(|_| refuse("bad token id"))?,
             expires_at: claims.exp,
         })
     }
@@ -149,13 +171,24 @@ mod tests {
     #[test]
     fn a_token_opens_its_run_and_scope_only_until_it_expires() {
         let keys = keys();
-        let (org, run, user) = (OrgId::new(), RunId::new(), UserId::new());
+        let (org, run, user, session) =
+            (OrgId::new(), RunId::new(), UserId::new(), SessionId::new());
         let now = Utc::now().timestamp();
         let token = keys
-            .sign(&MediaKeys::claims(org, run, user, Scope::Events, now))
+            .sign(&MediaKeys::claims(
+                org,
+                run,
+                user,
+                session,
+                Scope::Events,
+                now,
+            ))
             .unwrap();
         let grant = keys.check(&token, run, Scope::Events, now).unwrap();
-        assert_eq!((grant.org, grant.user, grant.run), (org, user, run));
+        assert_eq!(
+            (grant.org, grant.user, grant.session, grant.run),
+            (org, user, session, run)
+        );
         assert_eq!(grant.expires_at, now + 300);
 
         let refused = |token: &str, path_run: RunId, scope: Scope, at: i64| {
@@ -174,10 +207,17 @@ mod tests {
         // Another key's token of the same kind, and a longer-lived one of this key.
         let other = MediaKeys::new(TokenSigner::generate("media-test"));
         let foreign = other
-            .sign(&MediaKeys::claims(org, run, user, Scope::Events, now))
+            .sign(&MediaKeys::claims(
+                org,
+                run,
+                user,
+                session,
+                Scope::Events,
+                now,
+            ))
             .unwrap();
         assert!(refused(&foreign, run, Scope::Events, now));
-        let mut long = MediaKeys::claims(org, run, user, Scope::Events, now);
+        let mut long = MediaKeys::claims(org, run, user, session, Scope::Events, now);
         long.exp = now + 3600;
         let long = keys.sign(&long).unwrap();
         assert!(refused(&long, run, Scope::Events, now));

@@ -186,7 +186,7 @@ pub async fn artifact(
 ) -> RunsResult<Response> {
     let grant = grant(&state, query.as_deref(), run, Scope::Artifacts)?;
     let name = ArtifactName::parse(&name).ok_or_else(invalid_name)?;
-    storage::find_for(&state.pool, grant.org, grant.run, grant.user, &name)
+    storage::find_for(&state.pool, &grant, &name)
         .await?
         .ok_or(RunsError::not_found())?;
     let url = state

@@ -15,7 +15,7 @@ use runwarden_platform::internal_auth::InternalSecrets;
 use runwarden_platform::request::TrustedProxyHops;
 use runwarden_platform::server::Limits;
 use runwarden_runs::dispatch::{Executor, LocalExecutor};
-use runwarden_runs::media::{Media, MediaKeys};
+use runwarden_runs::media::{EventHub, Media, MediaKeys, StreamLimits};
 use runwarden_runs::runs::Agents;
 use runwarden_runs::storage::{ArtifactStore, SigningKey};
 use runwarden_runs::{AppState, router};
@@ -82,6 +82,11 @@ const RECORDING_RUNNER: &str =
     "#!/bin/sh\necho \"$RUNWARDEN_RUN_ID $RUNNER_TICKET\" >> \"$(dirname \"$0\")/starts\"\n";
 
 pub async fn spawn_app(options: PgConnectOptions) -> TestApp {
+    spawn_app_with(options, StreamLimits::default()).await
+}
+
+/// [`spawn_app`] with other caps on concurrent event streams.
+pub async fn spawn_app_with(options: PgConnectOptions, stream_limits: StreamLimits) -> TestApp {
     let fx = Fixtures::new(options).await;
     let limits: Limits = runwarden_runs::limits();
     let vault = Arc::new(KeyRing::generate("test"));
@@ -115,11 +120,12 @@ pub async fn spawn_app(options: PgConnectOptions) -> TestApp {
         SecretString::from(INTERNAL_SECRET),
     ));
     let pool = fx.pool_as(runwarden_store::roles::RUNS, 20).await;
-    let media = Media::new(
+    let mut media = Media::new(
         MediaKeys::new(runwarden_tokens::TokenSigner::generate("test-media-key")),
         pool.clone(),
         artifact_store().await,
     );
+    media.hub = EventHub::with_limits(pool.clone(), stream_limits);
     let state = AppState {
         pool,
         verifier: fx.signer.verifier(),

@@ -25,7 +25,7 @@ use super::cpu::{CpuMark, CpuUse, Pids};
 use super::{CAP_SECS, SseData, Tenant, events_url, stream_client};
 use crate::measure::{Outcome, Sample, ms, open_loop, p50_p99, pass, percentile, scaled};
 
-const WATCHERS: usize = 500;
+pub(super) const WATCHERS: usize = 500;
 /// A chatty runner sends a batch at most every 250 ms; this is five such runners' worth of
 /// calls on one run, one event each, so every event's delay is its own append's.
 const APPENDS_PER_SEC: f64 = 20.0;

@@ -210,6 +210,11 @@ fn start_runs(stack: &Stack, jwks_url: &str, quotas_url: &str) -> Proc {
         .env("PUBSUB_PROJECT", &stack.pubsub_project)
         .env("STORAGE_EMULATOR_HOST", &stack.storage)
         .env("ARTIFACTS_BUCKET", &stack.bucket)
+        // The fan-out part watches one run with one media token from WATCHERS clients: the
+        // caps on concurrent streams (3 per token, 20 per run by default) are raised to that
+        // design point, so the part measures the fan-out, not the caps.
+        .env("MEDIA_STREAMS_PER_TOKEN", fanout::WATCHERS.to_string())
+        .env("MEDIA_STREAMS_PER_RUN", fanout::WATCHERS.to_string())
         .env("TRUSTED_PROXY_HOPS", "0")
         .env("RUST_LOG", "warn");
     let mut runs = Proc::spawn("runs", cmd);

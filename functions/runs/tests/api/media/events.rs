@@ -122,7 +122,13 @@ async fn fifty_watchers_of_one_run_get_every_event_through_one_listen(
     _: PgPoolOptions,
     options: PgConnectOptions,
 ) {
-    let app = spawn_app(options).await;
+    // One token, fifty streams: the caps (3 per token, 20 per run) raised to measure the
+    // fan-out, as the benchmark does.
+    let limits = StreamLimits {
+        per_token: 50,
+        per_run: 50,
+    };
+    let app = spawn_app_with(options, limits).await;
     let (org, member, project) = setup(&app).await;
     let (run, runner) = running(&app, org, &member, &project, 600).await;
     let (_, body) = mint(&app, org, &run, &member).await;
@@ -179,12 +185,22 @@ async fn jwt13_the_stream_closes_when_its_token_expires(
     let (org, member, project) = setup(&app).await;
     let (run, _) = running(&app, org, &member, &project, 600).await;
     let now = Utc::now().timestamp();
-    let user = sqlx::query_scalar::<_, Uuid>("SELECT created_by FROM runs WHERE id = $1::uuid")
-        .bind(&run)
-        .fetch_one(&app.fx.admin)
-        .await
-        .unwrap();
-    let mut claims = MediaKeys::claims(org, run.parse().unwrap(), user.into(), Scope::Events, now);
+    let (user, session) = sqlx::query_as::<_, (Uuid, Uuid)>(
+        "SELECT r.created_by, s.id FROM runs r JOIN sessions s ON s.user_id = r.created_by
+         WHERE r.id = $1::uuid",
+    )
+    .bind(&run)
+    .fetch_one(&app.fx.admin)
+    .await
+    .unwrap();
+    let mut claims = MediaKeys::claims(
+        org,
+        run.parse().unwrap(),
+        user.into(),
+        session.into(),
+        Scope::Events,
+        now,
+    );
     claims.exp = now + 3;
     let token = app.media.keys.sign(&claims).unwrap();
     let url = format!("/v1/media/runs/{run}/events?token={token}");

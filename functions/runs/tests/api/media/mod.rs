@@ -10,17 +10,18 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use chrono::Utc;
 use reqwest::{Method, StatusCode};
-use runwarden_runs::media::{MediaKeys, Scope};
-use runwarden_tenancy::{OrgId, Role, UserId};
+use runwarden_runs::media::{MediaKeys, Scope, StreamLimits};
+use runwarden_tenancy::{OrgId, Role, SessionId, UserId};
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, gcs_emulator, running, spawn_app};
+use crate::helpers::{TestApp, gcs_emulator, running, spawn_app, spawn_app_with};
 
 mod artifacts;
 mod events;
 mod logs;
+mod sessions;
 mod tokens;
 
 /// A 1×1 PNG (a real one: signature, IHDR, IDAT, IEND).
@@ -86,7 +87,14 @@ async fn get(app: &TestApp, path: &str) -> reqwest::Response {
 
 /// A media token with chosen times, signed by the app's own media key.
 fn token_at(app: &TestApp, org: OrgId, run: &str, scope: Scope, iat: i64, exp: i64) -> String {
-    let mut claims = MediaKeys::claims(org, run.parse().unwrap(), UserId::new(), scope, iat);
+    let mut claims = MediaKeys::claims(
+        org,
+        run.parse().unwrap(),
+        UserId::new(),
+        SessionId::new(),
+        scope,
+        iat,
+    );
     claims.exp = exp;
     app.media.keys.sign(&claims).unwrap()
 }

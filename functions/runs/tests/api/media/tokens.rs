@@ -138,6 +138,7 @@ async fn media_tokens_role_matrix_and_token_confusion(_: PgPoolOptions, options:
             org,
             run.parse().unwrap(),
             viewer.user_id.into(),
+            viewer.session_id.into(),
             Scope::Events,
             now,
         ))
