@@ -1,8 +1,9 @@
 //! Accounts: signing up with a password, logging in, and what `/v1/me` shows.
 //!
 //! Sign-up creates the user, their personal org (they are its Owner) and their first
-//! session in one transaction. Login is throttled per account and per client IP
-//! ([`crate::throttle`]) and costs the same whether the account exists or not.
+//! session in one transaction. Login is throttled per (account, client IP) and per client IP,
+//! under a per-account ceiling that slows but never refuses a client that has not been
+//! failing ([`crate::throttle`]) and costs the same whether the account exists or not.
 
 use std::net::IpAddr;
 
@@ -76,7 +77,8 @@ pub async fn sign_up(
 }
 
 /// Checks `email` and `password` and starts a session. Throttled attempts are refused
-/// before the lookup and the hash, whatever the password.
+/// before the lookup and the hash, whatever the password; attempts on an account past its
+/// ceiling of failures are answered after [`throttle::SLOWED_BY`].
 pub async fn log_in(
     pool: &PgPool,
     hasher: &Hasher,
@@ -86,14 +88,20 @@ pub async fn log_in(
     ip: Option<IpAddr>,
 ) -> Result<TokenPair, AccountError> {
     let keys = throttle::Keys::new(email, ip);
-    let account_has_failures = match throttle::admit(pool, &keys).await? {
+    let (client_has_failures, slowed) = match throttle::admit(pool, &keys).await? {
         Admission::Admitted {
-            account_has_failures,
-        } => account_has_failures,
+            client_has_failures,
+            slowed,
+        } => (client_has_failures, slowed),
         Admission::Throttled(throttled) => {
             return Err(AccountError::Throttled(Box::new(throttled)));
         }
     };
+    if slowed {
+        // The account is past its ceiling of failures: every admitted attempt on it waits,
+        // right password or not, so the answer's timing tells nothing.
+        tokio::time::sleep(throttle::SLOWED_BY).await;
+    }
 
     // The user an email names and their password hash (None for a Google-only account).
     let found: Option<(UserId, Option<String>)> =
@@ -122,8 +130,8 @@ pub async fn log_in(
         return Err(AccountError::InvalidCredentials);
     };
     let mut conn = pool.acquire().await?;
-    if account_has_failures {
-        throttle::forget_account(&mut conn, &keys).await?;
+    if client_has_failures {
+        throttle::forget_client(&mut conn, &keys).await?;
     }
     let tokens = sessions::start(&mut conn, signer, user).await?;
     tracing::info!(security_event = "login_succeeded", user.id = %user, "logged in");
