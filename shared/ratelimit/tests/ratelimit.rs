@@ -41,10 +41,10 @@ async fn org_route(budget: OrgBudget, params: RawPathParams) -> Response {
         .iter()
         .find(|(name, _)| *name == "org")
         .and_then(|(_, value)| value.parse::<OrgId>().ok());
-    if let Some(org) = org {
-        if let Err(e) = budget.charge_checked(org).await {
-            return ApiError::from(e).into_response();
-        }
+    if let Some(org) = org
+        && let Err(e) = budget.charge_checked(org).await
+    {
+        return ApiError::from(e).into_response();
     }
     "ok".into_response()
 }
