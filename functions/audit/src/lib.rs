@@ -41,7 +41,15 @@ pub fn router(
     limits: &Limits,
 ) -> Router {
     let pool = state.pool.clone();
-    runwarden_ratelimit::served(pool, routes::router(state, push_auth), limits, hops)
+    let verifier = state.verifier.clone();
+    runwarden_ratelimit::served(
+        pool,
+        routes::router(state, push_auth),
+        limits,
+        hops,
+        routes::ROUTES,
+        verifier,
+    )
 }
 
 /// The served router on its listener.

@@ -1,8 +1,9 @@
 //! Accounts: signing up with a password, logging in, and what `/v1/me` shows.
 //!
 //! Sign-up creates the user, their personal org (they are its Owner) and their first
-//! session in one transaction. Login is throttled per account and per client IP
-//! ([`crate::throttle`]) and costs the same whether the account exists or not.
+//! session in one transaction. Login is throttled per (account, client IP) and per client IP,
+//! under a per-account ceiling that slows but never refuses a client that has not been
+//! failing ([`crate::throttle`]) and costs the same whether the account exists or not.
 
 use runwarden_platform::request::RequestMeta;
 use runwarden_tenancy::{OrgId, Principal, UserId, set_tenant};
@@ -75,7 +76,8 @@ pub async fn sign_up(
 }
 
 /// Checks `email` and `password` and starts a session. Throttled attempts are refused
-/// before the lookup and the hash, whatever the password. A stored hash with weaker
+/// before the lookup and the hash, whatever the password; attempts on an account past its
+/// ceiling of failures are answered after [`throttle::SLOWED_BY`]. A stored hash with weaker
 /// Argon2 parameters than the current ones is replaced by a current one. Records
 /// `session.login` in every org of the user.
 pub async fn log_in(
@@ -87,14 +89,20 @@ pub async fn log_in(
     password: &SecretString,
 ) -> Result<TokenPair, AccountError> {
     let keys = throttle::Keys::new(email, meta.ip);
-    let account_has_failures = match throttle::admit(pool, &keys).await? {
+    let (client_has_failures, slowed) = match throttle::admit(pool, &keys).await? {
         Admission::Admitted {
-            account_has_failures,
-        } => account_has_failures,
+            client_has_failures,
+            slowed,
+        } => (client_has_failures, slowed),
         Admission::Throttled(throttled) => {
             return Err(AccountError::Throttled(Box::new(throttled)));
         }
     };
+    if slowed {
+        // The account is past its ceiling of failures: every admitted attempt on it waits,
+        // right password or not, so the answer's timing tells nothing.
+        tokio::time::sleep(throttle::SLOWED_BY).await;
+    }
 
     // The user an email names and their password hash (None for a Google-only account).
     let found: Option<(UserId, Option<String>)> =
@@ -136,8 +144,8 @@ pub async fn log_in(
         _ => None,
     };
     let mut tx = pool.begin().await?;
-    if account_has_failures {
-        throttle::forget_account(&mut tx, &keys).await?;
+    if client_has_failures {
+        throttle::forget_client(&mut tx, &keys).await?;
     }
     if let Some((old, new)) = rehashed {
         // Only if the hash is still the one verified (a concurrent change wins).

@@ -115,6 +115,7 @@ pub fn router_with_tasks(
     limits: &Limits,
 ) -> Router {
     let pool = state.pool.clone();
+    let verifier = state.verifier.clone();
     let mut routes = routes::router(state);
     if let Some(auth) = tasks {
         let pool = pool.clone();
@@ -124,7 +125,7 @@ pub fn router_with_tasks(
             move || retention::purge(pool.clone()),
         ));
     }
-    runwarden_ratelimit::served(pool, routes, limits, hops)
+    runwarden_ratelimit::served(pool, routes, limits, hops, routes::ROUTES, verifier)
 }
 
 /// The auth service: its routes on a listener, beside the outbox relay and the mail sender (see

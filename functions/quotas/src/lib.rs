@@ -66,11 +66,14 @@ pub fn router(
     hops: TrustedProxyHops,
     limits: &Limits,
 ) -> Router {
+    let verifier = state.verifier.clone();
     runwarden_ratelimit::served(
         state.pool.clone(),
         routes::router(state, push_auth, secrets),
         limits,
         hops,
+        routes::ROUTES,
+        verifier,
     )
 }
 

@@ -53,6 +53,10 @@ pub enum ApiError {
     /// 503: the database is unreachable or asked for a retry. Logged as a warning.
     #[error("unavailable")]
     Unavailable,
+    /// 429 `rate_limited` with `Retry-After`: the org's request rate (charged once the
+    /// caller is known to be a member, see `runwarden_ratelimit`).
+    #[error("rate limited")]
+    RateLimited { retry_after_secs: u64 },
     /// 500: the cause chain is logged once and never sent.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -84,6 +88,8 @@ impl ApiError {
             Self::NotFound | Self::TenancyNotFound => Problem::not_found(),
             Self::Conflict { code, detail } => Problem::conflict(code, detail.clone()),
             Self::Unavailable => Problem::unavailable(),
+            Self::RateLimited { retry_after_secs } => Problem::too_many_requests(*retry_after_secs)
+                .detail("request rate limit for this organization exceeded; retry later"),
             Self::Internal(_) => Problem::internal(),
         }
     }
@@ -115,7 +121,10 @@ impl ApiError {
             }
             Self::Unavailable => tracing::warn!("database unavailable"),
             Self::Internal(e) => tracing::error!(error = format!("{e:#}"), "internal error"),
-            Self::Invalid { .. } | Self::NotFound | Self::Conflict { .. } => {}
+            Self::Invalid { .. }
+            | Self::NotFound
+            | Self::Conflict { .. }
+            | Self::RateLimited { .. } => {}
         }
     }
 }

@@ -28,18 +28,23 @@
 //! `rate_limited`.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use runwarden_platform::Problem;
-use runwarden_tenancy::OrgId;
+use runwarden_platform::request::RequestMeta;
+use runwarden_tenancy::access::{AccessError, Charge, Charging, OrgBudget, bearer_principal};
+use runwarden_tenancy::routes::{Access, Route};
+use runwarden_tenancy::{OrgId, Principal};
+use runwarden_tokens::TokenVerifier;
 use sqlx::{PgExecutor, PgPool};
 
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -280,23 +285,51 @@ impl RateCache {
 /// The request rate for an org the plans table cannot name.
 pub const UNKNOWN_ORG_PER_MINUTE: u32 = 60;
 
+/// Requests without a valid credential, per client IP: 60 a minute, all of which may come
+/// at once (`anon:ip:<ip>`).
+pub const ANONYMOUS: Quota = Quota {
+    per_period: 60,
+    period: Duration::from_secs(60),
+    burst: 60,
+};
+
+/// The key of a client IP's requests without a valid credential; an IPv4-mapped IPv6
+/// address is written as the IPv4 address it is (`unknown` when the address is not known).
+pub fn anon_ip_key(ip: Option<IpAddr>) -> String {
+    match ip {
+        Some(ip) => format!("anon:ip:{}", ip.to_canonical()),
+        None => "anon:ip:unknown".to_owned(),
+    }
+}
+
 type Lookup = dyn Fn(OrgId) -> Pin<Box<dyn Future<Output = Quota> + Send>> + Send + Sync;
 
-/// Per-org request rate limiting for routes under `/v1/orgs/{org}` (the route's `{org}`
-/// parameter, percent-decoded exactly as the handler's `Path` sees it). Other routes, and
-/// unmatched requests, pass through untouched.
+/// Per-org request rate limiting, charged only once the caller is known to belong to the
+/// org (issue 10: an anonymous request must never spend a victim org's budget):
+///
+/// - the layer ([`OrgRateLimit::apply`]) puts an [`OrgBudget`] in each request's
+///   extensions; tenancy's `OrgAccess` extractor charges the org's key through it, in the
+///   same statement that checks the caller's live membership
+///   (`rate_limit_charge_member`), before the handler's transaction begins; runs charges a
+///   media token's org after checking the holder's membership;
+/// - the decision's `RateLimit` headers are written on the response after the handler;
+///   a spent budget is answered 429 `rate_limited` with `Retry-After` (the handler never
+///   runs);
+/// - requests without a valid credential (a public route, an unmatched path, or an org or
+///   user route without a verifying access token) are limited per client IP instead
+///   ([`ANONYMOUS`], `anon:ip:<ip>`), before the handler runs. Internal, runner, push and
+///   task routes carry their own credentials and pass untouched, as does `/healthz`.
 ///
 /// Fails closed: if the database cannot decide, the request is answered 503 `unavailable`
 /// (REL-09 / AZ-10) rather than served unlimited.
-///
-/// ```text
-/// let routes = OrgRateLimit::new(pool, |org| async move { plans.rpm(org).await })
-///     .apply(routes);
-/// ```
 #[derive(Clone)]
 pub struct OrgRateLimit {
     pool: PgPool,
     lookup: Arc<Lookup>,
+    anonymous: Quota,
+    /// The function's route table and access-token verifier: which requests carry a valid
+    /// credential. Without them (unit tests of the org budget) no request is anonymous.
+    callers: Option<(&'static [Route], TokenVerifier)>,
 }
 
 impl OrgRateLimit {
@@ -308,6 +341,8 @@ impl OrgRateLimit {
         Self {
             pool,
             lookup: Arc::new(move |org| Box::pin(lookup(org))),
+            anonymous: ANONYMOUS,
+            callers: None,
         }
     }
 
@@ -357,36 +392,141 @@ impl OrgRateLimit {
         Self::new(pool, move |_| async move { quota })
     }
 
+    /// Limits requests without a valid credential per client IP: those to a `Public` route
+    /// of `routes` or to no route, and those to a `User` or `Org` route whose access token
+    /// `verifier` does not accept.
+    pub fn with_anonymous(
+        mut self,
+        routes: &'static [Route],
+        verifier: TokenVerifier,
+        quota: Quota,
+    ) -> Self {
+        self.callers = Some((routes, verifier));
+        self.anonymous = quota;
+        self
+    }
+
     /// Layers the limit onto `router`'s routes. It must wrap the router that holds the
-    /// `/v1/orgs/{org}/…` routes (it runs after routing, reading the matched route).
+    /// routes (it runs after routing, reading the matched route).
     pub fn apply<S: Clone + Send + Sync + 'static>(self, router: Router<S>) -> Router<S> {
         router.layer(axum::middleware::from_fn_with_state(self, middleware))
     }
+
+    /// Charges `org`'s key and records the decision in `slot`.
+    async fn charge(
+        &self,
+        org: OrgId,
+        member: Option<Principal>,
+        slot: &Slot,
+    ) -> Result<(), AccessError> {
+        let quota = (self.lookup)(org).await;
+        let key = org_api_key(org);
+        let decided = match member {
+            None => check(&self.pool, &key, quota).await.map(Some),
+            Some(principal) => {
+                let row: Result<(bool, Option<bool>, Option<i64>), sqlx::Error> = sqlx::query_as(
+                    "SELECT member, allowed, tat_offset_us \
+                         FROM rate_limit_charge_member($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(principal.session_id)
+                .bind(principal.user_id)
+                .bind(org)
+                .bind(&key)
+                .bind(quota.interval_us())
+                .bind(quota.tolerance_us())
+                .fetch_one(&self.pool)
+                .await;
+                row.map(|(member, allowed, tat)| match (member, allowed, tat) {
+                    (true, Some(allowed), Some(tat)) => Some(quota.decision(allowed, tat)),
+                    _ => None,
+                })
+            }
+        };
+        match decided {
+            // Not a member: nothing charged; the extractor answers 404.
+            Ok(None) => Ok(()),
+            Ok(Some(decision)) => {
+                if let Ok(mut slot) = slot.0.lock() {
+                    *slot = Some((decision, quota));
+                }
+                match decision.retry_after_secs() {
+                    None => Ok(()),
+                    Some(retry_after_secs) => Err(AccessError::RateLimited { retry_after_secs }),
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, %org, "rate limit check failed; refusing (fail closed)");
+                Err(AccessError::Database(error))
+            }
+        }
+    }
 }
 
-/// A function's routes as served: under the per-org request rate of each org's plan
-/// (shared with every instance of every function through the database; routes outside
-/// `/v1/orgs/{org}` pass untouched), inside the platform's layers (body and time limits,
-/// request ids, security headers, trusted proxy hops).
+/// Where a request's org charge leaves its decision, for the response's headers.
+#[derive(Clone, Default)]
+struct Slot(Arc<std::sync::Mutex<Option<(Decision, Quota)>>>);
+
+/// The [`Charge`] a request's [`OrgBudget`] holds.
+struct RequestBudget {
+    limit: OrgRateLimit,
+    slot: Slot,
+}
+
+impl Charge for RequestBudget {
+    fn charge_member(&self, principal: Principal, org: OrgId) -> Charging {
+        let (limit, slot) = (self.limit.clone(), self.slot.clone());
+        Box::pin(async move { limit.charge(org, Some(principal), &slot).await })
+    }
+
+    fn charge_checked(&self, org: OrgId) -> Charging {
+        let (limit, slot) = (self.limit.clone(), self.slot.clone());
+        Box::pin(async move { limit.charge(org, None, &slot).await })
+    }
+}
+
+/// A function's routes as served: under the per-org request rate of each org's plan,
+/// charged once the caller is known to be a member (shared with every instance of every
+/// function through the database), with requests that carry no valid credential limited
+/// per client IP ([`ANONYMOUS`]; `routes` is the function's route table, `verifier` its
+/// access-token verifier), inside the platform's layers (body and time limits, request ids,
+/// security headers, trusted proxy hops).
 pub fn served(
     pool: PgPool,
-    routes: Router,
+    router: Router,
     limits: &runwarden_platform::server::Limits,
     hops: runwarden_platform::request::TrustedProxyHops,
+    routes: &'static [Route],
+    verifier: TokenVerifier,
 ) -> Router {
-    runwarden_platform::server::app(OrgRateLimit::from_plans(pool).apply(routes), limits, hops)
+    let limit = OrgRateLimit::from_plans(pool).with_anonymous(routes, verifier, ANONYMOUS);
+    runwarden_platform::server::app(limit.apply(router), limits, hops)
 }
 
-/// The org a request is for, if its matched route is under `/v1/orgs/{org}`.
-async fn org_of(parts: &mut Parts) -> Option<OrgId> {
-    let matched = parts.extensions.get::<MatchedPath>()?.as_str();
-    let rest = matched.strip_prefix("/v1/orgs/{org}")?;
-    if !(rest.is_empty() || rest.starts_with('/')) {
+/// Whether a request carries no valid credential, by its route's access: `None` for routes
+/// that carry their own credential (or when the limiter has no route table).
+fn is_anonymous(limit: &OrgRateLimit, parts: &Parts) -> Option<bool> {
+    let (routes, verifier) = limit.callers.as_ref()?;
+    let Some(matched) = parts.extensions.get::<MatchedPath>() else {
+        return Some(true);
+    };
+    let path = matched.as_str();
+    if path == "/healthz" {
         return None;
     }
-    let params = RawPathParams::from_request_parts(parts, &()).await.ok()?;
-    let (_, value) = params.iter().find(|(name, _)| *name == "org")?;
-    value.parse().ok()
+    let method = parts.method.as_str();
+    let access = routes
+        .iter()
+        .find(|r| r.path == path && r.method == method)
+        .map(|r| r.access);
+    match access {
+        None | Some(Access::Public) => Some(true),
+        Some(Access::User | Access::Org(_)) => {
+            Some(bearer_principal(&parts.headers, verifier).is_err())
+        }
+        Some(Access::Media | Access::Internal | Access::Runner | Access::Push | Access::Task) => {
+            None
+        }
+    }
 }
 
 /// The middleware [`OrgRateLimit::apply`] installs.
@@ -396,31 +536,39 @@ pub async fn middleware(
     next: Next,
 ) -> Response {
     let (mut parts, body) = request.into_parts();
-    let org = org_of(&mut parts).await;
-    let request = Request::from_parts(parts, body);
-    let Some(org) = org else {
-        return next.run(request).await;
-    };
-    let quota = (limit.lookup)(org).await;
-    match check(&limit.pool, &org_api_key(org), quota).await {
-        Ok(decision) if decision.allowed => {
-            let mut response = next.run(request).await;
-            decision.write_headers(&quota, "org", response.headers_mut());
-            response
-        }
-        Ok(decision) => {
-            let seconds = decision.retry_after_secs().unwrap_or(1);
-            let mut response = Problem::too_many_requests(seconds)
-                .detail("request rate limit for this organization exceeded; retry later")
-                .into_response();
-            decision.write_headers(&quota, "org", response.headers_mut());
-            response
-        }
-        Err(error) => {
-            tracing::error!(%error, %org, "rate limit check failed; refusing (fail closed)");
-            Problem::unavailable().into_response()
+    if is_anonymous(&limit, &parts) == Some(true) {
+        let ip = RequestMeta::from_request_parts(&mut parts, &())
+            .await
+            .map_or(None, |meta| meta.ip);
+        match check(&limit.pool, &anon_ip_key(ip), limit.anonymous).await {
+            Ok(decision) if decision.allowed => {}
+            Ok(decision) => {
+                let seconds = decision.retry_after_secs().unwrap_or(1);
+                let mut response = Problem::too_many_requests(seconds)
+                    .detail("request rate limit for unauthenticated clients exceeded; retry later")
+                    .into_response();
+                decision.write_headers(&limit.anonymous, "anonymous", response.headers_mut());
+                return response;
+            }
+            Err(error) => {
+                tracing::error!(%error, "rate limit check failed; refusing (fail closed)");
+                return Problem::unavailable().into_response();
+            }
         }
     }
+    let slot = Slot::default();
+    parts
+        .extensions
+        .insert(OrgBudget::new(Arc::new(RequestBudget {
+            limit,
+            slot: slot.clone(),
+        })));
+    let mut response = next.run(Request::from_parts(parts, body)).await;
+    let decided = slot.0.lock().ok().and_then(|slot| *slot);
+    if let Some((decision, quota)) = decided {
+        decision.write_headers(&quota, "org", response.headers_mut());
+    }
+    response
 }
 
 #[cfg(test)]

@@ -5,11 +5,15 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::RawPathParams;
 use axum::http::{Request, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http_body_util::BodyExt;
+use runwarden_platform::error::ApiError;
 use runwarden_ratelimit::{OrgRateLimit, Quota, check, org_api_key, peek, purge_idle, reset};
 use runwarden_tenancy::OrgId;
+use runwarden_tenancy::access::OrgBudget;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tower::ServiceExt;
@@ -30,13 +34,31 @@ async fn admin_pool(options: &PgConnectOptions) -> PgPool {
         .unwrap()
 }
 
+/// An org route's handler, standing in for one whose caller has been found a member: it
+/// charges the path's org through the request's budget (a malformed id charges nothing).
+async fn org_route(budget: OrgBudget, params: RawPathParams) -> Response {
+    let org = params
+        .iter()
+        .find(|(name, _)| *name == "org")
+        .and_then(|(_, value)| value.parse::<OrgId>().ok());
+    if let Some(org) = org
+        && let Err(e) = budget.charge_checked(org).await
+    {
+        return ApiError::from(e).into_response();
+    }
+    "ok".into_response()
+}
+
+fn routes() -> Router {
+    Router::new()
+        .route("/v1/orgs/{org}/projects", get(org_route))
+        .route("/v1/orgs/{org}", get(org_route))
+        .route("/v1/me", get(|| async { "me" }))
+}
+
 /// One "instance": its own pool and router, limiting every org to `quota`.
 async fn instance(options: &PgConnectOptions, quota: Quota) -> Router {
-    let routes = Router::new()
-        .route("/v1/orgs/{org}/projects", get(|| async { "ok" }))
-        .route("/v1/orgs/{org}", get(|| async { "org" }))
-        .route("/v1/me", get(|| async { "me" }));
-    OrgRateLimit::fixed(runtime_pool(options).await, quota).apply(routes)
+    OrgRateLimit::fixed(runtime_pool(options).await, quota).apply(routes())
 }
 
 async fn get_status(app: &Router, path: &str) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
@@ -316,10 +338,7 @@ async fn a_database_outage_fails_closed_with_503(_: PgPoolOptions, options: PgCo
     let dead = PgPoolOptions::new()
         .acquire_timeout(Duration::from_millis(300))
         .connect_lazy_with(options.port(1));
-    let routes = Router::new()
-        .route("/v1/orgs/{org}/projects", get(|| async { "ok" }))
-        .route("/v1/me", get(|| async { "me" }));
-    let app = OrgRateLimit::fixed(dead, Quota::per_minute(100)).apply(routes);
+    let app = OrgRateLimit::fixed(dead, Quota::per_minute(100)).apply(routes());
     let (status, headers, body) = get_status(&app, &projects(OrgId::new())).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(headers["content-type"], "application/problem+json");
@@ -333,11 +352,10 @@ async fn a_database_outage_fails_closed_with_503(_: PgPoolOptions, options: PgCo
 async fn the_quota_lookup_is_per_org(_: PgPoolOptions, options: PgConnectOptions) {
     let big = OrgId::new();
     let small = OrgId::new();
-    let routes = Router::new().route("/v1/orgs/{org}/projects", get(|| async { "ok" }));
     let app = OrgRateLimit::new(runtime_pool(&options).await, move |org| async move {
         Quota::per_minute(if org == big { 5 } else { 1 })
     })
-    .apply(routes);
+    .apply(routes());
     let mut ok_big = 0;
     let mut ok_small = 0;
     for _ in 0..6 {
@@ -476,4 +494,117 @@ async fn peek_is_granted_to_the_runtime_roles_only(_: PgPoolOptions, options: Pg
     .await
     .unwrap();
     assert!(!granted, "PUBLIC may not execute rate_limit_peek");
+}
+
+mod anonymous {
+    use runwarden_ratelimit::{ANONYMOUS, anon_ip_key};
+    use runwarden_tenancy::Role;
+    use runwarden_tenancy::routes::{Access, Audit, Route, route};
+    use runwarden_tokens::{AccessClaims, TokenSigner};
+
+    use super::*;
+
+    const TABLE: &[Route] = &[
+        route("GET", "/healthz", Access::Public, Audit::Read),
+        route("GET", "/openapi.json", Access::Public, Audit::Read),
+        route("GET", "/v1/me", Access::User, Audit::Read),
+        route(
+            "GET",
+            "/v1/orgs/{org}/projects",
+            Access::Org(Role::Viewer),
+            Audit::Read,
+        ),
+        route(
+            "GET",
+            "/internal/ping",
+            Access::Internal,
+            Audit::Unaudited("test"),
+        ),
+    ];
+
+    async fn send(
+        app: &Router,
+        path: &str,
+        token: Option<&str>,
+    ) -> (StatusCode, axum::http::HeaderMap) {
+        let mut request = Request::get(path);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = app
+            .clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        (response.status(), response.headers().clone())
+    }
+
+    #[test]
+    fn the_anonymous_quota_is_sixty_a_minute_per_ip() {
+        assert_eq!(ANONYMOUS, Quota::per_minute(60));
+        assert_eq!(anon_ip_key(None), "anon:ip:unknown");
+        assert_eq!(
+            anon_ip_key(Some("::ffff:192.0.2.1".parse().unwrap())),
+            "anon:ip:192.0.2.1"
+        );
+    }
+
+    #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+    async fn requests_without_a_valid_credential_are_limited_per_client_ip(
+        _: PgPoolOptions,
+        options: PgConnectOptions,
+    ) {
+        let signer = TokenSigner::generate("k1");
+        let other = TokenSigner::generate("k2");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let claims = AccessClaims::new(uuid::Uuid::now_v7(), uuid::Uuid::now_v7(), now);
+        let valid = signer.sign(&claims).unwrap();
+        let forged = other.sign(&claims).unwrap();
+        let routes = Router::new()
+            .route("/healthz", get(|| async { "up" }))
+            .route("/openapi.json", get(|| async { "{}" }))
+            .route("/v1/me", get(|| async { "me" }))
+            .route("/v1/orgs/{org}/projects", get(|| async { "ok" }))
+            .route("/internal/ping", get(|| async { "pong" }));
+        let app = OrgRateLimit::fixed(runtime_pool(&options).await, Quota::per_minute(100))
+            .with_anonymous(TABLE, signer.verifier(), Quota::per_minute(4))
+            .apply(routes);
+        let org = OrgId::new();
+        // No token, a token of another key, a public route and an unmatched path: one
+        // client's budget of 4.
+        assert_eq!(send(&app, &projects(org), None).await.0, StatusCode::OK);
+        assert_eq!(
+            send(&app, &projects(org), Some(&forged)).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(send(&app, "/openapi.json", None).await.0, StatusCode::OK);
+        assert_eq!(send(&app, "/nope", None).await.0, StatusCode::NOT_FOUND);
+        let (status, headers) = send(&app, "/v1/me", Some("garbage")).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(headers["ratelimit-policy"], "\"anonymous\";q=4;w=60");
+        assert!(headers.contains_key("retry-after"));
+        assert_eq!(
+            send(&app, &projects(org), None).await.0,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        // A valid token, health and internal routes are not anonymous traffic.
+        for _ in 0..6 {
+            assert_eq!(send(&app, "/v1/me", Some(&valid)).await.0, StatusCode::OK);
+            assert_eq!(
+                send(&app, &projects(org), Some(&valid)).await.0,
+                StatusCode::OK
+            );
+            assert_eq!(send(&app, "/healthz", None).await.0, StatusCode::OK);
+            assert_eq!(send(&app, "/internal/ping", None).await.0, StatusCode::OK);
+        }
+        let admin = admin_pool(&options).await;
+        let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM rate_limits")
+            .fetch_all(&admin)
+            .await
+            .unwrap();
+        assert_eq!(keys, vec![anon_ip_key(None)], "no org was charged");
+    }
 }

@@ -3,6 +3,10 @@
 //! which role the user holds in the org. Nothing about authorization is trusted from the
 //! token itself.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
@@ -20,6 +24,9 @@ pub enum AccessError {
     /// Not a member: the org does not exist for this caller.
     #[error("not found")]
     NotFound,
+    /// 429: the org's request rate is spent (see [`OrgBudget`]).
+    #[error("rate limited")]
+    RateLimited { retry_after_secs: u64 },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -68,9 +75,76 @@ impl<S: AccessState> FromRequestParts<S> for OrgAccess {
             .find(|(name, _)| *name == "org")
             .and_then(|(_, value)| value.parse().ok())
             .ok_or(AccessError::NotFound)?;
+        // The org's request budget, charged only for a live member (checked in the same
+        // statement), before the transaction begins: never under its row lock.
+        if let Some(budget) = parts.extensions.get::<OrgBudget>().cloned() {
+            budget.charge_member(principal, org).await?;
+        }
         let mut tx = state.pool().begin().await?;
         let ctx = enter_org(&mut tx, principal, org).await?;
         Ok(Self { ctx, tx })
+    }
+}
+
+/// A boxed charge of an org's request budget.
+pub type Charging = Pin<Box<dyn Future<Output = Result<(), AccessError>> + Send>>;
+
+/// How a request charges an org's request budget (the per-org rate of its plan). The
+/// rate-limit layer (`runwarden_ratelimit::served`) implements it and puts an
+/// [`OrgBudget`] in every request's extensions; tenancy only calls it, once the caller is
+/// known to belong to the org.
+pub trait Charge: Send + Sync {
+    /// Charges `org` one request if `principal` holds a live session of a member of `org`
+    /// (read in the same statement as the charge); a non-member charges nothing (the
+    /// request is answered 404 later). [`AccessError::RateLimited`] when the budget is
+    /// spent, [`AccessError::Database`] when the database cannot decide.
+    fn charge_member(&self, principal: Principal, org: OrgId) -> Charging;
+    /// Charges `org` one request for a caller whose access to it the caller has already
+    /// checked (a media token's holder, after runs has checked the membership).
+    fn charge_checked(&self, org: OrgId) -> Charging;
+}
+
+/// The request's handle on the org budgets (see [`Charge`]). As an extractor it never
+/// fails: without the rate-limit layer (a router under test without it) nothing is charged.
+#[derive(Clone)]
+pub struct OrgBudget(Option<Arc<dyn Charge>>);
+
+impl OrgBudget {
+    pub fn new(charge: Arc<dyn Charge>) -> Self {
+        Self(Some(charge))
+    }
+
+    /// Charges nothing.
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// See [`Charge::charge_member`].
+    pub async fn charge_member(&self, principal: Principal, org: OrgId) -> Result<(), AccessError> {
+        match &self.0 {
+            Some(charge) => charge.charge_member(principal, org).await,
+            None => Ok(()),
+        }
+    }
+
+    /// See [`Charge::charge_checked`].
+    pub async fn charge_checked(&self, org: OrgId) -> Result<(), AccessError> {
+        match &self.0 {
+            Some(charge) => charge.charge_checked(org).await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for OrgBudget {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<OrgBudget>()
+            .cloned()
+            .unwrap_or_else(OrgBudget::none))
     }
 }
 

@@ -26,6 +26,7 @@ impl From<AccessError> for ApiError {
         match e {
             AccessError::Unauthenticated => Self::Unauthenticated,
             AccessError::NotFound => Self::TenancyNotFound,
+            AccessError::RateLimited { retry_after_secs } => Self::RateLimited { retry_after_secs },
             AccessError::Database(e) => e.into(),
         }
     }

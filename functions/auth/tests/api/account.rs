@@ -313,15 +313,28 @@ async fn login_from(
     (status, headers, body)
 }
 
-/// The account key of `email`, computed by PostgreSQL: the hex SHA-256 of the address.
+/// The hex SHA-256 of `email` as PostgreSQL computes it: what every login key holds instead
+/// of the address.
+async fn email_hash(app: &TestApp, email: &str) -> String {
+    sqlx::query_scalar("SELECT encode(sha256(convert_to(lower($1), 'UTF8')), 'hex')")
+        .bind(email)
+        .fetch_one(&app.admin)
+        .await
+        .unwrap()
+}
+
+/// The account ceiling key of `email`.
 async fn account_key(app: &TestApp, email: &str) -> String {
-    sqlx::query_scalar(
-        "SELECT 'login:account:' || encode(sha256(convert_to(lower($1), 'UTF8')), 'hex')",
+    format!("login:account:{}", email_hash(app, email).await)
+}
+
+/// The (account, client IP) keys of `email` from `ip`: the short window and the day.
+async fn client_keys(app: &TestApp, email: &str, ip: &str) -> (String, String) {
+    let hash = email_hash(app, email).await;
+    (
+        format!("login:client:{hash}:{ip}"),
+        format!("login:client-day:{hash}:{ip}"),
     )
-    .bind(email)
-    .fetch_one(&app.admin)
-    .await
-    .unwrap()
 }
 
 /// The tat of a rate-limit key as text (None when the key has no row).
@@ -351,59 +364,199 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> u64 {
 }
 
 #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
-async fn auth05_five_failures_then_even_the_right_password_gets_429_with_retry_after(
+async fn auth05_a_failing_client_gets_429_with_a_growing_retry_after_then_the_right_password_works(
     _: sqlx::postgres::PgPoolOptions,
     options: PgConnectOptions,
 ) {
     let app = spawn_app(options).await;
     let s = app.signup("brute").await;
+    let attacker = "198.51.100.1";
     for i in 0..5 {
-        let (status, _, body) =
-            login_from(&app, "198.51.100.1", &s.email, "wrong password here").await;
+        let (status, _, body) = login_from(&app, attacker, &s.email, "wrong password here").await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {i}: {body}");
     }
-    // The 6th, from another IP and with the right password: the account key is what blocks,
-    // before the password is even checked.
-    for ip in ["203.0.113.77", "203.0.113.78"] {
-        let (status, headers, body) = login_from(&app, ip, &s.email, PASSWORD).await;
-        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
-        assert_eq!(headers["content-type"], "application/problem+json");
-        let retry = retry_after(&headers);
-        assert!(
-            (170..=180).contains(&retry),
-            "one more failure per 3 minutes: {retry}"
-        );
-        assert_eq!(body["code"], "rate_limited");
-        assert_eq!(body["retry_after"], retry);
-        assert_eq!(headers["ratelimit-policy"], "\"login-account\";q=5;w=900");
-        let ratelimit = headers["ratelimit"].to_str().unwrap();
-        assert!(
-            ratelimit.starts_with("\"login-account\";r=0;t="),
-            "{ratelimit}"
-        );
-        assert!(body.get("access_token").is_none());
-    }
-    let key = account_key(&app, &s.email).await;
-    let blocked_tat = tat(&app, &key).await;
-    assert!(blocked_tat.is_some());
+    // The 6th from the same client, even with the right password: that client's key blocks,
+    // before the password is checked.
+    let (status, headers, body) = login_from(&app, attacker, &s.email, PASSWORD).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(headers["content-type"], "application/problem+json");
+    let first_wait = retry_after(&headers);
+    assert!(
+        (170..=180).contains(&first_wait),
+        "one more failure per 3 minutes: {first_wait}"
+    );
+    assert_eq!(body["code"], "rate_limited");
+    assert_eq!(body["retry_after"], first_wait);
+    assert_eq!(headers["ratelimit-policy"], "\"login-client\";q=5;w=900");
+    let ratelimit = headers["ratelimit"].to_str().unwrap();
+    assert!(
+        ratelimit.starts_with("\"login-client\";r=0;t="),
+        "{ratelimit}"
+    );
+    assert!(body.get("access_token").is_none());
 
-    // Refused attempts consumed nothing: once Retry-After has passed, exactly one attempt is
-    // let through, here a right one.
-    pass_time(&app, &key, 180).await;
+    // The owner, on their own address, is not locked out by it.
     let (status, _, body) = login_from(&app, "203.0.113.77", &s.email, PASSWORD).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    // The success forgot the account's failures: five more wrong passwords are 401, not 429.
-    assert_eq!(tat(&app, &key).await, None, "account key reset");
-    for i in 0..5 {
-        let (status, _, _) = login_from(&app, "203.0.113.77", &s.email, "wrong again, sorry").await;
+
+    // The attacker keeps guessing, one try per cooldown: after 20 failures in a day the wait
+    // grows to the day key's 72 minutes.
+    let (client, client_day) = client_keys(&app, &s.email, attacker).await;
+    for i in 5..20 {
+        pass_time(&app, &client, 180).await;
+        let (status, _, _) = login_from(&app, attacker, &s.email, "still guessing").await;
         assert_eq!(
             status,
             StatusCode::UNAUTHORIZED,
-            "attempt {i} after the reset"
+            "failure {i} after a cooldown"
         );
     }
-    let (status, _, _) = login_from(&app, "203.0.113.77", &s.email, PASSWORD).await;
+    pass_time(&app, &client, 180).await;
+    let (status, headers, body) = login_from(&app, attacker, &s.email, PASSWORD).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(
+        headers["ratelimit-policy"],
+        "\"login-client-day\";q=20;w=86400"
+    );
+    let grown = retry_after(&headers);
+    assert!(
+        grown > first_wait && (72 * 60 - 10..=72 * 60).contains(&grown),
+        "the wait grew: {grown}"
+    );
+
+    // No permanent lockout: once the wait has passed, the right password works, and the
+    // success forgets this client's failures.
+    pass_time(&app, &client_day, 72 * 60).await;
+    let (status, _, body) = login_from(&app, attacker, &s.email, PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(tat(&app, &client).await, None, "client key forgotten");
+    assert_eq!(
+        tat(&app, &client_day).await,
+        None,
+        "client day key forgotten"
+    );
+}
+
+/// Attack 2 of issue 10: seven wrong passwords for someone else's email used to keep its
+/// owner out; now they only keep out the clients that sent them.
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn wrong_passwords_from_other_clients_do_not_lock_the_owner_out(
+    _: sqlx::postgres::PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = spawn_app(options).await;
+    let s = app.signup("victim").await;
+    // From many addresses.
+    for i in 0..7 {
+        let (status, _, _) = login_from(
+            &app,
+            &format!("198.51.100.{}", 100 + i),
+            &s.email,
+            "not yours",
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    let (status, headers, body) = login_from(&app, "203.0.113.5", &s.email, PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(headers.get("retry-after").is_none());
+
+    // From one address: the attacker's own client is refused, even with the right password;
+    // the owner is not.
+    let attacker = "198.51.100.66";
+    for i in 0..7 {
+        let (status, _, _) = login_from(&app, attacker, &s.email, "not yours").await;
+        let expected = if i < 5 {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::TOO_MANY_REQUESTS
+        };
+        assert_eq!(status, expected, "attempt {i}");
+    }
+    let (status, headers, _) = login_from(&app, attacker, &s.email, PASSWORD).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(retry_after(&headers) > 0);
+    let (status, _, body) = login_from(&app, "203.0.113.5", &s.email, PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn auth05_fifty_failures_from_one_ip_do_not_stop_the_right_password_from_another(
+    _: sqlx::postgres::PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = spawn_app(options).await;
+    let s = app.signup("victim").await;
+    let attacker = "198.51.100.50";
+    let (client, client_day) = client_keys(&app, &s.email, attacker).await;
+    let mut refused = 0;
+    for i in 0..50 {
+        let (status, _, _) = login_from(&app, attacker, &s.email, "a guess").await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            refused += 1;
+        } else {
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {i}");
+        }
+        if i % 5 == 4 {
+            // The attacker waits out every cooldown, so all 50 get their password checked.
+            pass_time(&app, &client, 900).await;
+            pass_time(&app, &client_day, 5 * 72 * 60).await;
+        }
+    }
+    assert_eq!(refused, 0);
+    let (status, _, body) = login_from(&app, "192.0.2.44", &s.email, PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The IP is at its limit: the attacker's own next try is refused.
+    let (status, headers, _) = login_from(&app, attacker, &s.email, PASSWORD).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(headers["ratelimit-policy"], "\"login-ip\";q=50;w=900");
+}
+
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn past_the_account_ceiling_a_fresh_client_is_slowed_never_refused_and_failing_ones_are(
+    _: sqlx::postgres::PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = spawn_app(options).await;
+    let s = app.signup("ceiling").await;
+    // 100 failures from 20 addresses, 5 each (each client's own limit).
+    for ip in 0..20 {
+        for _ in 0..5 {
+            let (status, _, _) =
+                login_from(&app, &format!("198.51.100.{ip}"), &s.email, "distributed").await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+        }
+    }
+    let account = account_key(&app, &s.email).await;
+    // The ceiling regains a cell every 9 s: pin it full now, however long the loop took.
+    sqlx::query("UPDATE rate_limits SET tat = now() + interval '900 seconds' WHERE key = $1")
+        .bind(&account)
+        .execute(&app.admin)
+        .await
+        .unwrap();
+    let ceiling_tat = tat(&app, &account).await;
+    assert!(ceiling_tat.is_some());
+
+    // A client that has not been failing: admitted (slowed by a second), the right password
+    // logs in.
+    let (status, _, body) = login_from(&app, "203.0.113.9", &s.email, PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // A fresh client with a wrong password is answered as usual...
+    let newcomer = "203.0.113.10";
+    let (status, _, _) = login_from(&app, newcomer, &s.email, "one more guess").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // ...but now it has been failing, the ceiling refuses it until it has room again.
+    let (status, headers, body) = login_from(&app, newcomer, &s.email, PASSWORD).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(headers["ratelimit-policy"], "\"login-account\";q=100;w=900");
+    assert!((1..=9).contains(&retry_after(&headers)));
+    // The success did not clear the ceiling: the attack on the account still counts.
+    assert_eq!(tat(&app, &account).await, ceiling_tat);
+    // Once the ceiling has room, the failing client is admitted again (its own key allows 4
+    // more).
+    pass_time(&app, &account, 9).await;
+    let (status, _, body) = login_from(&app, newcomer, &s.email, PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
@@ -478,15 +631,22 @@ async fn unknown_emails_are_throttled_exactly_like_wrong_passwords_and_keys_hide
         .concat()
     );
 
-    // The same rows on both sides: an account key and an IP key each, with the same tat
-    // offsets, and no email anywhere in the keys.
-    let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM rate_limits ORDER BY key")
-        .fetch_all(&app.admin)
-        .await
-        .unwrap();
+    // The same rows on both sides: an account key, two client keys and an IP key each, and
+    // no email anywhere in the keys.
+    let keys: Vec<String> =
+        sqlx::query_scalar("SELECT key FROM rate_limits WHERE key LIKE 'login:%' ORDER BY key")
+            .fetch_all(&app.admin)
+            .await
+            .unwrap();
+    let (known_client, known_day) = client_keys(&app, &known.email, ip_known).await;
+    let (unknown_client, unknown_day) = client_keys(&app, &unknown, ip_unknown).await;
     let mut expected = vec![
         account_key(&app, &known.email).await,
         account_key(&app, &unknown).await,
+        known_client,
+        known_day,
+        unknown_client,
+        unknown_day,
         format!("login:ip:{ip_known}"),
         format!("login:ip:{ip_unknown}"),
     ];
@@ -543,7 +703,7 @@ async fn auth06_one_ip_trying_many_accounts_is_throttled(
 }
 
 #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
-async fn a_success_resets_the_account_key_but_not_the_ip_key(
+async fn a_success_forgets_the_clients_failures_but_not_the_ip_or_the_account_ceiling(
     _: sqlx::postgres::PgPoolOptions,
     options: PgConnectOptions,
 ) {
@@ -566,20 +726,21 @@ async fn a_success_resets_the_account_key_but_not_the_ip_key(
 
     let (status, _, body) = login_from(&app, ip, &s.email, PASSWORD).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(
-        tat(&app, &account).await,
-        None,
-        "account failures forgotten"
-    );
+    let (client, client_day) = client_keys(&app, &s.email, ip).await;
+    assert_eq!(tat(&app, &client).await, None, "client failures forgotten");
+    assert_eq!(tat(&app, &client_day).await, None);
     assert_eq!(
         tat(&app, &ip_key).await,
         ip_tat,
         "the IP's failures still count"
     );
+    let account_tat = tat(&app, &account).await;
+    assert!(account_tat.is_some(), "the account ceiling still counts");
 
-    // A success on an account without failures writes nothing.
+    // A success for a client without failures writes nothing.
     let (status, _, _) = login_from(&app, ip, &s.email, PASSWORD).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(tat(&app, &account).await, None);
+    assert_eq!(tat(&app, &client).await, None);
     assert_eq!(tat(&app, &ip_key).await, ip_tat);
+    assert_eq!(tat(&app, &account).await, account_tat);
 }

@@ -62,3 +62,85 @@ async fn api4_01_an_orgs_plan_rate_holds_across_instances(
     let (status, _) = first.get("/v1/me", &a.access).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// Issue 10, attack 3: 90 requests with no token, a garbage token or a non-member's token to
+/// a victim org's route used to spend its budget for every member. Only a live member's
+/// requests are charged to the org; the anonymous client is limited per IP.
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn an_anonymous_flood_leaves_the_orgs_members_unaffected(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = spawn_app(options).await;
+    let victim = app.signup("victim").await;
+    let outsider = app.signup("outsider").await;
+    sqlx::query("UPDATE plans SET requests_per_minute = 5 WHERE name = 'trial'")
+        .execute(&app.admin)
+        .await
+        .unwrap();
+    let path = format!("/v1/orgs/{}", victim.org_id);
+    let flood_from = "198.51.100.200";
+    let mut anonymous = Vec::new();
+    for i in 0..270 {
+        let mut request = app
+            .client
+            .get(app.url(&path))
+            .header("x-forwarded-for", flood_from);
+        let outsider_call = i % 3 == 2;
+        match i % 3 {
+            0 => {}
+            1 => request = request.bearer_auth("not.a.token"),
+            _ => request = request.bearer_auth(&outsider.access),
+        }
+        let response = request.send().await.unwrap();
+        if outsider_call {
+            assert_eq!(response.status(), StatusCode::NOT_FOUND, "request {i}");
+            continue;
+        }
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(
+                response.headers()["ratelimit-policy"],
+                "\"anonymous\";q=60;w=60"
+            );
+            assert!(response.headers().contains_key("retry-after"));
+        }
+        anonymous.push(response.status());
+    }
+    // The client's burst of 60, then 429 for that client, but for the one a second the rate
+    // gives back while the flood lasts.
+    assert_eq!(anonymous[..60], [StatusCode::UNAUTHORIZED; 60]);
+    let refused = anonymous
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert!(refused >= 90, "{refused} of 180 refused");
+    let org_rows: i64 = sqlx::query_scalar("SELECT count(*) FROM rate_limits WHERE key = $1")
+        .bind(format!("org:{}:api", victim.org_id))
+        .fetch_one(&app.admin)
+        .await
+        .unwrap();
+    assert_eq!(org_rows, 0, "the org's budget is untouched");
+
+    // The member, even from the flooding address, has the org's whole budget.
+    for remaining in (0..5).rev() {
+        let response = app
+            .client
+            .get(app.url(&path))
+            .header("x-forwarded-for", flood_from)
+            .bearer_auth(&victim.access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let ratelimit = response.headers()["ratelimit"].to_str().unwrap();
+        assert!(
+            ratelimit.starts_with(&format!("\"org\";r={remaining};")),
+            "{ratelimit}"
+        );
+    }
+    let (status, headers, _) = app
+        .call_raw(reqwest::Method::GET, &path, Some(&victim.access), None)
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(headers["ratelimit-policy"], "\"org\";q=5;w=60");
+}

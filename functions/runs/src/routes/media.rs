@@ -24,6 +24,7 @@ use runwarden_contracts::runner_api::{ArtifactRequest, UploadTarget};
 use runwarden_platform::extract::{Json, Path};
 use runwarden_platform::request::RequestMeta;
 use runwarden_tenancy::Role;
+use runwarden_tenancy::access::OrgBudget;
 use secrecy::SecretString;
 use serde::Serialize;
 
@@ -167,11 +168,15 @@ pub async fn events(
     State(state): State<AppState>,
     Path(RunPath { run }): Path<RunPath>,
     RawQuery(query): RawQuery,
+    budget: OrgBudget,
     headers: HeaderMap,
 ) -> RunsResult<Response> {
     let grant = grant(&state, query.as_deref(), run, Scope::Events)?;
     let after = last_event_id(&headers)?;
+    let org = grant.org;
     let stream = state.media.hub.watch(grant, after).await?;
+    // The holder's membership is checked (`watch`): media traffic counts in the org's rate.
+    budget.charge_checked(org).await?;
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(media::KEEP_ALIVE))
         .into_response())
@@ -183,12 +188,15 @@ pub async fn artifact(
     State(state): State<AppState>,
     Path(ArtifactPath { run, name }): Path<ArtifactPath>,
     RawQuery(query): RawQuery,
+    budget: OrgBudget,
 ) -> RunsResult<Response> {
     let grant = grant(&state, query.as_deref(), run, Scope::Artifacts)?;
     let name = ArtifactName::parse(&name).ok_or_else(invalid_name)?;
     storage::find_for(&state.pool, &grant, &name)
         .await?
         .ok_or(RunsError::not_found())?;
+    // The holder's membership is checked (`find_for`): media traffic counts in the org's rate.
+    budget.charge_checked(grant.org).await?;
     let url = state
         .media
         .store

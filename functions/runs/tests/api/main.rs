@@ -8,5 +8,6 @@ mod ids;
 mod media;
 mod openapi;
 mod projects;
+mod rate_limit;
 mod runs;
 mod secrets;
