@@ -36,6 +36,9 @@ pub enum CredentialError {
     /// 429: too many wrong passwords for this account or from this client.
     #[error("throttled")]
     Throttled(Box<Throttled>),
+    /// Any other refusal of the access check, answered as the platform answers it.
+    #[error(transparent)]
+    Access(AccessError),
     /// 404: not one of the caller's live sessions.
     #[error("not found")]
     NotFound,
@@ -50,6 +53,7 @@ impl From<AccessError> for CredentialError {
         match e {
             AccessError::Database(e) => Self::Database(e),
             AccessError::Unauthenticated | AccessError::NotFound => Self::Unauthenticated,
+            other => Self::Access(other),
         }
     }
 }

@@ -152,6 +152,7 @@ impl From<CredentialError> for AuthError {
             CredentialError::Rejected(rejection) => Self::Password(rejection),
             CredentialError::Throttled(throttled) => Self::Throttled(throttled),
             CredentialError::NotFound => Self::not_found(),
+            CredentialError::Access(e) => e.into(),
             CredentialError::Hashing(e) => e.into(),
             CredentialError::Database(e) => e.into(),
         }

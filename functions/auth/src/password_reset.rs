@@ -226,7 +226,7 @@ pub async fn reset(
     let revoked = sessions::revoke_all(&mut tx, user, None, "password_reset").await?;
     email_tokens::revoke_all(&mut tx, user, Purpose::PasswordReset).await?;
     // The owner proved they read the address's mail: earlier failed logins no longer count.
-    throttle::forget_account(&mut tx, &throttle::Keys::new(&email, None)).await?;
+    throttle::forget_after_reset(&mut tx, &throttle::Keys::new(&email, meta.ip)).await?;
     AccountEvent::new(user, "user.password_reset")
         .request(meta)
         .details(serde_json::json!({"sessions_revoked": revoked}))

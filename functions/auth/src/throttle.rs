@@ -231,6 +231,18 @@ pub async fn forget_client(conn: &mut sqlx::PgConnection, keys: &Keys) -> Result
     Ok(())
 }
 
+/// Forgets the account's failures after a password reset: the owner proved they read the
+/// address's mail, so the account ceiling and this client's failures start over. Other
+/// clients' failures (and the IP keys) still count.
+pub async fn forget_after_reset(
+    conn: &mut sqlx::PgConnection,
+    keys: &Keys,
+) -> Result<(), sqlx::Error> {
+    forget_client(&mut *conn, keys).await?;
+    runwarden_ratelimit::reset(&mut *conn, &keys.account).await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

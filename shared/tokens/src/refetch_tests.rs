@@ -185,6 +185,7 @@ async fn a_hundred_forged_kids_cost_one_fetch_and_stay_refused() {
             exp: now() + 60,
             iat: now(),
             jti: "j".into(),
+            sid: "s".into(),
             org: "o".into(),
             run: "r".into(),
             scope: "events".into(),
