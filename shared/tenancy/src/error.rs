@@ -26,6 +26,10 @@ impl From<AccessError> for ApiError {
         match e {
             AccessError::Unauthenticated => Self::Unauthenticated,
             AccessError::NotFound => Self::TenancyNotFound,
+            AccessError::SsoRequired => Self::Denied {
+                code: "sso_required",
+                detail: e.to_string(),
+            },
             AccessError::Database(e) => e.into(),
         }
     }
@@ -67,6 +71,15 @@ mod tests {
             ApiError::from(AccessError::NotFound),
             ApiError::TenancyNotFound
         ));
+        let sso = ApiError::from(AccessError::SsoRequired);
+        assert!(matches!(
+            sso,
+            ApiError::Denied {
+                code: "sso_required",
+                ..
+            }
+        ));
+        assert_eq!(sso.into_response().status(), StatusCode::FORBIDDEN);
         assert!(matches!(
             ApiError::from(AccessError::Database(sqlx::Error::PoolTimedOut)),
             ApiError::Unavailable
