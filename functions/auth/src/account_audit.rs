@@ -76,11 +76,8 @@ impl<'a> AccountEvent<'a> {
             )
             .with_details(self.details.clone());
             if let Some(meta) = self.meta {
-                event = event.with_request(
-                    meta.request_id.clone(),
-                    meta.ip,
-                    meta.user_agent.clone(),
-                );
+                event =
+                    event.with_request(meta.request_id.clone(), meta.ip, meta.user_agent.clone());
             }
             event.record(conn).await?;
         }
