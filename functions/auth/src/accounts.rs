@@ -68,7 +68,7 @@ pub async fn sign_up(
         return Err(AccountError::EmailTaken);
     }
     orgs::create(&mut tx, meta, org, user, org_name).await?;
-    let mut tokens = sessions::start(&mut tx, signer, user).await?;
+    let mut tokens = sessions::start(&mut tx, signer, user, None).await?;
     tx.commit().await?;
     tokens.org_id = Some(org);
     tracing::info!(user.id = %user, org.id = %org, "signed up");
@@ -125,7 +125,7 @@ pub async fn log_in(
     if account_has_failures {
         throttle::forget_account(&mut conn, &keys).await?;
     }
-    let tokens = sessions::start(&mut conn, signer, user).await?;
+    let tokens = sessions::start(&mut conn, signer, user, None).await?;
     tracing::info!(security_event = "login_succeeded", user.id = %user, "logged in");
     Ok(tokens)
 }
@@ -211,7 +211,15 @@ pub async fn sign_in_with_google(
             (user, org)
         }
     };
-    let mut tokens = sessions::start(&mut tx, signer, user).await?;
+    // The session carries the identity's Workspace domain: orgs restricted to a domain
+    // admit it only if it matches (a foreign or absent `hd` gets no access there).
+    let mut tokens = sessions::start(
+        &mut tx,
+        signer,
+        user,
+        identity.hd.as_ref().map(|d| d.as_str()),
+    )
+    .await?;
     tx.commit().await?;
     tokens.org_id = org;
     Ok((tokens, org.is_some()))

@@ -69,22 +69,27 @@ async fn insert_refresh_token(
 }
 
 /// Starts a session for a user who just proved who they are: the session and its first
-/// refresh token in one statement.
+/// refresh token in one statement. `google_hd`: the Workspace domain of the Google identity
+/// the user signed in with (None for a password), which orgs restricted to a domain check
+/// on every request (`auth_enter`).
 pub async fn start(
     conn: &mut PgConnection,
     signer: &TokenSigner,
     user: UserId,
+    google_hd: Option<&str>,
 ) -> Result<TokenPair, SessionError> {
     let session = SessionId::new();
     let refresh = secret_token::generate("rt_");
     sqlx::query(
-        "WITH s AS (INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, now() + $3) RETURNING id)
+        "WITH s AS (INSERT INTO sessions (id, user_id, expires_at, google_hd)
+                    VALUES ($1, $2, now() + $3, $5) RETURNING id)
          INSERT INTO refresh_tokens (token_hash, session_id) SELECT $4, s.id FROM s",
     )
     .bind(session)
     .bind(user)
     .bind(SESSION_LIFETIME)
     .bind(secret_token::hash(&refresh))
+    .bind(google_hd)
     .execute(conn)
     .await?;
     pair(
