@@ -368,12 +368,16 @@ async fn api6_01_an_unpaid_org_runs_nothing_until_a_paid_plan_is_set(
     );
     // Recorded as refused, idempotently, with no reservation.
     let (status, again) = app.admit(org, run, 60).await;
-    assert_eq!((status, again["code"].as_str()), (StatusCode::PAYMENT_REQUIRED, Some("plan_required")));
+    assert_eq!(
+        (status, again["code"].as_str()),
+        (StatusCode::PAYMENT_REQUIRED, Some("plan_required"))
+    );
     assert_eq!(app.tally(org).await, (0, 0, 1, 0));
     // Overrides stored behind the app's back do not make it run either.
     app.override_limit(org, "runs_per_month", 100).await;
     app.override_limit(org, "parallel_runs", 10).await;
-    app.override_limit(org, "monthly_budget_cents", 100_000).await;
+    app.override_limit(org, "monthly_budget_cents", 100_000)
+        .await;
     let (status, body) = app.admit(org, Uuid::now_v7(), 60).await;
     assert_eq!(
         (status, body["code"].as_str()),

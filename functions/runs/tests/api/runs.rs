@@ -687,7 +687,9 @@ async fn sso04_a_workspace_domain_org_refuses_sessions_from_elsewhere(
 
     // A stranger still sees nothing at all.
     let stranger = app.fx.user().await;
-    let (status, _) = app.call(Method::GET, &projects, &stranger.token, None).await;
+    let (status, _) = app
+        .call(Method::GET, &projects, &stranger.token, None)
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     sqlx::query("UPDATE sessions SET google_hd = 'corp.example' WHERE id = $1")
