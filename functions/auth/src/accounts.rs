@@ -68,7 +68,8 @@ pub async fn sign_up(
         return Err(AccountError::EmailTaken);
     }
     orgs::create(&mut tx, meta, org, user, org_name).await?;
-    let mut tokens = sessions::start(&mut tx, signer, user, AuthMethod::Password, meta).await?;
+    let mut tokens =
+        sessions::start(&mut tx, signer, user, AuthMethod::Password, meta, None).await?;
     tx.commit().await?;
     tokens.org_id = Some(org);
     tracing::info!(user.id = %user, org.id = %org, "signed up");
@@ -160,7 +161,7 @@ pub async fn log_in(
         .await?;
         tracing::info!(user.id = %user, "password hash upgraded to the current parameters");
     }
-    let tokens = sessions::start(&mut tx, signer, user, AuthMethod::Password, meta).await?;
+    let tokens = sessions::start(&mut tx, signer, user, AuthMethod::Password, meta, None).await?;
     AccountEvent::new(user, "session.login")
         .request(meta)
         .details(serde_json::json!({"method": "password"}))
@@ -252,7 +253,17 @@ pub async fn sign_in_with_google(
             (user, org)
         }
     };
-    let mut tokens = sessions::start(&mut tx, signer, user, AuthMethod::Google, meta).await?;
+    // The session carries the identity's Workspace domain: orgs restricted to a domain
+    // admit it only if it matches (a foreign or absent `hd` gets no access there).
+    let mut tokens = sessions::start(
+        &mut tx,
+        signer,
+        user,
+        AuthMethod::Google,
+        meta,
+        identity.hd.as_ref().map(|d| d.as_str()),
+    )
+    .await?;
     tx.commit().await?;
     tokens.org_id = org;
     Ok((tokens, org.is_some()))

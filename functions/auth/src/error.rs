@@ -14,13 +14,14 @@ use runwarden_platform::error::ApiError;
 use runwarden_tenancy::access::AccessError;
 use runwarden_tenancy::{Role, TenancyError};
 
+use crate::abuse_limits::{LimitError, Limited};
 use crate::accounts::AccountError;
 use crate::credentials::CredentialError;
 use crate::email::EmailError;
 use crate::google::GoogleError;
 use crate::invitations::InvitationError;
 use crate::members::MemberError;
-use crate::orgs::{InvalidOrgName, Refusal};
+use crate::orgs::{InvalidDomain, InvalidOrgName, Refusal, UpdateError};
 use crate::password::PasswordRejection;
 use crate::password_reset::ResetError;
 use crate::sessions::SessionError;
@@ -40,6 +41,9 @@ pub enum AuthError {
     /// a password reset request past its limits (see [`crate::password_reset`]).
     #[error("login throttled")]
     Throttled(Box<Throttled>),
+    /// 429 with the limit's own code: an abuse limit ([`crate::abuse_limits`]).
+    #[error("rate limited: {}", .0.code)]
+    Limited(Box<Limited>),
     /// 404 `not_configured`: an optional provider this deployment does not have.
     #[error("not configured: {0}")]
     NotConfigured(&'static str),
@@ -95,6 +99,32 @@ impl From<EmailError> for AuthError {
 impl From<InvalidOrgName> for AuthError {
     fn from(e: InvalidOrgName) -> Self {
         Self::invalid("invalid_name", e.to_string())
+    }
+}
+
+impl From<InvalidDomain> for AuthError {
+    fn from(e: InvalidDomain) -> Self {
+        Self::invalid("invalid_domain", e.to_string())
+    }
+}
+
+impl From<LimitError> for AuthError {
+    fn from(e: LimitError) -> Self {
+        match e {
+            LimitError::Limited(limited) => Self::Limited(limited),
+            LimitError::Database(e) => e.into(),
+        }
+    }
+}
+
+impl From<UpdateError> for AuthError {
+    fn from(e: UpdateError) -> Self {
+        match e {
+            UpdateError::DomainMismatch => {
+                Self::conflict("workspace_domain_mismatch", e.to_string())
+            }
+            UpdateError::Database(e) => e.into(),
+        }
     }
 }
 
@@ -177,6 +207,7 @@ impl From<InvitationError> for AuthError {
             InvitationError::NotFound => Self::not_found(),
             InvitationError::OtherEmail => Self::Api(ApiError::Forbidden(e.to_string())),
             InvitationError::AlreadyMember => Self::conflict("already_member", e.to_string()),
+            InvitationError::Limited(limited) => Self::Limited(limited),
             InvitationError::Database(e) => e.into(),
         }
     }
@@ -221,6 +252,20 @@ impl IntoResponse for AuthError {
                 throttled.decision.write_headers(
                     &throttled.quota,
                     throttled.policy,
+                    response.headers_mut(),
+                );
+                response
+            }
+            Self::Limited(limited) => {
+                // Logged (with its ids) where it fired: `abuse_limits`.
+                let seconds = limited.decision.retry_after_secs().unwrap_or(1);
+                let mut response = Problem::new(StatusCode::TOO_MANY_REQUESTS, limited.code)
+                    .detail("too many for now; retry later")
+                    .retry_after(seconds)
+                    .into_response();
+                limited.decision.write_headers(
+                    &limited.quota,
+                    limited.policy,
                     response.headers_mut(),
                 );
                 response

@@ -17,6 +17,7 @@ use url::Url;
 
 use crate::config::GoogleConfig;
 use crate::email::Email;
+use crate::orgs::WorkspaceDomain;
 use crate::secret_token;
 
 /// How long a login attempt (and its browser cookie) lives.
@@ -48,6 +49,8 @@ pub struct GoogleIdentity {
     pub issuer: String,
     pub subject: String,
     pub email: Email,
+    /// The Google Workspace domain of the account (`hd`), None for a consumer account.
+    pub hd: Option<WorkspaceDomain>,
 }
 
 #[derive(Deserialize)]
@@ -57,6 +60,8 @@ struct IdTokenClaims {
     #[serde(default)]
     email_verified: Option<serde_json::Value>,
     nonce: Option<String>,
+    /// The hosted domain: present only for Google Workspace accounts.
+    hd: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -238,12 +243,19 @@ impl GoogleSignIn {
             .email
             .as_deref()
             .ok_or_else(|| rejected("no email"))?;
+        let hd = claims
+            .hd
+            .as_deref()
+            .map(WorkspaceDomain::parse)
+            .transpose()
+            .map_err(|_| rejected("unusable hd"))?;
         Ok(GoogleIdentity {
             // One spelling per provider, whichever Google sent, so (issuer, subject) stays
             // one identity. Validation above already pinned `iss` to the accepted spellings.
             issuer: self.config.issuer.clone(),
             subject: claims.sub,
             email: Email::parse(email).map_err(|_| rejected("unusable email"))?,
+            hd,
         })
     }
 }

@@ -13,6 +13,7 @@ use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::abuse_limits::{self, LimitError, Limited};
 use crate::email::Email;
 use crate::secret_token;
 
@@ -29,6 +30,9 @@ pub enum InvitationError {
     OtherEmail,
     #[error("you are already a member of this organization")]
     AlreadyMember,
+    /// The org has sent as many invitations as it may today (429 `invitation_rate_limited`).
+    #[error("invitation rate limited")]
+    Limited(Box<Limited>),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -55,16 +59,26 @@ pub struct Invitation {
     pub token: String,
 }
 
-/// Invites `email` as `role` into the caller's org, audited as `invitation.create`. The
-/// caller's right to invite as `role` is checked by the handler
-/// ([`crate::orgs::check_invitation`]).
+impl From<LimitError> for InvitationError {
+    fn from(e: LimitError) -> Self {
+        match e {
+            LimitError::Limited(limited) => Self::Limited(limited),
+            LimitError::Database(e) => Self::Database(e),
+        }
+    }
+}
+
+/// Invites `email` as `role` into the caller's org, audited as `invitation.create`, within
+/// the org's daily limit ([`abuse_limits::INVITATIONS`]). The caller's right to invite as
+/// `role` is checked by the handler ([`crate::orgs::check_invitation`]).
 pub async fn create(
     tx: &mut PgConnection,
     meta: &RequestMeta,
     ctx: &OrgContext,
     email: Email,
     role: Role,
-) -> Result<Invitation, sqlx::Error> {
+) -> Result<Invitation, InvitationError> {
+    abuse_limits::invitation(tx, ctx.org_id, ctx.principal.user_id).await?;
     let id = Uuid::now_v7();
     let token = secret_token::generate(TOKEN_PREFIX);
     let expires_at: DateTime<Utc> = sqlx::query_scalar(

@@ -6,10 +6,11 @@
 //! Layers, top to bottom: `routes` (handlers: parse, authorize, call a domain function,
 //! respond), `extract` and `error` (the HTTP edge: who is calling, and how each error
 //! answers), then the domain modules (`accounts`, `sessions`, `orgs`, `members`,
-//! `invitations`, `google`, `throttle`, `retention`) and the domain types (`email`,
+//! `invitations`, `google`, `throttle`, `abuse_limits`, `retention`) and the domain types (`email`,
 //! `password`). SQL and audit writes live in the domain modules; each returns its own error,
 //! mapped to [`error::AuthError`] at the edge only (see `docs/architecture.md`).
 
+pub mod abuse_limits;
 pub mod account_audit;
 pub mod accounts;
 pub mod config;

@@ -8,9 +8,11 @@
 use chrono::{DateTime, Utc};
 use runwarden_events::{AuditEvent, Target};
 use runwarden_platform::request::RequestMeta;
-use runwarden_tenancy::{OrgId, Role, UserId};
+use runwarden_tenancy::{OrgId, Principal, Role, UserId};
 use serde::Serialize;
 use sqlx::PgConnection;
+
+use crate::abuse_limits::{self, LimitError};
 
 /// A change the role rules refuse. The edge answers 403, or 409 for [`Refusal::LastOwner`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -101,68 +103,213 @@ impl OrgName {
     }
 }
 
+/// A domain that is not a Google Workspace domain name; the edge answers it as
+/// `invalid_domain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("google_workspace_domain must be a domain name such as example.com")]
+pub struct InvalidDomain;
+
+/// A Google Workspace domain (the `hd` claim of Google's ID tokens): a lower-cased DNS name
+/// of at least two labels, each 1 to 63 letters, digits or inner hyphens, the last one not
+/// numeric; at most 253 characters. The migration's CHECK constraint says the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct WorkspaceDomain(String);
+
+impl WorkspaceDomain {
+    pub fn parse(raw: &str) -> Result<Self, InvalidDomain> {
+        let domain = raw.trim().to_ascii_lowercase();
+        let labels: Vec<&str> = domain.split('.').collect();
+        let label_ok = |l: &&str| {
+            (1..=63).contains(&l.len())
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        let last_ok = labels
+            .last()
+            .is_some_and(|l| l.starts_with(|c: char| c.is_ascii_lowercase()));
+        if domain.len() > 253 || labels.len() < 2 || !labels.iter().all(label_ok) || !last_ok {
+            return Err(InvalidDomain);
+        }
+        Ok(Self(domain))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 #[derive(Debug, Serialize, sqlx::FromRow)]
 pub struct Org {
     pub id: OrgId,
     pub name: String,
     pub plan: String,
+    /// When set, members reach the org only through a Google sign-in from this Workspace
+    /// domain (`auth_enter` refuses other sessions: 403 `sso_required`).
+    pub google_workspace_domain: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
+/// A user's first org is on trial; every further org they create starts on this plan, which
+/// admits no runs until a paid plan is set (one trial per user, whatever happens to the
+/// first org: quotas refuses runs with 402 `plan_required`).
+pub const TRIAL: &str = "trial";
+pub const UNPAID: &str = "unpaid";
+
 /// Inserts an org with `owner` as its Owner, and its one audit event (`org.create`). The
-/// transaction's tenant setting must already be `org`.
+/// transaction's tenant setting must already be `org`. The org is on trial only if it is
+/// the first org `owner` ever created (`users.trial_org_id`, claimed here, never cleared);
+/// otherwise on [`UNPAID`]. Concurrent creations by one user serialize on the user's row,
+/// so exactly one can claim the trial. Answers the plan.
 pub async fn create(
     tx: &mut PgConnection,
     meta: &RequestMeta,
     org: OrgId,
     owner: UserId,
     name: &OrgName,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO orgs (id, name) VALUES ($1, $2)")
-        .bind(org)
-        .bind(name.as_str())
-        .execute(&mut *tx)
-        .await?;
+) -> Result<String, sqlx::Error> {
+    let plan: String = sqlx::query_scalar(
+        "WITH trial AS (
+             UPDATE users SET trial_org_id = $1, updated_at = now()
+              WHERE id = $3 AND trial_org_id IS NULL
+          RETURNING 1)
+         INSERT INTO orgs (id, name, plan)
+         VALUES ($1, $2, CASE WHEN EXISTS (SELECT 1 FROM trial) THEN $4 ELSE $5 END)
+         RETURNING plan",
+    )
+    .bind(org)
+    .bind(name.as_str())
+    .bind(owner)
+    .bind(TRIAL)
+    .bind(UNPAID)
+    .fetch_one(&mut *tx)
+    .await?;
     sqlx::query("INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, $3)")
         .bind(org)
         .bind(owner)
         .bind(Role::Owner)
         .execute(&mut *tx)
         .await?;
+    if plan != TRIAL {
+        tracing::info!(
+            security_event = "trial_already_used",
+            user.id = %owner,
+            org.id = %org,
+            "org created without a trial: its owner has had one"
+        );
+    }
     // One action, one event: the owner's membership is part of creating the org.
     AuditEvent::by_user(meta, org, owner, "org.create", Target::new("org", org))
-        .with_details(serde_json::json!({"plan": "trial", "owner": owner}))
+        .with_details(serde_json::json!({"plan": plan, "owner": owner}))
         .record(tx)
-        .await
+        .await?;
+    Ok(plan)
+}
+
+/// `POST /v1/orgs`: a signed-in user creates another org, within their per-user limit
+/// ([`abuse_limits::ORG_CREATION`]); on trial only if it is their first (see [`create`]).
+pub async fn create_another(
+    tx: &mut PgConnection,
+    meta: &RequestMeta,
+    org: OrgId,
+    owner: UserId,
+    name: &OrgName,
+) -> Result<Org, LimitError> {
+    abuse_limits::org_creation(tx, owner).await?;
+    create(tx, meta, org, owner, name).await?;
+    Ok(fetch(tx, org).await?)
 }
 
 /// The org the transaction is scoped to.
 pub async fn fetch(tx: &mut PgConnection, org: OrgId) -> Result<Org, sqlx::Error> {
-    sqlx::query_as("SELECT id, name, plan, created_at, updated_at FROM orgs WHERE id = $1")
-        .bind(org)
-        .fetch_one(tx)
-        .await
+    sqlx::query_as(
+        "SELECT id, name, plan, google_workspace_domain, created_at, updated_at
+           FROM orgs WHERE id = $1",
+    )
+    .bind(org)
+    .fetch_one(tx)
+    .await
 }
 
-/// Renames the org, audited as `org.update` by `actor`, and answers the org as it is now.
-pub async fn rename(
+/// What `PATCH /v1/orgs/{org}` changes: each field only when given.
+#[derive(Debug, Default)]
+pub struct OrgUpdate {
+    pub name: Option<OrgName>,
+    /// `Some(None)` clears the domain.
+    pub google_workspace_domain: Option<Option<WorkspaceDomain>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// Setting a domain the caller's own session does not satisfy would lock them (and any
+    /// owner like them) out at the next request: refused, 409 `workspace_domain_mismatch`.
+    #[error(
+        "sign in with Google from this Workspace domain before restricting the organization to it"
+    )]
+    DomainMismatch,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Applies `update` (the caller has checked the roles: Admin for the name, Owner for the
+/// domain), audited as one `org.update` by `actor` naming the fields changed, and answers
+/// the org as it is now. A domain is set only from a session that came from Google sign-in
+/// in that domain.
+pub async fn update(
     tx: &mut PgConnection,
     meta: &RequestMeta,
     org: OrgId,
-    actor: UserId,
-    name: &OrgName,
-) -> Result<Org, sqlx::Error> {
-    sqlx::query("UPDATE orgs SET name = $2, updated_at = now() WHERE id = $1")
+    actor: Principal,
+    update: &OrgUpdate,
+) -> Result<Org, UpdateError> {
+    let mut fields = Vec::new();
+    let mut details = serde_json::Map::new();
+    if let Some(name) = &update.name {
+        sqlx::query("UPDATE orgs SET name = $2, updated_at = now() WHERE id = $1")
+            .bind(org)
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await?;
+        fields.push("name");
+    }
+    if let Some(domain) = &update.google_workspace_domain {
+        if let Some(domain) = domain {
+            let session_hd: Option<String> =
+                sqlx::query_scalar("SELECT google_hd FROM sessions WHERE id = $1")
+                    .bind(actor.session_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .flatten();
+            if session_hd.as_deref() != Some(domain.as_str()) {
+                return Err(UpdateError::DomainMismatch);
+            }
+        }
+        let domain = domain.as_ref().map(WorkspaceDomain::as_str);
+        sqlx::query(
+            "UPDATE orgs SET google_workspace_domain = $2, updated_at = now() WHERE id = $1",
+        )
         .bind(org)
-        .bind(name.as_str())
+        .bind(domain)
         .execute(&mut *tx)
         .await?;
-    AuditEvent::by_user(meta, org, actor, "org.update", Target::new("org", org))
-        .with_details(serde_json::json!({"fields": ["name"]}))
-        .record(&mut *tx)
-        .await?;
-    fetch(tx, org).await
+        fields.push("google_workspace_domain");
+        details.insert("google_workspace_domain".into(), domain.into());
+    }
+    details.insert("fields".into(), fields.into());
+    AuditEvent::by_user(
+        meta,
+        org,
+        actor.user_id,
+        "org.update",
+        Target::new("org", org),
+    )
+    .with_details(serde_json::Value::Object(details))
+    .record(&mut *tx)
+    .await?;
+    Ok(fetch(tx, org).await?)
 }
 
 #[cfg(test)]
@@ -214,6 +361,34 @@ mod tests {
         assert!(check_owners_remain(2, true, false).is_ok());
         assert!(check_owners_remain(1, true, true).is_ok());
         assert!(check_owners_remain(1, false, false).is_ok());
+    }
+
+    #[test]
+    fn workspace_domains() {
+        assert_eq!(
+            WorkspaceDomain::parse(" Corp.Example ").unwrap().as_str(),
+            "corp.example"
+        );
+        assert!(WorkspaceDomain::parse("a.b-c.example").is_ok());
+        assert!(WorkspaceDomain::parse("xn--bcher-kva.example").is_ok());
+        for bad in [
+            "",
+            "example",
+            "corp..example",
+            ".corp.example",
+            "corp.example.",
+            "-corp.example",
+            "corp-.example",
+            "corp.123",
+            "corp_x.example",
+            "ex ample.com",
+            "user@corp.example",
+            "bücher.example",
+            &format!("{}.example", "a".repeat(64)),
+            &format!("{}example", "abcdefghi.".repeat(25)),
+        ] {
+            assert_eq!(WorkspaceDomain::parse(bad), Err(InvalidDomain), "{bad}");
+        }
     }
 
     #[test]

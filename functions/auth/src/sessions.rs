@@ -101,13 +101,16 @@ async fn insert_refresh_token(
 
 /// Starts a session for a user who just proved who they are (by `method`): the session
 /// and its first refresh token in one statement. The request's client address and user
-/// agent are kept with the session, for the user's session list.
+/// agent are kept with the session, for the user's session list. `google_hd`: the
+/// Workspace domain of the Google identity the user signed in with (None for a password),
+/// which orgs restricted to a domain check on every request (`auth_enter`).
 pub async fn start(
     conn: &mut PgConnection,
     signer: &TokenSigner,
     user: UserId,
     method: AuthMethod,
     meta: &RequestMeta,
+    google_hd: Option<&str>,
 ) -> Result<TokenPair, SessionError> {
     let session = SessionId::new();
     let refresh = secret_token::generate("rt_");
@@ -117,8 +120,8 @@ pub async fn start(
         .as_deref()
         .map(|ua| ua.chars().take(256).collect());
     sqlx::query(
-        "WITH s AS (INSERT INTO sessions (id, user_id, expires_at, auth_method, ip, user_agent)
-                    VALUES ($1, $2, now() + $3, $5, $6::inet, $7) RETURNING id)
+        "WITH s AS (INSERT INTO sessions (id, user_id, expires_at, auth_method, ip, user_agent, google_hd)
+                    VALUES ($1, $2, now() + $3, $5, $6::inet, $7, $8) RETURNING id)
          INSERT INTO refresh_tokens (token_hash, session_id) SELECT $4, s.id FROM s",
     )
     .bind(session)
@@ -128,6 +131,7 @@ pub async fn start(
     .bind(method.as_str())
     .bind(ip)
     .bind(user_agent)
+    .bind(google_hd)
     .execute(conn)
     .await?;
     pair(

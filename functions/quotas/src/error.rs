@@ -44,6 +44,9 @@ pub fn refusal_problem(refusal: Refusal) -> Problem {
         }
         Refusal::TrialExpired => Problem::new(StatusCode::PAYMENT_REQUIRED, refusal.code())
             .detail("the organization's trial has ended; choose a plan to run again"),
+        Refusal::PlanRequired => Problem::new(StatusCode::PAYMENT_REQUIRED, refusal.code()).detail(
+            "the organization has no trial of its own (one per user); choose a plan to run",
+        ),
     }
 }
 
@@ -70,6 +73,8 @@ mod tests {
             refusal_problem(Refusal::MonthlyRunsExceeded).status(),
             StatusCode::PAYMENT_REQUIRED
         );
+        let p = refusal_problem(Refusal::PlanRequired);
+        assert_eq!((p.status, p.code.as_str()), (402, "plan_required"));
         let p = refusal_problem(Refusal::MonthlyBudgetExceeded);
         assert_eq!(
             (p.status, p.code.as_str()),

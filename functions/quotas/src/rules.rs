@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 /// migrations ignores them; `set_overrides` refuses them).
 pub const TRIAL: &str = "trial";
 
+/// The plan of every org a user creates after their first (one trial per user): it admits
+/// no run until a paid plan is set (402 `plan_required`).
+pub const UNPAID: &str = "unpaid";
+
 /// The limits an org runs under (a plan's, or a plan's with overrides applied).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Limits {
@@ -87,6 +91,9 @@ pub enum Refusal {
     MonthlyBudgetExceeded,
     /// A trial org past its trial's end: nothing more runs until it changes plan.
     TrialExpired,
+    /// An org on a plan that admits no runs ([`UNPAID`]): nothing runs until a paid plan
+    /// is set.
+    PlanRequired,
 }
 
 impl Refusal {
@@ -96,6 +103,7 @@ impl Refusal {
             Self::MonthlyRunsExceeded => "monthly_runs_exceeded",
             Self::MonthlyBudgetExceeded => "monthly_budget_exceeded",
             Self::TrialExpired => "trial_expired",
+            Self::PlanRequired => "plan_required",
         }
     }
 
@@ -105,6 +113,7 @@ impl Refusal {
             Self::MonthlyRunsExceeded,
             Self::MonthlyBudgetExceeded,
             Self::TrialExpired,
+            Self::PlanRequired,
         ]
         .into_iter()
         .find(|r| r.code() == code)
@@ -117,6 +126,12 @@ pub fn trial_over(
     now: chrono::DateTime<chrono::Utc>,
 ) -> bool {
     trial_ends_at.is_some_and(|end| end <= now)
+}
+
+/// The refusal an org's plan answers before any limit is looked at: none but for a plan
+/// that admits no runs at all.
+pub fn plan_refusal(plan: &str) -> Option<Refusal> {
+    (plan == UNPAID).then_some(Refusal::PlanRequired)
 }
 
 /// The admission decision. The cap granted is the smaller of the requested and the plan's;
@@ -224,6 +239,14 @@ mod tests {
     }
 
     #[test]
+    fn only_the_unpaid_plan_is_refused_before_its_limits() {
+        assert_eq!(plan_refusal(UNPAID), Some(Refusal::PlanRequired));
+        for plan in [TRIAL, "team", "enterprise"] {
+            assert_eq!(plan_refusal(plan), None, "{plan}");
+        }
+    }
+
+    #[test]
     fn settlement_is_capped_at_the_grant() {
         assert_eq!(settled_cents(10_000, 900, 120), 30);
         assert_eq!(settled_cents(30, 900, 120), 1);
@@ -237,6 +260,7 @@ mod tests {
             Refusal::MonthlyRunsExceeded,
             Refusal::MonthlyBudgetExceeded,
             Refusal::TrialExpired,
+            Refusal::PlanRequired,
         ] {
             assert_eq!(Refusal::from_code(r.code()), Some(r));
         }

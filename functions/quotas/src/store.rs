@@ -255,7 +255,9 @@ async fn admit_once(
     let org_limits = org_limits(&mut tx, org).await?.ok_or(ApiError::NotFound)?;
     let limits = org_limits.limits;
     let usage = usage(&mut tx, org).await?;
-    let decision = if rules::trial_over(org_limits.trial_ends_at, Utc::now()) {
+    let decision = if let Some(refusal) = rules::plan_refusal(&org_limits.plan) {
+        Err(refusal)
+    } else if rules::trial_over(org_limits.trial_ends_at, Utc::now()) {
         Err(Refusal::TrialExpired)
     } else {
         rules::decide(&limits, &usage, requested_cap_secs)

@@ -39,6 +39,10 @@ pub enum ApiError {
     /// 403 with a detail safe to show (which role is needed). Logged as `authz_denied`.
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// 403 with a stable code (not a role: a condition the caller can meet, such as signing
+    /// in another way) and a detail safe to show. Logged as `authz_denied` with the code.
+    #[error("{detail}")]
+    Denied { code: &'static str, detail: String },
     /// 404: no such resource.
     #[error("not found")]
     NotFound,
@@ -85,6 +89,9 @@ impl ApiError {
             Self::Invalid { code, detail } => Problem::bad_request(code, detail.clone()),
             Self::Unauthenticated => Problem::unauthorized(),
             Self::Forbidden(detail) => Problem::forbidden(detail.clone()),
+            Self::Denied { code, detail } => {
+                Problem::new(axum::http::StatusCode::FORBIDDEN, code).detail(detail.clone())
+            }
             Self::NotFound | Self::TenancyNotFound => Problem::not_found(),
             Self::Conflict { code, detail } => Problem::conflict(code, detail.clone()),
             Self::Unavailable => Problem::unavailable(),
@@ -109,6 +116,14 @@ impl ApiError {
                     security_event = "authz_denied",
                     http.status = 403u16,
                     reason = %reason,
+                    "forbidden"
+                );
+            }
+            Self::Denied { code, .. } => {
+                tracing::info!(
+                    security_event = "authz_denied",
+                    http.status = 403u16,
+                    reason = %code,
                     "forbidden"
                 );
             }

@@ -27,6 +27,10 @@ pub enum AccessError {
     /// 429: the org's request rate is spent (see [`OrgBudget`]).
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
+    /// A member of an org restricted to a Google Workspace domain, on a session that did not
+    /// come from Google sign-in in that domain (`auth_enter`'s `sso_required`).
+    #[error("this organization requires Google sign-in from its Workspace domain")]
+    SsoRequired,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -197,13 +201,14 @@ fn principal(
 }
 
 /// Sets the row-level-security settings for the rest of the caller's transaction and reads
-/// the session's liveness and the caller's role in `org`, in one round trip (`auth_enter`).
+/// the session's liveness, the caller's role in `org` and whether the org's Workspace
+/// domain refuses this session, in one round trip (`auth_enter`).
 async fn enter(
     conn: &mut PgConnection,
     principal: Principal,
     org: Option<OrgId>,
-) -> Result<(bool, Option<Role>), sqlx::Error> {
-    sqlx::query_as("SELECT session_live, member_role FROM auth_enter($1, $2, $3)")
+) -> Result<(bool, Option<Role>, bool), sqlx::Error> {
+    sqlx::query_as("SELECT session_live, member_role, sso_required FROM auth_enter($1, $2, $3)")
         .bind(principal.session_id)
         .bind(principal.user_id)
         .bind(org)
@@ -217,8 +222,8 @@ pub async fn enter_as_user(
     principal: Principal,
 ) -> Result<(), AccessError> {
     match enter(conn, principal, None).await? {
-        (true, _) => Ok(()),
-        (false, _) => Err(AccessError::Unauthenticated),
+        (true, _, _) => Ok(()),
+        (false, _, _) => Err(AccessError::Unauthenticated),
     }
 }
 
@@ -228,9 +233,19 @@ pub async fn enter_org(
     principal: Principal,
     org: OrgId,
 ) -> Result<OrgContext, AccessError> {
-    let (live, role) = enter(conn, principal, Some(org)).await?;
+    let (live, role, sso_required) = enter(conn, principal, Some(org)).await?;
     if !live {
         return Err(AccessError::Unauthenticated);
+    }
+    if sso_required {
+        // A member: telling them how to get in reveals nothing they do not know.
+        tracing::info!(
+            security_event = "sso_required",
+            user.id = %principal.user_id,
+            org.id = %org,
+            "session did not come from the org's Google Workspace domain"
+        );
+        return Err(AccessError::SsoRequired);
     }
     if role.is_none() {
         // The caller sees a plain 404; operators see who probed which org.

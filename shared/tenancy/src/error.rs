@@ -27,6 +27,10 @@ impl From<AccessError> for ApiError {
             AccessError::Unauthenticated => Self::Unauthenticated,
             AccessError::NotFound => Self::TenancyNotFound,
             AccessError::RateLimited { retry_after_secs } => Self::RateLimited { retry_after_secs },
+            AccessError::SsoRequired => Self::Denied {
+                code: "sso_required",
+                detail: e.to_string(),
+            },
             AccessError::Database(e) => e.into(),
         }
     }
@@ -68,6 +72,15 @@ mod tests {
             ApiError::from(AccessError::NotFound),
             ApiError::TenancyNotFound
         ));
+        let sso = ApiError::from(AccessError::SsoRequired);
+        assert!(matches!(
+            sso,
+            ApiError::Denied {
+                code: "sso_required",
+                ..
+            }
+        ));
+        assert_eq!(sso.into_response().status(), StatusCode::FORBIDDEN);
         assert!(matches!(
             ApiError::from(AccessError::Database(sqlx::Error::PoolTimedOut)),
             ApiError::Unavailable

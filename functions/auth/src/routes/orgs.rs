@@ -1,4 +1,4 @@
-//! `POST /v1/orgs`, `GET|PATCH /v1/orgs/{org}`.
+//! `POST /v1/orgs`, `GET|PATCH /v1/orgs/{org}` (the rules are in [`crate::orgs`]).
 
 use axum::Json;
 use axum::extract::State;
@@ -11,9 +11,9 @@ use runwarden_tenancy::{OrgId, Role, set_tenant};
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::error::AuthResult;
+use crate::error::{AuthError, AuthResult};
 use crate::extract::LiveUser;
-use crate::orgs::{self, OrgName};
+use crate::orgs::{self, OrgName, OrgUpdate, WorkspaceDomain};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,8 +31,7 @@ pub async fn create(
     let LiveUser { principal, mut tx } = user;
     let org = OrgId::new();
     set_tenant(&mut tx, Some(org), Some(principal.user_id)).await?;
-    orgs::create(&mut tx, &meta, org, principal.user_id, &name).await?;
-    let created = orgs::fetch(&mut tx, org).await?;
+    let created = orgs::create_another(&mut tx, &meta, org, principal.user_id, &name).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -45,12 +44,21 @@ pub async fn show(access: OrgAccess) -> AuthResult<impl IntoResponse> {
     Ok(Json(org))
 }
 
-/// Only settings an Admin may change are accepted; `plan` and anything else is refused
-/// (the plan is the Owner's, through billing).
+/// The settings `PATCH` may change: the name (Admin) and the Google Workspace domain
+/// (Owner; `null` clears it). `plan` and anything else is refused (the plan is the
+/// Owner's, through billing).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOrg {
-    name: String,
+    name: Option<String>,
+    /// Absent: unchanged; `null`: cleared.
+    #[serde(default, deserialize_with = "present")]
+    google_workspace_domain: Option<Option<String>>,
+}
+
+/// A field that is present, even as `null` (absent stays `None` through `default`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 pub async fn update(
@@ -59,9 +67,24 @@ pub async fn update(
     Body(body): Body<UpdateOrg>,
 ) -> AuthResult<impl IntoResponse> {
     access.require(Role::Admin)?;
-    let name = OrgName::parse(&body.name)?;
+    if body.name.is_none() && body.google_workspace_domain.is_none() {
+        return Err(AuthError::invalid(
+            "empty_update",
+            "give name or google_workspace_domain",
+        ));
+    }
+    if body.google_workspace_domain.is_some() {
+        access.require(Role::Owner)?;
+    }
+    let update = OrgUpdate {
+        name: body.name.as_deref().map(OrgName::parse).transpose()?,
+        google_workspace_domain: body
+            .google_workspace_domain
+            .map(|d| d.as_deref().map(WorkspaceDomain::parse).transpose())
+            .transpose()?,
+    };
     let OrgAccess { ctx, mut tx } = access;
-    let org = orgs::rename(&mut tx, &meta, ctx.org_id, ctx.principal.user_id, &name).await?;
+    let org = orgs::update(&mut tx, &meta, ctx.org_id, ctx.principal, &update).await?;
     tx.commit().await?;
     Ok(Json(org))
 }

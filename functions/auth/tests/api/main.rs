@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod abuse;
 mod account;
 mod audit_trail;
 mod exposure;

@@ -367,7 +367,9 @@ async fn orgs_can_be_created_read_and_renamed(_: PgPoolOptions, options: PgConne
         .await;
     assert_eq!(status, StatusCode::CREATED, "{org}");
     assert_eq!(org["name"], "Second Org");
-    assert_eq!(org["plan"], "trial");
+    // One trial per user: their personal org had it.
+    assert_eq!(org["plan"], "unpaid");
+    assert_eq!(org["google_workspace_domain"], serde_json::Value::Null);
     let id = org["id"].as_str().unwrap();
     let (status, shown) = app.get(&format!("/v1/orgs/{id}"), &s.access).await;
     assert_eq!((status, shown["id"].as_str()), (StatusCode::OK, Some(id)));

@@ -140,3 +140,40 @@ async fn runtime_role_sees_only_the_tenant_it_sets(_: PgPoolOptions, options: Pg
         .await;
     assert!(denied.is_err(), "no DELETE grant");
 }
+
+/// SSO-04 in quotas: an org restricted to a Google Workspace domain admits only sessions
+/// from Google sign-in in that domain, here as in auth (one check: `auth_enter`).
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn sso04_usage_of_a_workspace_domain_org_needs_a_google_session_from_it(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = spawn_app(options).await;
+    let org = app.org_on("team").await;
+    let viewer = app.member(org, Role::Viewer).await;
+    sqlx::query("UPDATE orgs SET google_workspace_domain = 'corp.example' WHERE id = $1")
+        .bind(org)
+        .execute(&app.admin)
+        .await
+        .unwrap();
+    let path = format!("/v1/orgs/{org}/usage");
+    let (status, body) = app.get(&path, Some(&viewer.token)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("sso_required")),
+        "{body}"
+    );
+    for (hd, expected) in [
+        ("other.example", StatusCode::FORBIDDEN),
+        ("corp.example", StatusCode::OK),
+    ] {
+        sqlx::query("UPDATE sessions SET google_hd = $2 WHERE id = $1")
+            .bind(viewer.session_id)
+            .bind(hd)
+            .execute(&app.admin)
+            .await
+            .unwrap();
+        let (status, body) = app.get(&path, Some(&viewer.token)).await;
+        assert_eq!(status, expected, "{hd}: {body}");
+    }
+}

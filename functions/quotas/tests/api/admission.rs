@@ -341,3 +341,60 @@ async fn api4_06_a_trial_past_its_end_runs_nothing_until_it_changes_plan(
     let (status, body) = app.admit(org, Uuid::now_v7(), 60).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+/// One trial per user (API6-01, issue 10 attack 4): a user's further orgs are on `unpaid`,
+/// which admits no run at all, with its own code, until a paid plan is set; the usage route
+/// shows the plan.
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn api6_01_an_unpaid_org_runs_nothing_until_a_paid_plan_is_set(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = spawn_app(options).await;
+    let org = app.org_on("unpaid").await;
+    let viewer = app.member(org, runwarden_tenancy::Role::Viewer).await;
+    let usage = app.usage(org, &viewer.token).await;
+    assert_eq!(usage["plan"], "unpaid", "{usage}");
+    assert_eq!(usage["limits"]["runs_per_month"], 0, "{usage}");
+    assert_eq!(usage["limits"]["monthly_budget_cents"], 0, "{usage}");
+    assert_eq!(usage["trial_ends_at"], serde_json::Value::Null, "{usage}");
+
+    let run = Uuid::now_v7();
+    let (status, body) = app.admit(org, run, 60).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::PAYMENT_REQUIRED, Some("plan_required")),
+        "{body}"
+    );
+    // Recorded as refused, idempotently, with no reservation.
+    let (status, again) = app.admit(org, run, 60).await;
+    assert_eq!(
+        (status, again["code"].as_str()),
+        (StatusCode::PAYMENT_REQUIRED, Some("plan_required"))
+    );
+    assert_eq!(app.tally(org).await, (0, 0, 1, 0));
+    // Overrides stored behind the app's back do not make it run either.
+    app.override_limit(org, "runs_per_month", 100).await;
+    app.override_limit(org, "parallel_runs", 10).await;
+    app.override_limit(org, "monthly_budget_cents", 100_000)
+        .await;
+    let (status, body) = app.admit(org, Uuid::now_v7(), 60).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::PAYMENT_REQUIRED, Some("plan_required")),
+        "{body}"
+    );
+
+    // A paid plan: runs are admitted.
+    let (status, body) = app
+        .internal(
+            reqwest::Method::PUT,
+            &format!("/internal/orgs/{org}/plan"),
+            &serde_json::json!({"plan": "team"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app.admit(org, Uuid::now_v7(), 60).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(app.usage(org, &viewer.token).await["plan"], "team");
+}

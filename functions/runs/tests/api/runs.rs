@@ -631,3 +631,72 @@ async fn the_schedulers_tasks_answer_only_an_authenticated_caller(
     let (status, _) = call(format!("/internal/tasks/relay-sweep?token={secret}")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 }
+
+/// One trial per user (API6-01): an org on `unpaid` (every org a user creates after their
+/// first) starts no run: quotas' 402 `plan_required` is passed on, nothing is dispatched.
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn api6_01_an_unpaid_org_starts_no_run(_: PgPoolOptions, options: PgConnectOptions) {
+    let app = spawn_app(options).await;
+    let org = app.fx.org_on("unpaid").await;
+    let member = app.fx.member(org, Role::Member).await;
+    let project = app.project(org, &member.token).await;
+    let (status, _, problem) = app
+        .start_run(org, &project, &member.token, DEMO(60), None)
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::PAYMENT_REQUIRED, Some("plan_required")),
+        "{problem}"
+    );
+    assert!(app.outbox(org, "run-dispatch").await.is_empty());
+}
+
+/// SSO-04 in runs: an org restricted to a Google Workspace domain refuses a member's
+/// password session (a session row without `google_hd`) with 403 `sso_required`, on reads
+/// and on starting a run; a session from Google sign-in in the domain is admitted.
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn sso04_a_workspace_domain_org_refuses_sessions_from_elsewhere(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = spawn_app(options).await;
+    let org = app.fx.org_on("team").await;
+    let member = app.fx.member(org, Role::Member).await;
+    let project = app.project(org, &member.token).await;
+    sqlx::query("UPDATE orgs SET google_workspace_domain = 'corp.example' WHERE id = $1")
+        .bind(org)
+        .execute(&app.fx.admin)
+        .await
+        .unwrap();
+    let projects = format!("/v1/orgs/{org}/projects");
+    let (status, body) = app.call(Method::GET, &projects, &member.token, None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("sso_required")),
+        "{body}"
+    );
+    let (status, _, body) = app
+        .start_run(org, &project, &member.token, DEMO(60), None)
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("sso_required")),
+        "{body}"
+    );
+    assert!(app.outbox(org, "run-dispatch").await.is_empty());
+
+    // A stranger still sees nothing at all.
+    let stranger = app.fx.user().await;
+    let (status, _) = app
+        .call(Method::GET, &projects, &stranger.token, None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    sqlx::query("UPDATE sessions SET google_hd = 'corp.example' WHERE id = $1")
+        .bind(member.session_id)
+        .execute(&app.fx.admin)
+        .await
+        .unwrap();
+    let (status, body) = app.call(Method::GET, &projects, &member.token, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

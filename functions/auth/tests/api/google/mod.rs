@@ -28,6 +28,7 @@ use crate::helpers::{PASSWORD, TestApp, spawn_app, spawn_app_with, unique_email}
 
 mod attacks;
 mod sign_in;
+mod workspace;
 
 const CALLBACK: &str = "/v1/auth/google/callback";
 
