@@ -37,6 +37,16 @@ pub enum AuthError {
     /// 429: a login refused before its password was checked (see [`crate::throttle`]).
     #[error("login throttled")]
     Throttled(Box<Throttled>),
+    /// 429 with a `code` (`signup_rate_limited`, `resend_rate_limited`): an abuse limit
+    /// (see [`crate::signup_limits`]).
+    #[error("rate limited: {code}")]
+    Limited {
+        code: &'static str,
+        throttled: Box<Throttled>,
+    },
+    /// 403 `email_unverified`: the account has not verified its address yet.
+    #[error("email not verified")]
+    EmailUnverified,
     /// 404 `not_configured`: an optional provider this deployment does not have.
     #[error("not configured: {0}")]
     NotConfigured(&'static str),
@@ -111,9 +121,11 @@ impl From<SessionError> for AuthError {
 impl From<AccountError> for AuthError {
     fn from(e: AccountError) -> Self {
         match e {
-            AccountError::EmailTaken => Self::conflict("email_taken", e.to_string()),
             AccountError::InvalidCredentials => Self::InvalidCredentials,
             AccountError::Throttled(throttled) => Self::Throttled(throttled),
+            AccountError::Limited { code, throttled } => Self::Limited { code, throttled },
+            AccountError::EmailUnverified => Self::EmailUnverified,
+            AccountError::InvalidToken => Self::invalid("invalid_token", e.to_string()),
             AccountError::Hashing(e) => e.into(),
             AccountError::Session(e) => e.into(),
             AccountError::Database(e) => e.into(),
@@ -137,6 +149,7 @@ impl From<InvitationError> for AuthError {
             InvitationError::NotFound => Self::not_found(),
             InvitationError::OtherEmail => Self::Api(ApiError::Forbidden(e.to_string())),
             InvitationError::AlreadyMember => Self::conflict("already_member", e.to_string()),
+            InvitationError::EmailUnverified => Self::EmailUnverified,
             InvitationError::Database(e) => e.into(),
         }
     }
@@ -180,6 +193,22 @@ impl IntoResponse for AuthError {
                 );
                 response
             }
+            Self::Limited { code, throttled } => {
+                let seconds = throttled.decision.retry_after_secs().unwrap_or(1);
+                let mut response = Problem::new(StatusCode::TOO_MANY_REQUESTS, code)
+                    .detail("too many requests from this client; retry later")
+                    .retry_after(seconds)
+                    .into_response();
+                throttled.decision.write_headers(
+                    &throttled.quota,
+                    throttled.policy,
+                    response.headers_mut(),
+                );
+                response
+            }
+            Self::EmailUnverified => Problem::new(StatusCode::FORBIDDEN, "email_unverified")
+                .detail("verify your email address first: follow the link mailed to it")
+                .into_response(),
             Self::NotConfigured(what) => Problem::new(StatusCode::NOT_FOUND, "not_configured")
                 .detail(format!("{what} is not configured"))
                 .into_response(),
@@ -219,7 +248,8 @@ mod tests {
         assert_eq!(status(InvalidOrgName), StatusCode::BAD_REQUEST);
         assert_eq!(status(Refusal::OwnerOnly), StatusCode::FORBIDDEN);
         assert_eq!(status(Refusal::LastOwner), StatusCode::CONFLICT);
-        assert_eq!(status(AccountError::EmailTaken), StatusCode::CONFLICT);
+        assert_eq!(status(AccountError::EmailUnverified), StatusCode::FORBIDDEN);
+        assert_eq!(status(AccountError::InvalidToken), StatusCode::BAD_REQUEST);
         assert_eq!(
             status(AccountError::InvalidCredentials),
             StatusCode::UNAUTHORIZED

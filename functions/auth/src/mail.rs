@@ -126,6 +126,11 @@ impl Mailer {
         format!("{}{path}?token={token}", self.public_app_url)
     }
 
+    /// `{PUBLIC_APP_URL}{path}`: a page a mail points to.
+    pub fn page(&self, path: &str) -> String {
+        format!("{}{path}", self.public_app_url)
+    }
+
     /// Tells the sender that mail was just committed. A wake with no sender waiting is kept
     /// until it next waits, so none is lost.
     pub fn wake(&self) {
