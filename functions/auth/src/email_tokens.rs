@@ -93,9 +93,9 @@ pub async fn issue(
     Ok(token)
 }
 
-/// Issues a new token of `purpose` for `user` carrying what the newest live one carries (a
-/// resend: the link of the latest sign-up, with its pending password), or nothing when the
-/// user has no live token of that purpose.
+/// Issues a new token of `purpose` for `user` carrying what the newest unused one carries,
+/// expired or not (a resend: the link of the latest sign-up, with its pending password), or
+/// nothing when the user has no unused token of that purpose.
 pub async fn reissue_latest(
     conn: &mut PgConnection,
     user: UserId,
@@ -104,7 +104,7 @@ pub async fn reissue_latest(
 ) -> Result<String, sqlx::Error> {
     let latest: Option<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
         "SELECT password_hash, org_name, new_email FROM email_tokens
-          WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > now()
+          WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL
           ORDER BY created_at DESC LIMIT 1",
     )
     .bind(user)

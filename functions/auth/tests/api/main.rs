@@ -4,6 +4,7 @@ mod helpers;
 
 mod account;
 mod audit_trail;
+mod email_ownership;
 mod exposure;
 mod google;
 mod guarantees;
