@@ -72,6 +72,9 @@ locals {
       {
         AUTH_SIGNING_KEY_ID = var.auth_signing_key_id
         PUBSUB_PROJECT      = var.project_id
+        # Mail: the sender address and the base of the links in mails (verification).
+        MAIL_FROM      = var.mail_from
+        PUBLIC_APP_URL = "https://${var.domains[0]}"
       },
       var.google_oauth_client_id == "" ? {} : {
         GOOGLE_OAUTH_CLIENT_ID    = var.google_oauth_client_id
@@ -99,7 +102,11 @@ locals {
   # nobody else holds, so the twin's /internal/ routes accept no caller.
   service_secret_env = {
     auth = merge(
-      { AUTH_SIGNING_KEY = { secret = local.secret["auth-signing-key"] } },
+      {
+        AUTH_SIGNING_KEY = { secret = local.secret["auth-signing-key"] }
+        # The SMTP relay's URL with its credentials (SendGrid, Mailgun, Workspace relay).
+        SMTP_URL = { secret = local.secret["smtp-url"] }
+      },
       var.google_oauth_client_id == "" ? {} : {
         GOOGLE_OAUTH_CLIENT_SECRET = { secret = local.secret["google-oauth-client-secret"] }
       },
@@ -181,6 +188,7 @@ module "secrets" {
   secrets = merge(
     {
       auth-signing-key          = "auth: Ed25519 PKCS#8 PEM that signs access JWTs (AUTH_SIGNING_KEY)"
+      smtp-url                  = "auth: the SMTP relay URL with its credentials, e.g. smtps://apikey:KEY@smtp.sendgrid.net:465 (SMTP_URL)"
       vault-keks                = "runs: the vault's key-encryption keys, v1:<base64>[,v2:...] (VAULT_KEKS)"
       media-signing-key         = "runs: Ed25519 PKCS#8 PEM that signs media tokens (MEDIA_SIGNING_KEY)"
       internal-auth             = "runs and quotas: X-Internal-Auth secrets, one or two during a rotation (INTERNAL_AUTH_SECRETS)"
