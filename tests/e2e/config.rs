@@ -110,6 +110,9 @@ async fn production_with_key_and_development_without_key_both_start() {
             ("GOOGLE_OIDC_JWKS_URL", "http://127.0.0.1:9/certs"),
             ("AUTH_SIGNING_KEY", &pem),
             ("AUTH_SIGNING_KEY_ID", "e2e-1"),
+            // Production requires the mail settings (SMTP_URL: the local sink).
+            ("MAIL_FROM", "Runwarden e2e <no-reply@runwarden.localhost>"),
+            ("PUBLIC_APP_URL", "https://app.example"),
         ],
     )
     .await;

@@ -403,7 +403,13 @@ pub fn auth_command(database_url: &str, port: u16, extra: &[(&str, &str)]) -> Co
         .env("DATABASE_URL", database_url)
         .env("RUST_LOG", "info")
         .env("TRUSTED_PROXY_HOPS", "0")
-        .env("PUBSUB_PROJECT", "runwarden-e2e");
+        .env("PUBSUB_PROJECT", "runwarden-e2e")
+        // Mail goes to the local sink (scripts/test starts it and exports SMTP_URL), where
+        // `Api::signup` reads the verification link.
+        .env(
+            "SMTP_URL",
+            std::env::var("SMTP_URL").unwrap_or_else(|_| "smtp://127.0.0.1:2525".into()),
+        );
     for (k, v) in extra {
         cmd.env(k, v);
     }
@@ -557,13 +563,24 @@ impl Api {
             .await
     }
 
+    /// Signs up as a person does: the sign-up (202), the link the local mail sink received,
+    /// the verification. Answers the verification's reply (200 with the login tokens and the
+    /// new `org_id`), or the sign-up's when it was refused.
     pub async fn signup(&self, email: &str, password: &str) -> Reply {
-        self.post(
-            "/v1/auth/signup",
-            None,
-            &json!({"email": email, "password": password}),
-        )
-        .await
+        let reply = self
+            .post(
+                "/v1/auth/signup",
+                None,
+                &json!({"email": email, "password": password}),
+            )
+            .await;
+        if reply.status != 202 {
+            return reply;
+        }
+        let dir = runwarden_testkit::mail::dir();
+        let token = runwarden_testkit::mail::wait_for_token(&dir, email, "token=").await;
+        self.post("/v1/auth/verify-email", None, &json!({"token": token}))
+            .await
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Reply {

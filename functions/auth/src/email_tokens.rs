@@ -93,6 +93,34 @@ pub async fn issue(
     Ok(token)
 }
 
+/// Issues a new token of `purpose` for `user` carrying what the newest unused one carries,
+/// expired or not (a resend: the link of the latest sign-up, with its pending password), or
+/// nothing when the user has no unused token of that purpose.
+pub async fn reissue_latest(
+    conn: &mut PgConnection,
+    user: UserId,
+    purpose: Purpose,
+    ttl: Duration,
+) -> Result<String, sqlx::Error> {
+    let latest: Option<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT password_hash, org_name, new_email FROM email_tokens
+          WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL
+          ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(user)
+    .bind(purpose.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let extra = latest
+        .map(|(password_hash, org_name, new_email)| Extra {
+            password_hash,
+            org_name,
+            new_email,
+        })
+        .unwrap_or_default();
+    issue(conn, user, purpose, ttl, extra).await
+}
+
 /// Marks the token used and answers what it carries; None when it is unknown, already used,
 /// expired or of another purpose. Concurrent calls with one token serialize on its row:
 /// exactly one gets it.

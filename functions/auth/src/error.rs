@@ -44,6 +44,9 @@ pub enum AuthError {
     /// 429 with the limit's own code: an abuse limit ([`crate::abuse_limits`]).
     #[error("rate limited: {}", .0.code)]
     Limited(Box<Limited>),
+    /// 403 `email_unverified`: the account has not verified its address yet.
+    #[error("email not verified")]
+    EmailUnverified,
     /// 404 `not_configured`: an optional provider this deployment does not have.
     #[error("not configured: {0}")]
     NotConfigured(&'static str),
@@ -152,9 +155,16 @@ impl From<SessionError> for AuthError {
 impl From<AccountError> for AuthError {
     fn from(e: AccountError) -> Self {
         match e {
-            AccountError::EmailTaken => Self::conflict("email_taken", e.to_string()),
             AccountError::InvalidCredentials => Self::InvalidCredentials,
             AccountError::Throttled(throttled) => Self::Throttled(throttled),
+            AccountError::Limited { code, throttled } => Self::Limited(Box::new(Limited {
+                code,
+                policy: throttled.policy,
+                quota: throttled.quota,
+                decision: throttled.decision,
+            })),
+            AccountError::EmailUnverified => Self::EmailUnverified,
+            AccountError::InvalidToken => Self::invalid("invalid_token", e.to_string()),
             AccountError::Hashing(e) => e.into(),
             AccountError::Session(e) => e.into(),
             AccountError::Database(e) => e.into(),
@@ -208,6 +218,7 @@ impl From<InvitationError> for AuthError {
             InvitationError::OtherEmail => Self::Api(ApiError::Forbidden(e.to_string())),
             InvitationError::AlreadyMember => Self::conflict("already_member", e.to_string()),
             InvitationError::Limited(limited) => Self::Limited(limited),
+            InvitationError::EmailUnverified => Self::EmailUnverified,
             InvitationError::Database(e) => e.into(),
         }
     }
@@ -270,6 +281,9 @@ impl IntoResponse for AuthError {
                 );
                 response
             }
+            Self::EmailUnverified => Problem::new(StatusCode::FORBIDDEN, "email_unverified")
+                .detail("verify your email address first: follow the link mailed to it")
+                .into_response(),
             Self::NotConfigured(what) => Problem::new(StatusCode::NOT_FOUND, "not_configured")
                 .detail(format!("{what} is not configured"))
                 .into_response(),
@@ -318,7 +332,8 @@ mod tests {
         assert_eq!(status(InvalidOrgName), StatusCode::BAD_REQUEST);
         assert_eq!(status(Refusal::OwnerOnly), StatusCode::FORBIDDEN);
         assert_eq!(status(Refusal::LastOwner), StatusCode::CONFLICT);
-        assert_eq!(status(AccountError::EmailTaken), StatusCode::CONFLICT);
+        assert_eq!(status(AccountError::EmailUnverified), StatusCode::FORBIDDEN);
+        assert_eq!(status(AccountError::InvalidToken), StatusCode::BAD_REQUEST);
         assert_eq!(
             status(AccountError::InvalidCredentials),
             StatusCode::UNAUTHORIZED

@@ -33,6 +33,9 @@ pub enum InvitationError {
     /// The org has sent as many invitations as it may today (429 `invitation_rate_limited`).
     #[error("invitation rate limited")]
     Limited(Box<Limited>),
+    /// The invitee has not verified their email address yet.
+    #[error("verify your email address first")]
+    EmailUnverified,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -141,12 +144,17 @@ pub async fn accept(
     .fetch_optional(&mut *tx)
     .await?;
     let (id, invited_email, role) = invitation.ok_or(InvitationError::NotFound)?;
-    let email: String = sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
-        .bind(principal.user_id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let (email, verified): (String, bool) =
+        sqlx::query_as("SELECT email, email_verified_at IS NOT NULL FROM users WHERE id = $1")
+            .bind(principal.user_id)
+            .fetch_one(&mut *tx)
+            .await?;
     if email != invited_email {
         return Err(InvitationError::OtherEmail);
+    }
+    // Only an address its holder proved joins an org (an invitation names an address).
+    if !verified {
+        return Err(InvitationError::EmailUnverified);
     }
     let added = sqlx::query(
         "INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, $3)

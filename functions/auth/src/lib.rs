@@ -31,6 +31,7 @@ pub mod routes;
 /// Opaque secrets live in the tokens crate, shared with runs (runner tickets and tokens).
 pub use runwarden_tokens::opaque as secret_token;
 pub mod sessions;
+pub mod signup_limits;
 pub mod throttle;
 
 use std::net::SocketAddr;

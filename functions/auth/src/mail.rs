@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use lettre::message::Mailbox;
-use lettre::message::header::ContentType;
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Body, Mailbox};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use runwarden_platform::config::{optional_secret, optional_var, parse_value, required_secret};
 use runwarden_platform::{ConfigError, Environment};
@@ -124,6 +124,11 @@ impl Mailer {
     /// with `/`). Tokens are base64url, safe in a query as they are.
     pub fn link(&self, path: &str, token: &str) -> String {
         format!("{}{path}?token={token}", self.public_app_url)
+    }
+
+    /// `{PUBLIC_APP_URL}{path}`: a page a mail points to.
+    pub fn page(&self, path: &str) -> String {
+        format!("{}{path}", self.public_app_url)
     }
 
     /// Tells the sender that mail was just committed. A wake with no sender waiting is kept
@@ -260,6 +265,19 @@ impl Sender {
 
     async fn send_one(&self, to: &str, subject: String, body: String) -> anyhow::Result<()> {
         let to: Mailbox = to.parse().context("the recipient is not a mailbox")?;
+        // Plain 7-bit when the text allows it (RFC 5322: ASCII, CRLF lines of at most 998
+        // characters), so a link stays whole and readable in the .eml a person opens (lettre
+        // would pick quoted-printable past 76 characters); lettre encodes anything else.
+        let seven_bit = body.is_ascii()
+            && !body.contains('\0')
+            && body
+                .split("\r\n")
+                .all(|line| line.len() <= 998 && !line.contains(['\r', '\n']));
+        let body = if seven_bit {
+            Body::dangerous_pre_encoded(body.into_bytes(), ContentTransferEncoding::SevenBit)
+        } else {
+            Body::new(body)
+        };
         let message = Message::builder()
             .from(self.from.clone())
             .to(to)

@@ -5,7 +5,8 @@
 //! signed by a test `TokenSigner` whose verifier the app gets; the caller whose every
 //! response is checked against the function's OpenAPI document ([`Api`]) and the contract
 //! checks of that document ([`contract`]); the route-enumerated guarantees every function
-//! runs over its `ROUTES` ([`guarantees`]); the fake Google OpenID provider ([`oidc`]).
+//! runs over its `ROUTES` ([`guarantees`]); the fake Google OpenID provider ([`oidc`]);
+//! the messages the local mail sink kept ([`mail`]).
 //!
 //! The app itself always connects as its runtime role, so every test also runs under that
 //! role's grants and row-level security.
@@ -15,6 +16,7 @@ mod served;
 
 pub mod contract;
 pub mod guarantees;
+pub mod mail;
 pub mod oidc;
 
 pub use contract::{Api, Reply, Spec};

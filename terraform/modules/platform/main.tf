@@ -72,6 +72,9 @@ locals {
       {
         AUTH_SIGNING_KEY_ID = var.auth_signing_key_id
         PUBSUB_PROJECT      = var.project_id
+        # Mail: the sender address and the base of the links in mails (verification).
+        MAIL_FROM      = var.mail_from
+        PUBLIC_APP_URL = "https://${var.domains[0]}"
       },
       # Key rotation (terraform/README.md): the next key, published before it signs, and
       # the public halves of the keys that signed before, published until retired.
@@ -112,6 +115,8 @@ locals {
           secret  = local.secret["auth-signing-key"]
           version = var.auth_signing_key_version
         }
+        # The SMTP relay's URL with its credentials (SendGrid, Mailgun, Workspace relay).
+        SMTP_URL = { secret = local.secret["smtp-url"] }
       },
       var.auth_next_signing_key_id == "" ? {} : {
         AUTH_NEXT_SIGNING_KEY = {
@@ -201,6 +206,7 @@ module "secrets" {
     {
       auth-signing-key          = "auth: Ed25519 PKCS#8 PEM that signs access JWTs (AUTH_SIGNING_KEY)"
       auth-next-signing-key     = "auth: the Ed25519 PKCS#8 PEM that signs after the next rotation, published ahead (AUTH_NEXT_SIGNING_KEY)"
+      smtp-url                  = "auth: the SMTP relay URL with its credentials, e.g. smtps://apikey:KEY@smtp.sendgrid.net:465 (SMTP_URL)"
       vault-keks                = "runs: the vault's key-encryption keys, v1:<base64>[,v2:...] (VAULT_KEKS)"
       media-signing-key         = "runs: Ed25519 PKCS#8 PEM that signs media tokens (MEDIA_SIGNING_KEY)"
       internal-auth             = "runs and quotas: X-Internal-Auth secrets, one or two during a rotation (INTERNAL_AUTH_SECRETS)"

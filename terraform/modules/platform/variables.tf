@@ -169,6 +169,12 @@ variable "auth_previous_jwks" {
   default     = ""
 }
 
+variable "mail_from" {
+  description = "MAIL_FROM: the From of the mail auth sends (verification links, notices), e.g. \"Runwarden <no-reply@example.com>\"; its domain must be one the SMTP relay in the smtp-url secret may send for."
+  type        = string
+  default     = "Runwarden <no-reply@runwarden.dev>"
+}
+
 variable "media_signing_key_id" {
   description = "MEDIA_SIGNING_KEY_ID: the kid of the key in the media-signing-key secret."
   type        = string

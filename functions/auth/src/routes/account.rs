@@ -1,4 +1,4 @@
-//! Sign-up, login, refresh, logout, `/v1/me` and the JWKS.
+//! Sign-up, email verification, login, refresh, logout, `/v1/me` and the JWKS.
 
 use axum::Json;
 use axum::extract::State;
@@ -27,6 +27,9 @@ pub struct SignupRequest {
     org_name: Option<String>,
 }
 
+/// What sign-up and resend answer, whoever has the address.
+const ACCEPTED: &str = "verification_sent";
+
 pub async fn signup(
     State(state): State<AppState>,
     meta: RequestMeta,
@@ -38,17 +41,60 @@ pub async fn signup(
         Some(name) => OrgName::parse(name)?,
         None => OrgName::personal(email.local_part()),
     };
-    let tokens = accounts::sign_up(
+    accounts::sign_up(
         &state.pool,
         &state.hasher,
-        &state.signer,
-        &meta,
+        &state.mailer,
+        meta.ip,
         &email,
         &password,
         &org_name,
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(tokens)))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"status": ACCEPTED})),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    token: SecretString,
+}
+
+pub async fn verify_email(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    Body(body): Body<VerifyRequest>,
+) -> AuthResult<impl IntoResponse> {
+    let tokens = accounts::verify_email(
+        &state.pool,
+        &state.signer,
+        &meta,
+        body.token.expose_secret(),
+    )
+    .await?;
+    Ok(Json(tokens))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResendRequest {
+    email: String,
+}
+
+pub async fn resend_verification(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    Body(body): Body<ResendRequest>,
+) -> AuthResult<impl IntoResponse> {
+    let email = Email::parse(&body.email)?;
+    accounts::resend_verification(&state.pool, &state.mailer, meta.ip, &email).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"status": ACCEPTED})),
+    ))
 }
 
 #[derive(Deserialize)]

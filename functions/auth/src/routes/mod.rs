@@ -23,7 +23,9 @@ pub const ROUTES: &[Route] = {
     use runwarden_tenancy::Role::*;
     use runwarden_tenancy::routes::{Access::*, Audit::*};
     &[
-        route("POST", "/v1/auth/signup", Public, Event("org.create")),
+        route("POST", "/v1/auth/signup", Public, Unaudited("creates an unverified account that owns nothing and belongs to no org (so no org audit log); its verification is audited")),
+        route("POST", "/v1/auth/verify-email", Public, PerChange(&["org.create", "user.email_verified"])),
+        route("POST", "/v1/auth/verify-email/resend", Public, Unaudited("mails a verification link again; changes no account")),
         // Account events: one per org the user belongs to (`crate::account_audit`).
         route("POST", "/v1/auth/login", Public, PerItem("session.login")),
         // Nothing on a rotation; a reused token revokes its family and records this.
@@ -59,6 +61,11 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/auth/signup", post(account::signup))
+        .route("/v1/auth/verify-email", post(account::verify_email))
+        .route(
+            "/v1/auth/verify-email/resend",
+            post(account::resend_verification),
+        )
         .route("/v1/auth/login", post(account::login))
         .route("/v1/auth/refresh", post(account::refresh))
         .route("/v1/auth/logout", post(account::logout))

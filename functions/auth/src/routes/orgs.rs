@@ -11,6 +11,7 @@ use runwarden_tenancy::{OrgId, Role, set_tenant};
 use serde::Deserialize;
 
 use crate::AppState;
+use crate::accounts;
 use crate::error::{AuthError, AuthResult};
 use crate::extract::LiveUser;
 use crate::orgs::{self, OrgName, OrgUpdate, WorkspaceDomain};
@@ -29,6 +30,7 @@ pub async fn create(
 ) -> AuthResult<impl IntoResponse> {
     let name = OrgName::parse(&body.name)?;
     let LiveUser { principal, mut tx } = user;
+    accounts::ensure_verified(&mut tx, principal.user_id).await?;
     let org = OrgId::new();
     set_tenant(&mut tx, Some(org), Some(principal.user_id)).await?;
     let created = orgs::create_another(&mut tx, &meta, org, principal.user_id, &name).await?;

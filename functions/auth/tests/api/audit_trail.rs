@@ -50,13 +50,41 @@ async fn exercise_inner(app: &TestApp, team: &Team, route: &Route, before: &mut 
     };
     match (route.method, route.path) {
         ("POST", "/v1/auth/signup") => {
-            let body = ok(app
+            ok(app
                 .post(
                     route.path,
                     None,
                     json!({"email": unique_email("new"), "password": PASSWORD}),
                 )
                 .await);
+            None
+        }
+        ("POST", "/v1/auth/verify-email/resend") => {
+            let email = unique_email("resend");
+            ok(app
+                .post(
+                    "/v1/auth/signup",
+                    None,
+                    json!({"email": email, "password": PASSWORD}),
+                )
+                .await);
+            app.mailed_token(&email).await;
+            *before = all_events(app).await.len();
+            ok(app.post(route.path, None, json!({"email": email})).await);
+            None
+        }
+        ("POST", "/v1/auth/verify-email") => {
+            let email = unique_email("verify");
+            ok(app
+                .post(
+                    "/v1/auth/signup",
+                    None,
+                    json!({"email": email, "password": PASSWORD}),
+                )
+                .await);
+            let token = app.mailed_token(&email).await;
+            *before = all_events(app).await.len();
+            let body = ok(app.verify(&token).await);
             let new_org = body["org_id"].as_str().unwrap().to_owned();
             Some((
                 new_org.clone(),
@@ -419,6 +447,42 @@ async fn log01_every_mutating_route_records_exactly_one_event(
                 assert_eq!(event["ip"], "127.0.0.1", "{}", route.path);
                 checked += 1;
             }
+            Audit::PerChange(actions) => {
+                // Email verification: the personal org's creation, then the verification,
+                // both in the new org, by the new user.
+                let (before, expected) = exercise(&app, &team, route).await;
+                let (org, actor, _, _) = expected.expect("a mutation");
+                let events = all_events(&app).await;
+                let recorded: Vec<(&str, &str, &str)> = events[before..]
+                    .iter()
+                    .map(|(o, e)| {
+                        (
+                            o.as_str(),
+                            e["action"].as_str().unwrap(),
+                            e["actor"]["id"].as_str().unwrap(),
+                        )
+                    })
+                    .collect();
+                let wanted: Vec<(&str, &str, &str)> = actions
+                    .iter()
+                    .map(|a| (org.as_str(), *a, actor.as_str()))
+                    .collect();
+                assert_eq!(recorded, wanted, "{} {}", route.method, route.path);
+                checked += 1;
+            }
+            Audit::Unaudited(_) if route.access == Access::Public => {
+                // Sign-up and resend: an unverified account belongs to no org, so there is
+                // no org audit log to write to (its verification is audited).
+                let (before, expected) = exercise(&app, &team, route).await;
+                assert_eq!(expected, None);
+                assert_eq!(
+                    all_events(&app).await.len(),
+                    before,
+                    "{} {} wrote an event",
+                    route.method,
+                    route.path
+                );
+            }
             Audit::Unaudited(_) => {
                 // The scheduler's retention purge: a system effect that records nothing.
                 assert_eq!(route.access, Access::Task, "{}", route.path);
@@ -447,6 +511,7 @@ async fn log01_every_mutating_route_records_exactly_one_event(
             && !dump.contains("rt_")
             && !dump.contains("inv_")
             && !dump.contains("pr_")
+            && !dump.contains("ev_")
             && !dump.contains("eyJ"),
         "no secret in any event"
     );

@@ -8,7 +8,7 @@ use runwarden_auth::{AppState, router_with_tasks};
 use runwarden_events::push::PushAuth;
 use runwarden_platform::request::TrustedProxyHops;
 use runwarden_platform::server::Limits;
-use runwarden_testkit::{App, Fixtures};
+use runwarden_testkit::{App, Fixtures, mail};
 use runwarden_tokens::TokenSigner;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -85,7 +85,12 @@ async fn spawn_instance(
     let fx = Fixtures::new(options).await;
     let runtime = fx.pool_as(runwarden_store::roles::AUTH, 20).await;
     let app_signer = TokenSigner::from_pkcs8_der("test-key", &der).unwrap();
-    let state = AppState::new(runtime, app_signer, 4, google);
+    // Mail goes out as in production: through the outbox and the sender, to the local sink.
+    let mail_config = runwarden_auth::mail::MailConfig::local();
+    let mailer = runwarden_auth::mail::Mailer::new(&mail_config.public_app_url);
+    let sender = runwarden_auth::mail::Sender::new(runtime.clone(), &mail_config, &mailer).unwrap();
+    tokio::spawn(sender.run(std::future::pending()));
+    let state = AppState::new(runtime, app_signer, 4, google).with_mailer(mailer);
     let limits = Limits::default();
     // The scheduler's task too, so the served routes are all of `ROUTES`.
     let tasks = PushAuth::shared_secret(SecretString::from(TASK_SECRET)).unwrap();
@@ -153,6 +158,7 @@ impl TestApp {
         self.call(Method::POST, path, token, Some(body)).await
     }
 
+    /// Signs up as a person does: the sign-up, the link from the mail, the verification.
     pub async fn signup(&self, prefix: &str) -> Session {
         let email = unique_email(prefix);
         let (status, body) = self
@@ -162,7 +168,16 @@ impl TestApp {
                 json!({"email": email, "password": PASSWORD}),
             )
             .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        // Fixtures sign many users up from one client IP; the per-IP sign-up limit has its
+        // own tests (email_ownership.rs), so the harness forgets what it counted.
+        sqlx::query("DELETE FROM rate_limits WHERE key LIKE 'signup:ip:%'")
+            .execute(&self.admin)
+            .await
+            .unwrap();
+        let token = self.mailed_token(&email).await;
+        let (status, body) = self.verify(&token).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
         Session {
             user_id: body["user_id"].as_str().unwrap().into(),
             org_id: body["org_id"].as_str().unwrap().into(),
@@ -170,6 +185,21 @@ impl TestApp {
             access: body["access_token"].as_str().unwrap().into(),
             refresh: body["refresh_token"].as_str().unwrap().into(),
         }
+    }
+
+    /// The token in the newest mail to `email` (waits for it, up to 10 s).
+    pub async fn mailed_token(&self, email: &str) -> String {
+        mail::wait_for_token(&mail::dir(), email, "token=").await
+    }
+
+    /// Every mail to `email` so far, once there are at least `n`.
+    pub async fn mails(&self, email: &str, n: usize) -> Vec<mail::Mail> {
+        mail::wait_for_messages(&mail::dir(), email, n).await
+    }
+
+    pub async fn verify(&self, token: &str) -> (StatusCode, Value) {
+        self.post("/v1/auth/verify-email", None, json!({"token": token}))
+            .await
     }
 
     pub async fn login(&self, email: &str, password: &str) -> (StatusCode, Value) {

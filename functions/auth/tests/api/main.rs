@@ -5,6 +5,7 @@ mod helpers;
 mod abuse;
 mod account;
 mod audit_trail;
+mod email_ownership;
 mod exposure;
 mod google;
 mod guarantees;

@@ -172,7 +172,7 @@ async fn google_sign_in_creates_user_org_and_identity_then_signs_the_same_user_i
 }
 
 #[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
-async fn google_sign_in_links_a_password_account_with_the_same_verified_email(
+async fn google_sign_in_links_a_verified_password_account_with_the_same_verified_email(
     _: PgPoolOptions,
     options: PgConnectOptions,
 ) {
@@ -210,6 +210,17 @@ async fn google_sign_in_links_a_password_account_with_the_same_verified_email(
         "no second personal org"
     );
     assert_eq!(count(&app, "SELECT count(*) FROM memberships").await, 1);
+    let actions: Vec<String> = app
+        .outbox(&owner.org_id)
+        .await
+        .into_iter()
+        .map(|(a, _)| a)
+        .collect();
+    assert_eq!(
+        actions.last().map(String::as_str),
+        Some("user.google_linked"),
+        "{actions:?}"
+    );
 
     let (status, me) = app
         .get("/v1/me", body["access_token"].as_str().unwrap())
@@ -301,4 +312,71 @@ async fn google_sign_in_without_configuration_is_404_not_configured(
         count(&app, "SELECT count(*) FROM oidc_login_flows").await,
         0
     );
+}
+
+/// Attack 1 of issue 10, account takeover by pre-registration: an attacker signs up with the
+/// victim's address and waits; the victim signs in with Google. Google's proof of the
+/// address wins: the account is the victim's, the attacker's password never signs in and
+/// the link the sign-up mailed is dead.
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn sso04_pre_registration_then_google_sign_in_leaves_the_attacker_nothing(
+    _: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let (app, idp) = setup(options).await;
+    let victim = unique_email("victim");
+    let attacker_password = "attacker chose this one";
+    let (status, _) = app
+        .post(
+            "/v1/auth/signup",
+            None,
+            json!({"email": victim, "password": attacker_password}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let attackers_link = app.mailed_token(&victim).await;
+
+    let (status, body) = sign_in(&app, &idp, IdToken::new("sub-victim", &victim)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let org = body["org_id"]
+        .as_str()
+        .expect("the personal org is created now");
+    let user = body["user_id"].as_str().unwrap();
+
+    // The attacker's password is gone and their link is dead.
+    assert_eq!(
+        app.login(&victim, attacker_password).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, refused) = app.verify(&attackers_link).await;
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_token"))
+    );
+    let (hash, verified): (Option<String>, bool) = sqlx::query_as(
+        "SELECT password_hash, email_verified_at IS NOT NULL FROM users WHERE id = $1::uuid",
+    )
+    .bind(user)
+    .fetch_one(&app.admin)
+    .await
+    .unwrap();
+    assert_eq!((hash, verified), (None, true));
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM email_tokens").await,
+        0,
+        "the pending sign-up's links are discarded"
+    );
+    assert_eq!(count(&app, "SELECT count(*) FROM users").await, 1);
+
+    // The victim owns the account: their org, their identity, audited.
+    let (status, me) = app
+        .get("/v1/me", body["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["orgs"][0]["org_id"], org);
+    assert_eq!(me["orgs"][0]["role"], "owner");
+    let actions: Vec<String> = app.outbox(org).await.into_iter().map(|(a, _)| a).collect();
+    assert_eq!(actions, ["org.create", "user.google_linked"]);
+    let (status, again) = sign_in(&app, &idp, IdToken::new("sub-victim", &victim)).await;
+    assert_eq!((status, &again["user_id"]), (StatusCode::OK, &json!(user)));
 }
