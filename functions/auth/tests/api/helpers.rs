@@ -85,11 +85,7 @@ async fn spawn_instance(
     let fx = Fixtures::new(options).await;
     let runtime = fx.pool_as(runwarden_store::roles::AUTH, 20).await;
     let app_signer = TokenSigner::from_pkcs8_der("test-key", &der).unwrap();
-    // Mail goes out as in production: through the outbox and the sender, to the local sink.
-    let mail_config = runwarden_auth::mail::MailConfig::local();
-    let mailer = runwarden_auth::mail::Mailer::new(&mail_config.public_app_url);
-    let sender = runwarden_auth::mail::Sender::new(runtime.clone(), &mail_config, &mailer).unwrap();
-    tokio::spawn(sender.run(std::future::pending()));
+    let mailer = mail_sender(&runtime);
     let state = AppState::new(runtime, app_signer, 4, google).with_mailer(mailer);
     let limits = Limits::default();
     // The scheduler's task too, so the served routes are all of `ROUTES`.
@@ -102,6 +98,15 @@ async fn spawn_instance(
     }
 }
 
+/// Mail goes out as in production: through the outbox and the sender, to the local sink.
+fn mail_sender(runtime: &sqlx::PgPool) -> runwarden_auth::mail::Mailer {
+    let mail_config = runwarden_auth::mail::MailConfig::local();
+    let mailer = runwarden_auth::mail::Mailer::new(&mail_config.public_app_url);
+    let sender = runwarden_auth::mail::Sender::new(runtime.clone(), &mail_config, &mailer).unwrap();
+    tokio::spawn(sender.run(std::future::pending()));
+    mailer
+}
+
 /// An app whose key set is being rotated (`keys.current()` signs; every key is published).
 /// `signing_key_der` is the current key's, as in [`spawn_app`].
 pub async fn spawn_app_with_keys(
@@ -111,7 +116,8 @@ pub async fn spawn_app_with_keys(
 ) -> TestApp {
     let fx = Fixtures::new(options).await;
     let runtime = fx.pool_as(runwarden_store::roles::AUTH, 20).await;
-    let state = AppState::with_keys(runtime, keys, 4, None);
+    let mailer = mail_sender(&runtime);
+    let state = AppState::with_keys(runtime, keys, 4, None).with_mailer(mailer);
     let limits = Limits::default();
     let tasks = PushAuth::shared_secret(SecretString::from(TASK_SECRET)).unwrap();
     let router = router_with_tasks(state, Some(tasks), TrustedProxyHops(1), &limits);
@@ -160,7 +166,12 @@ impl TestApp {
 
     /// Signs up as a person does: the sign-up, the link from the mail, the verification.
     pub async fn signup(&self, prefix: &str) -> Session {
-        let email = unique_email(prefix);
+        self.signup_email(&unique_email(prefix)).await
+    }
+
+    /// Signs `email` up and follows the mailed verification link: a verified user with
+    /// their personal org and a session.
+    pub async fn signup_email(&self, email: &str) -> Session {
         let (status, body) = self
             .post(
                 "/v1/auth/signup",
@@ -175,13 +186,13 @@ impl TestApp {
             .execute(&self.admin)
             .await
             .unwrap();
-        let token = self.mailed_token(&email).await;
+        let token = self.mailed_token(email).await;
         let (status, body) = self.verify(&token).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         Session {
             user_id: body["user_id"].as_str().unwrap().into(),
             org_id: body["org_id"].as_str().unwrap().into(),
-            email,
+            email: email.into(),
             access: body["access_token"].as_str().unwrap().into(),
             refresh: body["refresh_token"].as_str().unwrap().into(),
         }

@@ -16,21 +16,7 @@ fn corp_email(prefix: &str) -> String {
 }
 
 async fn signup_as(app: &TestApp, email: &str) -> Session {
-    let (status, body) = app
-        .post(
-            "/v1/auth/signup",
-            None,
-            json!({"email": email, "password": PASSWORD}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    Session {
-        user_id: body["user_id"].as_str().unwrap().into(),
-        org_id: body["org_id"].as_str().unwrap().into(),
-        email: email.into(),
-        access: body["access_token"].as_str().unwrap().into(),
-        refresh: body["refresh_token"].as_str().unwrap().into(),
-    }
+    app.signup_email(email).await
 }
 
 async fn patch_org(app: &TestApp, org: &str, token: &str, body: Value) -> (StatusCode, Value) {
