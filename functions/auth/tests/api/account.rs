@@ -740,3 +740,54 @@ async fn a_success_forgets_the_clients_failures_but_not_the_ip_or_the_account_ce
     assert_eq!(tat(&app, &ip_key).await, ip_tat);
     assert_eq!(tat(&app, &account).await, account_tat);
 }
+
+/// AUTH-08: a fresh deploy has no account at all, so no default login exists to try, and
+/// the obvious guesses answer like any unknown account. The migrations are what a fresh
+/// deploy runs; none of them writes a user, an identity, a membership or a session.
+#[sqlx::test(migrator = "runwarden_store::MIGRATOR")]
+async fn auth08_a_fresh_deploy_has_no_account_and_no_default_login_works(
+    _: sqlx::postgres::PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let app = spawn_app(options).await;
+    for table in [
+        "users",
+        "user_identities",
+        "memberships",
+        "sessions",
+        "orgs",
+    ] {
+        let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&app.admin)
+            .await
+            .unwrap();
+        assert_eq!(rows, 0, "a fresh deploy has rows in {table}");
+    }
+    for migration in runwarden_store::MIGRATOR.iter() {
+        let sql = migration.sql.to_lowercase();
+        for table in ["users", "user_identities", "memberships", "sessions"] {
+            for spelling in [
+                format!("insert into {table}"),
+                format!("insert into public.{table}"),
+            ] {
+                assert!(
+                    !sql.contains(&format!("{spelling} "))
+                        && !sql.contains(&format!("{spelling}(")),
+                    "migration {} seeds {table}",
+                    migration.description
+                );
+            }
+        }
+    }
+    for (email, password) in [
+        ("admin", "admin"),
+        ("admin@example.com", "admin"),
+        ("admin@runwarden.dev", "admin"),
+        ("root@localhost.localdomain", "root"),
+        ("test@example.com", "password"),
+    ] {
+        let (status, body) = app.login(email, password).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{email}: {body}");
+        assert_eq!(body["code"], "invalid_credentials", "{email}");
+    }
+}
