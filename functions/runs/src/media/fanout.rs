@@ -369,13 +369,26 @@ impl Drop for Lease {
         let (pool, id) = (self.hub.pool.clone(), self.id);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if let Err(e) = sqlx::query("SELECT media_stream_close($1)")
-                    .bind(id)
-                    .execute(&pool)
-                    .await
-                {
-                    // The lease stops counting 30 s after its last heartbeat anyway.
-                    tracing::warn!(error = %e, "releasing an event stream's lease failed");
+                // Many streams can end at once (a page closing its tabs, a deploy): a close
+                // that finds the pool busy tries again rather than leaving its slot taken
+                // until the lease goes stale.
+                let mut wait = Duration::from_millis(50);
+                for attempt in 1..=5 {
+                    match sqlx::query("SELECT media_stream_close($1)")
+                        .bind(id)
+                        .execute(&pool)
+                        .await
+                    {
+                        Ok(_) => return,
+                        Err(e) if attempt == 5 => {
+                            // The lease stops counting 30 s after its last heartbeat anyway.
+                            tracing::warn!(error = %e, "releasing an event stream's lease failed");
+                        }
+                        Err(_) => {
+                            tokio::time::sleep(wait).await;
+                            wait *= 4;
+                        }
+                    }
                 }
             });
         }

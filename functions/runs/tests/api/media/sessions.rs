@@ -41,16 +41,26 @@ async fn leases(app: &TestApp, run: &str) -> i64 {
         .unwrap()
 }
 
-/// Waits (at most 15 s: a dropped client is seen when the server next writes or reads the
-/// connection, which on a loaded machine can take a few seconds) until `run` has `n` leases.
+/// Waits (at most 40 s) until `run` has `n` leases. A stream's lease goes when the server
+/// sees its client is gone: usually at once (the connection's end is read), at worst when
+/// a keep-alive write fails, and the first write after the peer's close may still succeed,
+/// so up to two keep-alive intervals (2 × 15 s).
 async fn until_leases(app: &TestApp, run: &str, n: i64) {
-    for _ in 0..150 {
+    for _ in 0..400 {
         if leases(app, run).await == n {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(leases(app, run).await, n, "leases of the run");
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT format('id=%s jti=%s opened=%s beat=%s now=%s', id, jti, opened_at, beat_at, now())
+           FROM media_stream_leases WHERE run_id = $1::uuid",
+    )
+    .bind(run)
+    .fetch_all(&app.fx.admin)
+    .await
+    .unwrap();
+    assert_eq!(leases(app, run).await, n, "leases of the run: {rows:?}");
 }
 
 /// A second live session of `user`, and an access token for it.
