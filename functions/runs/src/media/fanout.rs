@@ -373,20 +373,20 @@ impl Drop for Lease {
                 // that finds the pool busy tries again rather than leaving its slot taken
                 // until the lease goes stale.
                 let mut wait = Duration::from_millis(50);
-                for attempt in 1..=5 {
+                for attempt in 1..=8 {
                     match sqlx::query("SELECT media_stream_close($1)")
                         .bind(id)
                         .execute(&pool)
                         .await
                     {
                         Ok(_) => return,
-                        Err(e) if attempt == 5 => {
+                        Err(e) if attempt == 8 => {
                             // The lease stops counting 30 s after its last heartbeat anyway.
                             tracing::warn!(error = %e, "releasing an event stream's lease failed");
                         }
                         Err(_) => {
                             tokio::time::sleep(wait).await;
-                            wait *= 4;
+                            wait = (wait * 4).min(Duration::from_secs(2));
                         }
                     }
                 }
